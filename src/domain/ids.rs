@@ -1,0 +1,86 @@
+//! Identifiers and secrets: prefixed, random, base62.
+//!
+//! Ids are never derived from counters so they cannot be enumerated; slugs and
+//! API keys carry well over 128 random bits because knowing one is enough to
+//! pay a link or act as a merchant.
+
+const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// `len` characters drawn uniformly from base62 (log2(62) ≈ 5.95 bits each).
+pub fn random_base62(len: usize) -> String {
+    let mut out = String::with_capacity(len);
+    let mut buf = [0u8; 64];
+    while out.len() < len {
+        getrandom::fill(&mut buf).expect("the operating system's random source failed");
+        for &byte in &buf {
+            // 248 = 4 * 62: rejecting larger bytes keeps every character equally likely.
+            if byte < 248 && out.len() < len {
+                out.push(ALPHABET[usize::from(byte % 62)] as char);
+            }
+        }
+    }
+    out
+}
+
+/// 24 chars ≈ 143 bits.
+pub fn new_link_id() -> String {
+    format!("plink_{}", random_base62(24))
+}
+
+/// The public last segment of a hosted page URL; 27 chars ≈ 160 bits.
+pub fn new_slug() -> String {
+    random_base62(27)
+}
+
+pub fn new_event_id() -> String {
+    format!("evt_{}", random_base62(24))
+}
+
+pub fn new_account_id() -> String {
+    format!("acct_{}", random_base62(20))
+}
+
+pub fn new_api_key_id() -> String {
+    format!("key_{}", random_base62(20))
+}
+
+pub fn new_payment_id() -> String {
+    format!("pay_{}", random_base62(24))
+}
+
+/// A secret API key, `pl_test_` or `pl_live_` + 32 chars ≈ 190 random bits.
+pub fn new_api_key_secret(livemode: bool) -> String {
+    let mode = if livemode { "live" } else { "test" };
+    format!("pl_{mode}_{}", random_base62(32))
+}
+
+/// Does `text` look like an id this service could have issued with `prefix`?
+/// Used to answer malformed ids without a database round trip.
+pub fn is_well_formed(text: &str, prefix: &str) -> bool {
+    text.strip_prefix(prefix).is_some_and(|rest| {
+        !rest.is_empty() && rest.len() <= 64 && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_have_their_prefix_and_length() {
+        let id = new_link_id();
+        assert!(id.starts_with("plink_"));
+        assert_eq!(id.len(), 6 + 24);
+        assert!(is_well_formed(&id, "plink_"));
+        assert!(!is_well_formed("plink_", "plink_"));
+        assert!(!is_well_formed("plink_a-b", "plink_"));
+        assert_ne!(new_link_id(), new_link_id());
+    }
+
+    #[test]
+    fn keys_name_their_mode() {
+        assert!(new_api_key_secret(false).starts_with("pl_test_"));
+        assert!(new_api_key_secret(true).starts_with("pl_live_"));
+        assert_eq!(new_api_key_secret(true).len(), 8 + 32);
+    }
+}

@@ -1,0 +1,19 @@
+//! The payment-link domain: types and rules with no I/O.
+//!
+//! Everything here is pure so that the state machine, validation and cancel
+//! policies can be tested (and property-tested) without a database or HTTP.
+//! The service layer loads state, asks these functions what should happen,
+//! and hands the result to a store as one atomic operation.
+
+pub mod cancel;
+pub mod event;
+pub mod ids;
+pub mod link;
+pub mod money;
+pub mod validation;
+
+pub use cancel::{AlreadyCancelled, CancelDecision, CancelPolicy, CancelRefusal};
+pub use event::{Actor, EventType, LinkEvent};
+pub use link::{Customer, LineItem, Link, LinkStatus, NewLink, PaymentType, Transition};
+pub use money::{Currency, MAX_AMOUNT};
+pub use validation::FieldError;

@@ -1,0 +1,170 @@
+//! The one error envelope every failing response uses:
+//! `{"error": {"type", "code", "message", "param", "request_id"}}`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::request_id;
+use crate::service::ServiceError;
+use crate::store::StoreError;
+
+/// The documented set of error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidRequest,
+    Unauthorized,
+    AccountSuspended,
+    NotFound,
+    InvalidState,
+    IdempotencyKeyReused,
+    IdempotencyKeyInUse,
+    RateLimited,
+    /// The database is unreachable or the request ran out of time; retry later.
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    fn error_type(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest | ErrorCode::NotFound | ErrorCode::InvalidState => "invalid_request_error",
+            ErrorCode::Unauthorized => "authentication_error",
+            ErrorCode::AccountSuspended => "permission_error",
+            ErrorCode::IdempotencyKeyReused | ErrorCode::IdempotencyKeyInUse => "idempotency_error",
+            ErrorCode::RateLimited => "rate_limit_error",
+            ErrorCode::Unavailable | ErrorCode::Internal => "api_error",
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Broad class: `invalid_request_error`, `authentication_error`,
+    /// `permission_error`, `idempotency_error`, `rate_limit_error`, `api_error`.
+    #[serde(rename = "type")]
+    pub error_type: String,
+    pub code: ErrorCode,
+    /// A sentence for a person.
+    pub message: String,
+    /// The request field at fault, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub param: Option<String>,
+    /// Same as the `X-Request-Id` response header.
+    pub request_id: String,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: ErrorCode,
+    pub message: String,
+    pub param: Option<String>,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            param: None,
+        }
+    }
+
+    pub fn with_param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message).with_param(param)
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
+    }
+
+    pub fn no_such_link(id: &str) -> Self {
+        Self::not_found(format!("No payment link with id `{id}`.")).with_param("id")
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            "Something went wrong on our side; the request may be retried.",
+        )
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, message)
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::NotFound => ApiError::not_found("No such payment link.").with_param("id"),
+            ServiceError::Invalid(field) => ApiError::invalid(field.param, field.message),
+            ServiceError::InvalidState { message, .. } => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::InvalidState, message)
+            }
+            ServiceError::Unauthorized(message) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
+            }
+            ServiceError::AccountSuspended => ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::AccountSuspended,
+                "This account is suspended; its API keys cannot be used.",
+            ),
+            ServiceError::Contention => ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::InvalidState,
+                "The payment link is being changed by other requests; retry shortly.",
+            ),
+            ServiceError::Store(StoreError::Unavailable(detail)) => {
+                tracing::warn!(%detail, "database unavailable");
+                ApiError::unavailable("The database is unavailable; retry shortly.")
+            }
+            ServiceError::Store(StoreError::Internal(detail)) => {
+                tracing::error!(%detail, "database error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                error_type: self.code.error_type().to_owned(),
+                code: self.code,
+                message: self.message,
+                param: self.param,
+                request_id: request_id::current(),
+            },
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

@@ -1,0 +1,158 @@
+//! Request extractors whose every rejection is the API's own error envelope:
+//! JSON bodies (content type, size, syntax, unknown and server-owned fields,
+//! field types with the offending `param`) and the API key.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use super::error::{ApiError, ErrorCode};
+use crate::service::Caller;
+
+/// Largest request body accepted (413 beyond).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Fields paylink sets itself; sending one is an error, not silently ignored.
+const SERVER_OWNED_FIELDS: &[&str] = &[
+    "id",
+    "object",
+    "livemode",
+    "url",
+    "slug",
+    "status",
+    "created_at",
+    "updated_at",
+    "cancelled_at",
+    "cancellation_reason",
+    "paid_at",
+    "payment_id",
+];
+
+/// A JSON body deserialized into `T` (whose serde attributes deny unknown
+/// fields). An empty body reads as `{}`, so `POST .../cancel` needs none.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    ErrorCode::InvalidRequest,
+                    format!("The request body is larger than {} KiB.", MAX_BODY_BYTES / 1024),
+                )
+            } else {
+                ApiError::bad_request(format!("The request body could not be read: {rejection}."))
+            }
+        })?;
+        let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+            Bytes::from_static(b"{}")
+        } else {
+            let is_json = content_type.as_deref().is_some_and(|value| {
+                let essence = value.split(';').next().unwrap_or("").trim();
+                essence.eq_ignore_ascii_case("application/json")
+            });
+            if !is_json {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    ErrorCode::InvalidRequest,
+                    "Send the request body as JSON with `Content-Type: application/json`.",
+                ));
+            }
+            bytes
+        };
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|error| {
+        ApiError::bad_request(format!(
+            "The request body is not valid JSON ({error})."
+        ))
+    })?;
+    let serde_json::Value::Object(fields) = &value else {
+        return Err(ApiError::bad_request("The request body must be a JSON object."));
+    };
+    if let Some(owned) = fields.keys().find(|key| SERVER_OWNED_FIELDS.contains(&key.as_str())) {
+        return Err(ApiError::invalid(
+            owned.clone(),
+            format!("`{owned}` is set by paylink and cannot be sent in a request."),
+        ));
+    }
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let inner = error.into_inner().to_string();
+        // serde's path already ends at an unknown field; a missing field is
+        // reported at its parent, so its name is appended.
+        if inner.starts_with("unknown field `") {
+            return ApiError::invalid(path.clone(), format!("Unknown field `{path}`."));
+        }
+        if let Some(field) = quoted_after(&inner, "missing field `") {
+            let param = if path.is_empty() { field } else { format!("{path}.{field}") };
+            return ApiError::invalid(param.clone(), format!("`{param}` is required."));
+        }
+        if inner.contains("invalid type: floating point") && inner.contains("expected i64") {
+            return ApiError::invalid(
+                path.clone(),
+                format!("`{path}` must be an integer amount in minor units (4995 for 49.95), never a decimal."),
+            );
+        }
+        ApiError::invalid(path.clone(), format!("Invalid value for `{path}`: {inner}."))
+    })
+}
+
+fn quoted_after(message: &str, prefix: &str) -> Option<String> {
+    let rest = message.strip_prefix(prefix)?;
+    Some(rest.split('`').next()?.to_owned())
+}
+
+/// The authenticated merchant, from `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+pub struct Authenticated(pub Caller);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let secret = api_key_from_headers(parts).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                "No API key provided. Send `Authorization: Bearer pl_test_...` or `X-API-Key: pl_test_...`.",
+            )
+        })?;
+        let caller = state.service.authenticate(&secret).await?;
+        Ok(Authenticated(caller))
+    }
+}
+
+fn api_key_from_headers(parts: &Parts) -> Option<String> {
+    if let Some(value) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let value = value.trim();
+        let token = value
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map_or(value, |(_, token)| token.trim());
+        if !token.is_empty() {
+            return Some(token.to_owned());
+        }
+    }
+    parts
+        .headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}

@@ -1,0 +1,436 @@
+//! Native v1 payment-link endpoints.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use jiff::Timestamp;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::{Authenticated, JsonBody};
+use super::wire::*;
+use crate::domain::{CancelPolicy, LinkStatus, ids};
+use crate::service::{BulkOutcome, MAX_BULK_CANCEL, ServiceError};
+use crate::store::LinkFilter;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_link, list_links))
+        .routes(routes!(get_link, update_link))
+        .routes(routes!(cancel_link))
+        .routes(routes!(bulk_cancel))
+        .routes(routes!(link_stats))
+        .routes(routes!(link_events))
+}
+
+/// Answers 404 for an id this service could never have issued, without a
+/// database round trip, and maps "not found" to a message naming the id.
+fn check_link_id(id: &str) -> ApiResult<()> {
+    if ids::is_well_formed(id, "plink_") {
+        Ok(())
+    } else {
+        Err(ApiError::no_such_link(id))
+    }
+}
+
+fn name_missing_link(id: &str) -> impl Fn(ServiceError) -> ApiError + '_ {
+    move |error| match error {
+        ServiceError::NotFound => ApiError::no_such_link(id),
+        other => other.into(),
+    }
+}
+
+/// Create a payment link.
+#[utoipa::path(post, path = "/v1/payment-links", tag = "payment links",
+    request_body = CreatePaymentLinkRequest,
+    responses(
+        (status = 201, description = "Created", body = PaymentLinkResource),
+        (status = 400, description = "A field is invalid (`param` names it)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 403, description = "Account suspended", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = [])))]
+async fn create_link(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    JsonBody(request): JsonBody<CreatePaymentLinkRequest>,
+) -> ApiResult<(StatusCode, Json<PaymentLinkResource>)> {
+    let link = state.service.create_link(&caller, request.into()).await?;
+    Ok((StatusCode::CREATED, Json(state.resource(link))))
+}
+
+/// Retrieve a payment link.
+#[utoipa::path(get, path = "/v1/payment-links/{id}", tag = "payment links",
+    params(("id" = String, Path, description = "The link's id, `plink_...`")),
+    responses(
+        (status = 200, description = "The link (an active link past `expires_at` reads as expired)", body = PaymentLinkResource),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 403, description = "Account suspended", body = ErrorBody),
+        (status = 404, description = "No such link in this account and mode", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = [])))]
+async fn get_link(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PaymentLinkResource>> {
+    check_link_id(&id)?;
+    let link = state.service.get_link(&caller, &id).await.map_err(name_missing_link(&id))?;
+    Ok(Json(state.resource(link)))
+}
+
+/// Query parameters of the list (documentation of what `parse_list_query` reads).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(dead_code, reason = "documents the query string; parsing is by hand for metadata[key]")]
+struct ListLinksQuery {
+    /// Effective status (an active link past `expires_at` counts as expired).
+    status: Option<PaymentLinkStatus>,
+    /// Only links created strictly after this time (RFC 3339 or Unix seconds).
+    created_after: Option<String>,
+    /// Only links created strictly before this time (RFC 3339 or Unix seconds).
+    created_before: Option<String>,
+    order_reference: Option<String>,
+    /// Links with a line item of this product.
+    product_id: Option<String>,
+    /// 1..100, default 20.
+    limit: Option<i64>,
+    /// The id of the last link of the previous page.
+    starting_after: Option<String>,
+    /// `metadata[KEY]=VALUE`: links whose metadata has KEY = VALUE (repeatable).
+    #[param(rename = "metadata[key]")]
+    metadata: Option<String>,
+}
+
+struct ListQuery {
+    filter: LinkFilter,
+    limit: usize,
+    starting_after: Option<String>,
+}
+
+fn parse_timestamp(param: &str, value: &str) -> ApiResult<Timestamp> {
+    if let Ok(seconds) = value.parse::<i64>() {
+        return Timestamp::from_second(seconds)
+            .map_err(|_| ApiError::invalid(param, format!("`{param}` is out of range.")));
+    }
+    value.parse::<Timestamp>().map_err(|_| {
+        ApiError::invalid(
+            param,
+            format!("`{param}` must be an RFC 3339 time (2026-01-31T12:00:00Z) or Unix seconds."),
+        )
+    })
+}
+
+fn parse_status(param: &str, value: &str) -> ApiResult<LinkStatus> {
+    LinkStatus::parse(value).ok_or_else(|| {
+        ApiError::invalid(
+            param,
+            format!("`{value}` is not a status; use active, processing, paid, expired or cancelled."),
+        )
+    })
+}
+
+fn parse_list_query(raw: Option<&str>, allow_paging: bool) -> ApiResult<ListQuery> {
+    let mut query = ListQuery {
+        filter: LinkFilter::default(),
+        limit: 20,
+        starting_after: None,
+    };
+    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        let value = value.into_owned();
+        match key.as_ref() {
+            "status" => query.filter.status = Some(parse_status("status", &value)?),
+            "created_after" => query.filter.created_after = Some(parse_timestamp("created_after", &value)?),
+            "created_before" => query.filter.created_before = Some(parse_timestamp("created_before", &value)?),
+            "order_reference" => query.filter.order_reference = Some(value),
+            "product_id" => query.filter.product_id = Some(value),
+            "limit" if allow_paging => {
+                query.limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|limit| (1..=100).contains(limit))
+                    .ok_or_else(|| ApiError::invalid("limit", "`limit` must be an integer from 1 to 100."))?;
+            }
+            "starting_after" if allow_paging => query.starting_after = Some(value),
+            other => match other.strip_prefix("metadata[").and_then(|rest| rest.strip_suffix(']')) {
+                Some(meta_key) if !meta_key.is_empty() => query.filter.metadata.push((meta_key.to_owned(), value)),
+                _ => return Err(ApiError::invalid(other, format!("Unknown query parameter `{other}`."))),
+            },
+        }
+    }
+    Ok(query)
+}
+
+/// List payment links, newest first.
+#[utoipa::path(get, path = "/v1/payment-links", tag = "payment links",
+    params(ListLinksQuery),
+    responses(
+        (status = 200, description = "A page of links", body = PaymentLinkList),
+        (status = 400, description = "A query parameter is invalid", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 403, description = "Account suspended", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = [])))]
+async fn list_links(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<PaymentLinkList>> {
+    let query = parse_list_query(raw.as_deref(), true)?;
+    let page = state
+        .service
+        .list_links(&caller, &query.filter, query.limit, query.starting_after.as_deref())
+        .await?;
+    Ok(Json(PaymentLinkList {
+        object: "list",
+        data: page.links.into_iter().map(|link| state.resource(link)).collect(),
+        has_more: page.has_more,
+    }))
+}
+
+/// Update an active payment link's `expires_at`, `metadata` or `description`.
+#[utoipa::path(patch, path = "/v1/payment-links/{id}", tag = "payment links",
+    params(("id" = String, Path, description = "The link's id")),
+    request_body = UpdatePaymentLinkRequest,
+    responses(
+        (status = 200, description = "The updated link", body = PaymentLinkResource),
+        (status = 400, description = "A field is invalid", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 403, description = "Account suspended", body = ErrorBody),
+        (status = 404, description = "No such link", body = ErrorBody),
+        (status = 409, description = "The link is not active (`invalid_state`)", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = [])))]
+async fn update_link(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+    JsonBody(request): JsonBody<UpdatePaymentLinkRequest>,
+) -> ApiResult<Json<PaymentLinkResource>> {
+    check_link_id(&id)?;
+    let link = state
+        .service
+        .update_link(&caller, &id, request.into())
+        .await
+        .map_err(name_missing_link(&id))?;
+    Ok(Json(state.resource(link)))
+}
+
+/// Cancel a payment link. Cancelling a cancelled link answers 200 with the
+/// link unchanged; processing, paid and expired links answer 409.
+#[utoipa::path(post, path = "/v1/payment-links/{id}/cancel", tag = "payment links",
+    params(("id" = String, Path, description = "The link's id")),
+    request_body(content = CancelRequest, description = "Optional; an empty body is allowed"),
+    responses(
+        (status = 200, description = "The cancelled link", body = PaymentLinkResource),
+        (status = 400, description = "`reason` over 500 characters, or a bad body", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 403, description = "Account suspended", body = ErrorBody),
+        (status = 404, description = "No such link", body = ErrorBody),
+        (status = 409, description = "Processing, paid or expired (`invalid_state`)", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = [])))]
+async fn cancel_link(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+    JsonBody(request): JsonBody<CancelRequest>,
+) -> ApiResult<Json<PaymentLinkResource>> {
+    check_link_id(&id)?;
+    let link = state
+        .service
+        .cancel_link(&caller, &id, request.reason, &CancelPolicy::NATIVE)
+        .await
+        .map_err(name_missing_link(&id))?;
+    Ok(Json(state.resource(link)))
+}
+
+/// Cancel every link matching the filters (at most 1000 a call), or with
+/// `dry_run` report what would be cancelled. Each link's outcome is listed.
+#[utoipa::path(post, path = "/v1/payment-links/cancel", tag = "payment links",
+    request_body = BulkCancelRequest,
+    responses(
+        (status = 200, description = "Per-link outcomes", body = BulkCancelResponse),
+        (status = 400, description = "A field is invalid", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 403, description = "Account suspended", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = [])))]
+async fn bulk_cancel(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    JsonBody(request): JsonBody<BulkCancelRequest>,
+) -> ApiResult<Json<BulkCancelResponse>> {
+    let limit = match request.limit {
+        None => MAX_BULK_CANCEL,
+        Some(limit) => usize::try_from(limit)
+            .ok()
+            .filter(|limit| (1..=MAX_BULK_CANCEL).contains(limit))
+            .ok_or_else(|| ApiError::invalid("limit", format!("`limit` must be from 1 to {MAX_BULK_CANCEL}.")))?,
+    };
+    let filter = LinkFilter {
+        status: request.status.map(Into::into),
+        created_after: request.created_after,
+        created_before: request.created_before,
+        order_reference: request.order_reference,
+        product_id: request.product_id,
+        metadata: request.metadata.unwrap_or_default().into_iter().collect(),
+    };
+    let (items, has_more) = state
+        .service
+        .bulk_cancel(
+            &caller,
+            &filter,
+            limit,
+            request.starting_after.as_deref(),
+            request.reason,
+            request.dry_run,
+        )
+        .await?;
+    let mut summary = BTreeMap::new();
+    let data: Vec<BulkCancelItem> = items
+        .into_iter()
+        .map(|item| {
+            let (outcome, error) = match item.outcome {
+                BulkOutcome::Cancelled => (BulkOutcomeKind::Cancelled, None),
+                BulkOutcome::WouldCancel => (BulkOutcomeKind::WouldCancel, None),
+                BulkOutcome::AlreadyCancelled => (BulkOutcomeKind::AlreadyCancelled, None),
+                BulkOutcome::Refused(refusal) => (
+                    BulkOutcomeKind::Refused,
+                    Some(BulkOutcomeError {
+                        code: "invalid_state".into(),
+                        message: refusal.message().into(),
+                    }),
+                ),
+                BulkOutcome::Failed(message) => (
+                    BulkOutcomeKind::Failed,
+                    Some(BulkOutcomeError {
+                        code: "unavailable".into(),
+                        message,
+                    }),
+                ),
+            };
+            let key = serde_json::to_value(&outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            *summary.entry(key).or_insert(0) += 1;
+            BulkCancelItem {
+                id: item.link.id,
+                outcome,
+                status: item.link.status.into(),
+                error,
+            }
+        })
+        .collect();
+    Ok(Json(BulkCancelResponse {
+        object: "bulk_cancel",
+        dry_run: request.dry_run,
+        data,
+        summary,
+        has_more,
+    }))
+}
+
+/// Query parameters of the stats (documentation of what is parsed by hand).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(dead_code, reason = "documents the query string; parsing is by hand for metadata[key]")]
+struct StatsQuery {
+    /// Only links created strictly after this time (RFC 3339 or Unix seconds).
+    created_after: Option<String>,
+    /// Only links created strictly before this time (RFC 3339 or Unix seconds).
+    created_before: Option<String>,
+    status: Option<PaymentLinkStatus>,
+    order_reference: Option<String>,
+    product_id: Option<String>,
+    #[param(rename = "metadata[key]")]
+    metadata: Option<String>,
+}
+
+/// Counts and amount sums by status and currency, over a creation-time range.
+#[utoipa::path(get, path = "/v1/payment-links/stats", tag = "payment links",
+    params(StatsQuery),
+    responses(
+        (status = 200, description = "Counts and sums", body = StatsResponse),
+        (status = 400, description = "A query parameter is invalid", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 403, description = "Account suspended", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = [])))]
+async fn link_stats(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<StatsResponse>> {
+    let query = parse_list_query(raw.as_deref(), false)?;
+    let rows = state.service.stats(&caller, &query.filter).await?;
+    let mut count_by_status: BTreeMap<String, i64> =
+        LinkStatus::ALL.iter().map(|status| (status.as_str().to_owned(), 0)).collect();
+    for row in &rows {
+        *count_by_status.entry(row.status.as_str().to_owned()).or_insert(0) += row.count;
+    }
+    Ok(Json(StatsResponse {
+        object: "payment_link_stats",
+        livemode: caller.scope.livemode,
+        created_after: query.filter.created_after,
+        created_before: query.filter.created_before,
+        count_by_status,
+        data: rows
+            .into_iter()
+            .map(|row| StatsRowBody {
+                status: row.status.into(),
+                currency: row.currency,
+                count: row.count,
+                amount: row.amount,
+            })
+            .collect(),
+    }))
+}
+
+/// The link's audit trail: every event, oldest first.
+#[utoipa::path(get, path = "/v1/payment-links/{id}/events", tag = "payment links",
+    params(("id" = String, Path, description = "The link's id")),
+    responses(
+        (status = 200, description = "Events, oldest first", body = EventList),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 403, description = "Account suspended", body = ErrorBody),
+        (status = 404, description = "No such link", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = [])))]
+async fn link_events(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EventList>> {
+    check_link_id(&id)?;
+    let events = state.service.link_events(&caller, &id).await.map_err(name_missing_link(&id))?;
+    Ok(Json(EventList {
+        object: "list",
+        data: events
+            .into_iter()
+            .map(|event| EventResource::new(event, &state.public_url))
+            .collect(),
+    }))
+}

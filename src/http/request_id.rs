@@ -1,0 +1,45 @@
+//! Request ids: one per request, in the `X-Request-Id` header and in every
+//! error body, so a merchant's support ticket points at one log line.
+//!
+//! The id lives in a task-local for the request's duration, so errors built
+//! anywhere below (extractor rejections included) can carry it.
+
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+
+use super::error::ApiError;
+use crate::domain::ids;
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+pub const HEADER: &str = "x-request-id";
+
+/// The current request's id (empty outside a request).
+pub fn current() -> String {
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
+}
+
+/// Assigns the id, bounds the request's time, and stamps the response.
+pub async fn layer(request_timeout: Duration, request: Request, next: Next) -> Response {
+    let id = format!("req_{}", ids::random_base62(20));
+    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let handled = async move {
+        match tokio::time::timeout(request_timeout, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => ApiError::unavailable("The request took too long and was abandoned; retry shortly.")
+                .into_response(),
+        }
+    };
+    let mut response = REQUEST_ID.scope(id.clone(), handled.instrument(span)).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(HEADER, value);
+    }
+    response
+}

@@ -1,0 +1,12 @@
+//! paylink: self-hostable payment links.
+//!
+//! `domain` holds the rules (no I/O), `store` persists, `service` runs each
+//! use case as one atomic write, `http` speaks the native API, and `server`
+//! runs it all. The binary in `main.rs` is a thin CLI over this library.
+
+pub mod clock;
+pub mod domain;
+pub mod http;
+pub mod server;
+pub mod service;
+pub mod store;

@@ -1,0 +1,192 @@
+//! The `paylink` command line: `serve`, `migrate`, `keys create`,
+//! `accounts suspend|resume`. Logs go to stderr so stdout carries only
+//! what a script may want to capture (a new API key).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use jiff::SignedDuration;
+use paylink::clock::SystemClock;
+use paylink::server::{self, ServerOptions};
+use paylink::service::{Service, ServiceSettings};
+use paylink::store;
+
+#[derive(Parser)]
+#[command(name = "paylink", version, about = "Self-hostable payment links")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct DatabaseArgs {
+    /// `sqlite://PATH`.
+    #[arg(long, env = "PAYLINK_DATABASE_URL", default_value = "sqlite://paylink.db")]
+    database_url: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (and the expiry sweeper).
+    Serve {
+        #[arg(long, env = "PAYLINK_ADDR", default_value = "127.0.0.1:8080")]
+        addr: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Base of hosted page URLs; default `http://{addr}`.
+        #[arg(long, env = "PAYLINK_PUBLIC_URL")]
+        public_url: Option<String>,
+        /// Seconds between expiry sweeps.
+        #[arg(long, env = "PAYLINK_SWEEP_INTERVAL_SECS", default_value_t = 5)]
+        sweep_interval_secs: u64,
+        /// Default lifetime of a new link, in hours.
+        #[arg(long, env = "PAYLINK_DEFAULT_LINK_LIFETIME_HOURS", default_value_t = 14 * 24)]
+        default_link_lifetime_hours: i64,
+        /// Seconds before a request is abandoned with 503.
+        #[arg(long, env = "PAYLINK_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+        request_timeout_secs: u64,
+    },
+    /// Create or upgrade the database schema, then exit.
+    Migrate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Manage accounts.
+    Accounts {
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key (and the account, if new); prints the secret as the last line.
+    Create {
+        #[arg(long)]
+        account: String,
+        #[arg(long, value_enum)]
+        mode: Mode,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountsCommand {
+    /// Refuse every key of the account with 403 `account_suspended`.
+    Suspend {
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Lift a suspension.
+    Resume {
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Mode {
+    Test,
+    Live,
+}
+
+async fn open_service(database_url: &str, settings: ServiceSettings) -> anyhow::Result<Arc<Service>> {
+    let store = store::open(database_url)
+        .await
+        .with_context(|| format!("opening {}", store::redact_url(database_url)))?;
+    Ok(Arc::new(Service::new(store, Arc::new(SystemClock), settings)))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PAYLINK_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve {
+            addr,
+            database,
+            public_url,
+            sweep_interval_secs,
+            default_link_lifetime_hours,
+            request_timeout_secs,
+        } => {
+            let settings = ServiceSettings {
+                default_link_lifetime: SignedDuration::from_hours(default_link_lifetime_hours),
+            };
+            let service = open_service(&database.database_url, settings).await?;
+            if let Some(issued) = service.bootstrap().await? {
+                println!("Created account `default` with a test API key (shown only this once):");
+                println!("{}", issued.secret);
+            }
+            let listener = tokio::net::TcpListener::bind(&addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?;
+            let running = server::start(
+                listener,
+                service,
+                ServerOptions {
+                    public_url,
+                    sweep_interval: Duration::from_secs(sweep_interval_secs.max(1)),
+                    request_timeout: Duration::from_secs(request_timeout_secs.max(1)),
+                },
+            )
+            .await?;
+            tracing::info!(
+                addr = %running.addr,
+                public_url = %running.public_url,
+                database = %store::redact_url(&database.database_url),
+                "paylink listening"
+            );
+            running.run_until_signal().await
+        }
+        Command::Migrate { database } => {
+            open_service(&database.database_url, ServiceSettings::default()).await?;
+            eprintln!("database is migrated: {}", store::redact_url(&database.database_url));
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::Create { account, mode, database },
+        } => {
+            let service = open_service(&database.database_url, ServiceSettings::default()).await?;
+            let issued = service
+                .create_api_key(&account, matches!(mode, Mode::Live))
+                .await
+                .context("creating the key")?;
+            eprintln!(
+                "created key {} for account `{}` ({} mode); store it now, it is not shown again",
+                issued.record.id,
+                issued.account.name,
+                if issued.record.livemode { "live" } else { "test" }
+            );
+            println!("{}", issued.secret);
+            Ok(())
+        }
+        Command::Accounts { command } => {
+            let (name, database, suspend) = match command {
+                AccountsCommand::Suspend { name, database } => (name, database, true),
+                AccountsCommand::Resume { name, database } => (name, database, false),
+            };
+            let service = open_service(&database.database_url, ServiceSettings::default()).await?;
+            service
+                .set_account_suspended(&name, suspend)
+                .await
+                .with_context(|| format!("no account named `{name}`"))?;
+            eprintln!("account `{name}` {}", if suspend { "suspended" } else { "resumed" });
+            Ok(())
+        }
+    }
+}

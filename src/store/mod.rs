@@ -1,0 +1,139 @@
+//! Persistence: one `Store` trait, one implementation per backend.
+//!
+//! Methods are whole operations (create a link with its event, apply a
+//! transition with its event), never open transactions handed out, so a
+//! backend is free to batch many operations into one durable commit.
+
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+
+use crate::domain::{Link, LinkEvent, LinkStatus, Transition};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or is shutting down; retrying later may work.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Internal(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The account and mode a request acts in; every link query is scoped by it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub account_id: String,
+    pub livemode: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: String,
+    pub name: String,
+    pub suspended: bool,
+    pub created_at: Timestamp,
+}
+
+/// A stored API key: its hash and a short display prefix, never the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub account_id: String,
+    pub livemode: bool,
+    pub key_hash: String,
+    pub key_prefix: String,
+    pub created_at: Timestamp,
+}
+
+/// Filters shared by list, bulk cancel and stats. `status` filters on the
+/// effective status at `now` (a due active link counts as expired).
+#[derive(Debug, Clone, Default)]
+pub struct LinkFilter {
+    pub status: Option<LinkStatus>,
+    pub created_after: Option<Timestamp>,
+    pub created_before: Option<Timestamp>,
+    pub order_reference: Option<String>,
+    pub product_id: Option<String>,
+    pub metadata: Vec<(String, String)>,
+}
+
+/// Newest first; `starting_after` is the (created_at, id) of the last link
+/// of the previous page, so pages never overlap or skip.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub limit: usize,
+    pub starting_after: Option<(Timestamp, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsRow {
+    pub status: LinkStatus,
+    pub currency: String,
+    pub count: i64,
+    pub amount: i64,
+}
+
+/// What became of a transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Yes,
+    /// The link moved on since it was read (another writer won); nothing written.
+    StaleVersion,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn count_accounts(&self) -> StoreResult<i64>;
+    /// The account named `name`, created if it does not exist.
+    async fn ensure_account(&self, account: Account) -> StoreResult<Account>;
+    /// Returns false if no such account.
+    async fn set_account_suspended(&self, name: &str, suspended: bool) -> StoreResult<bool>;
+    async fn insert_api_key(&self, key: ApiKeyRecord) -> StoreResult<()>;
+    async fn find_api_key(&self, key_hash: &str) -> StoreResult<Option<(ApiKeyRecord, Account)>>;
+
+    async fn insert_link(&self, link: Link, event: LinkEvent) -> StoreResult<()>;
+    async fn get_link(&self, scope: &Scope, id: &str) -> StoreResult<Option<Link>>;
+    async fn get_link_by_slug(&self, slug: &str) -> StoreResult<Option<Link>>;
+    /// Up to `page.limit` links matching `filter`, newest first.
+    async fn list_links(&self, scope: &Scope, filter: &LinkFilter, page: &Page, now: Timestamp) -> StoreResult<Vec<Link>>;
+    /// Writes the new link state and its event in one transaction, only if
+    /// the stored version is still `transition.expected_version`.
+    async fn apply_transition(&self, transition: Transition) -> StoreResult<Applied>;
+    /// The link's events, oldest first.
+    async fn link_events(&self, link_id: &str) -> StoreResult<Vec<LinkEvent>>;
+    async fn stats(&self, scope: &Scope, filter: &LinkFilter, now: Timestamp) -> StoreResult<Vec<StatsRow>>;
+    /// Active links whose `expires_at` is at or before `now`, oldest deadline first.
+    async fn due_for_expiry(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<Link>>;
+    /// Is the database answering?
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// Opens (creating and migrating as needed) the store a URL names.
+pub async fn open(database_url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(path) = database_url.strip_prefix("sqlite://") {
+        return Ok(Arc::new(sqlite::SqliteStore::open(path).await?));
+    }
+    if let Some(path) = database_url.strip_prefix("sqlite:") {
+        return Ok(Arc::new(sqlite::SqliteStore::open(path).await?));
+    }
+    anyhow::bail!(
+        "unsupported database URL `{}`: use sqlite://PATH",
+        redact_url(database_url)
+    )
+}
+
+/// A database URL fit for logs: any password replaced by `***`.
+pub fn redact_url(database_url: &str) -> String {
+    match url::Url::parse(database_url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => database_url.to_owned(),
+    }
+}

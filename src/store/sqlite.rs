@@ -1,0 +1,669 @@
+//! The embedded SQLite store.
+//!
+//! One dedicated writer thread owns the only write connection. Writes queue
+//! to it; it takes every job waiting, runs each in its own savepoint inside
+//! one transaction and commits once (group commit), and only then answers
+//! the callers, so an acknowledged write has been fsynced
+//! (`synchronous=FULL`). Reads run on a small pool of read-only connections,
+//! which WAL lets proceed beside the writer.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use rusqlite::types::Value;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params, params_from_iter};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::{Account, ApiKeyRecord, Applied, LinkFilter, Page, Scope, StatsRow, Store, StoreError, StoreResult};
+use crate::domain::{Link, LinkEvent, LinkStatus, Transition};
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/0001_init.sql"))];
+const READERS: usize = 4;
+/// Most operations one commit may carry.
+const MAX_BATCH: usize = 512;
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        match error.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                StoreError::Unavailable(error.to_string())
+            }
+            _ => StoreError::Internal(error.to_string()),
+        }
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(error: serde_json::Error) -> Self {
+        StoreError::Internal(format!("stored JSON: {error}"))
+    }
+}
+
+/// One queued write: runs on the writer's connection inside a savepoint and
+/// says whether it succeeded, plus how to answer once the commit is known.
+type WriteJob = Box<dyn FnOnce(&Connection) -> JobOutcome + Send>;
+
+struct JobOutcome {
+    succeeded: bool,
+    answer: Box<dyn FnOnce(Option<StoreError>) + Send>,
+}
+
+pub struct SqliteStore {
+    writer: mpsc::Sender<WriteJob>,
+    readers: Arc<ReaderPool>,
+}
+
+struct ReaderPool {
+    connections: Mutex<Vec<Connection>>,
+    permits: Semaphore,
+}
+
+impl SqliteStore {
+    /// Opens or creates the database at `path`, migrates it, and starts the writer.
+    pub async fn open(path: &str) -> anyhow::Result<Self> {
+        if path.is_empty() || path == ":memory:" {
+            anyhow::bail!("SQLite needs a file path (an in-memory database cannot be shared by the reader connections)");
+        }
+        let path = path.to_owned();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (writer, jobs) = mpsc::channel::<WriteJob>(4096);
+        let writer_path = path.clone();
+        std::thread::Builder::new()
+            .name("paylink-sqlite-writer".into())
+            .spawn(move || {
+                let connection = match open_writer(&writer_path) {
+                    Ok(connection) => connection,
+                    Err(error) => {
+                        let _ = ready_tx.send(Err(error));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                run_writer(connection, jobs);
+            })?;
+        ready_rx.await??;
+
+        let readers = tokio::task::spawn_blocking(move || {
+            (0..READERS).map(|_| open_reader(&path)).collect::<anyhow::Result<Vec<_>>>()
+        })
+        .await??;
+        Ok(Self {
+            writer,
+            readers: Arc::new(ReaderPool {
+                connections: Mutex::new(readers),
+                permits: Semaphore::new(READERS),
+            }),
+        })
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        operation: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let (reply, answer) = oneshot::channel();
+        let job: WriteJob = Box::new(move |connection| {
+            let result = operation(connection);
+            JobOutcome {
+                succeeded: result.is_ok(),
+                answer: Box::new(move |commit_error| {
+                    let _ = reply.send(match commit_error {
+                        Some(error) => Err(error),
+                        None => result,
+                    });
+                }),
+            }
+        });
+        self.writer
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the write could not be committed".into()))?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let _permit = self
+            .readers
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Unavailable("reader pool closed".into()))?;
+        let connection = self
+            .readers
+            .connections
+            .lock()
+            .expect("reader pool lock poisoned")
+            .pop()
+            .expect("a permit guarantees a free connection");
+        let pool = Arc::clone(&self.readers);
+        tokio::task::spawn_blocking(move || {
+            let result = query(&connection);
+            pool.connections.lock().expect("reader pool lock poisoned").push(connection);
+            result
+        })
+        .await
+        .map_err(|error| StoreError::Internal(format!("reader task failed: {error}")))?
+    }
+}
+
+fn open_writer(path: &str) -> anyhow::Result<Connection> {
+    if let Some(parent) = Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut connection = Connection::open(path)?;
+    // WAL lets readers run beside the writer; FULL syncs the WAL on every
+    // commit so an acknowledged write survives power loss.
+    connection.execute_batch(
+        "pragma journal_mode = wal;
+         pragma synchronous = full;
+         pragma foreign_keys = on;
+         pragma busy_timeout = 5000;",
+    )?;
+    migrate(&mut connection)?;
+    Ok(connection)
+}
+
+fn open_reader(path: &str) -> anyhow::Result<Connection> {
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    connection.execute_batch("pragma busy_timeout = 5000; pragma query_only = on;")?;
+    Ok(connection)
+}
+
+fn migrate(connection: &mut Connection) -> anyhow::Result<()> {
+    connection.execute_batch(
+        "create table if not exists schema_migrations (version integer primary key, applied_at integer not null)",
+    )?;
+    for (version, sql) in MIGRATIONS {
+        let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let applied: bool = tx.query_row(
+            "select exists (select 1 from schema_migrations where version = ?1)",
+            [version],
+            |row| row.get(0),
+        )?;
+        if !applied {
+            tx.execute_batch(sql)?;
+            tx.execute(
+                "insert into schema_migrations (version, applied_at) values (?1, ?2)",
+                params![version, micros(Timestamp::now())],
+            )?;
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn run_writer(connection: Connection, mut jobs: mpsc::Receiver<WriteJob>) {
+    while let Some(first) = jobs.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(error) = connection.execute_batch("begin immediate") {
+            // Dropping the jobs unanswered tells each caller the write did not happen.
+            tracing::error!(%error, "could not begin a write transaction");
+            drop(batch);
+            continue;
+        }
+        let mut answers = Vec::with_capacity(batch.len());
+        for job in batch {
+            // Each job gets its own savepoint so one failing operation
+            // leaves the others of the batch intact.
+            if let Err(error) = connection.execute_batch("savepoint job") {
+                tracing::error!(%error, "could not open a savepoint");
+                continue;
+            }
+            let outcome = job(&connection);
+            let closed = if outcome.succeeded {
+                connection.execute_batch("release job")
+            } else {
+                connection.execute_batch("rollback to job; release job")
+            };
+            if let Err(error) = closed {
+                tracing::error!(%error, "could not close a savepoint");
+            }
+            answers.push(outcome.answer);
+        }
+        match connection.execute_batch("commit") {
+            Ok(()) => answers.into_iter().for_each(|answer| answer(None)),
+            Err(error) => {
+                tracing::error!(%error, "group commit failed; every operation of the batch is rolled back");
+                let _ = connection.execute_batch("rollback");
+                let message = error.to_string();
+                for answer in answers {
+                    answer(Some(StoreError::Unavailable(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+fn micros(at: Timestamp) -> i64 {
+    at.as_microsecond()
+}
+
+fn from_micros(value: i64) -> rusqlite::Result<Timestamp> {
+    Timestamp::from_microsecond(value)
+        .map_err(|error| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Integer, Box::new(error)))
+}
+
+fn opt_from_micros(value: Option<i64>) -> rusqlite::Result<Option<Timestamp>> {
+    value.map(from_micros).transpose()
+}
+
+fn json_column<T: serde::de::DeserializeOwned>(text: Option<String>) -> rusqlite::Result<Option<T>> {
+    text.map(|text| {
+        serde_json::from_str(&text)
+            .map_err(|error| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(error)))
+    })
+    .transpose()
+}
+
+fn conversion_error(message: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, message.into())
+}
+
+const LINK_COLUMNS: &str = "id, account_id, livemode, slug, amount, currency, description, payment_type, \
+     customer, line_items, order_reference, metadata, success_url, cancel_url, status, expires_at, \
+     created_at, updated_at, cancelled_at, cancellation_reason, paid_at, payment_id, version";
+
+fn link_from_row(row: &Row<'_>) -> rusqlite::Result<Link> {
+    let currency: String = row.get("currency")?;
+    let status: String = row.get("status")?;
+    Ok(Link {
+        id: row.get("id")?,
+        account_id: row.get("account_id")?,
+        livemode: row.get("livemode")?,
+        slug: row.get("slug")?,
+        amount: row.get("amount")?,
+        currency: crate::domain::Currency::parse(&currency).map_err(conversion_error)?,
+        description: row.get("description")?,
+        payment_type: crate::domain::PaymentType::OneTime,
+        customer: json_column(row.get("customer")?)?,
+        line_items: json_column(row.get("line_items")?)?,
+        order_reference: row.get("order_reference")?,
+        metadata: json_column(row.get("metadata")?)?.unwrap_or_default(),
+        success_url: row.get("success_url")?,
+        cancel_url: row.get("cancel_url")?,
+        status: LinkStatus::parse(&status).ok_or_else(|| conversion_error(format!("unknown status {status}")))?,
+        expires_at: from_micros(row.get("expires_at")?)?,
+        created_at: from_micros(row.get("created_at")?)?,
+        updated_at: from_micros(row.get("updated_at")?)?,
+        cancelled_at: opt_from_micros(row.get("cancelled_at")?)?,
+        cancellation_reason: row.get("cancellation_reason")?,
+        paid_at: opt_from_micros(row.get("paid_at")?)?,
+        payment_id: row.get("payment_id")?,
+        version: row.get("version")?,
+    })
+}
+
+fn event_from_row(row: &Row<'_>) -> rusqlite::Result<LinkEvent> {
+    let event_type: String = row.get("type")?;
+    Ok(LinkEvent {
+        id: row.get("id")?,
+        event_type: crate::domain::EventType::parse(&event_type)
+            .ok_or_else(|| conversion_error(format!("unknown event type {event_type}")))?,
+        created_at: from_micros(row.get("created_at")?)?,
+        actor: json_column(row.get("actor")?)?.ok_or_else(|| conversion_error("missing actor".into()))?,
+        reason: row.get("reason")?,
+        link: json_column(row.get("link")?)?.ok_or_else(|| conversion_error("missing link".into()))?,
+        previous_attributes: json_column(row.get("previous_attributes")?)?,
+    })
+}
+
+fn insert_event(connection: &Connection, event: &LinkEvent) -> StoreResult<()> {
+    connection.execute(
+        "insert into events (id, link_id, account_id, livemode, type, created_at, actor, reason, link, previous_attributes)
+         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            event.id,
+            event.link.id,
+            event.link.account_id,
+            event.link.livemode,
+            event.event_type.as_str(),
+            micros(event.created_at),
+            serde_json::to_string(&event.actor)?,
+            event.reason,
+            serde_json::to_string(&event.link)?,
+            event.previous_attributes.as_ref().map(serde_json::Value::to_string),
+        ],
+    )?;
+    Ok(())
+}
+
+fn optional_json<T: serde::Serialize>(value: &Option<T>) -> StoreResult<Option<String>> {
+    Ok(value.as_ref().map(serde_json::to_string).transpose()?)
+}
+
+/// Appends the filter's conditions (on table alias `l`) to `sql` and `args`.
+fn push_filter(sql: &mut String, args: &mut Vec<Value>, filter: &LinkFilter, now: Timestamp) {
+    if let Some(status) = filter.status {
+        match status {
+            LinkStatus::Active => {
+                args.push(Value::Integer(micros(now)));
+                sql.push_str(&format!(" and l.status = 'active' and l.expires_at > ?{}", args.len()));
+            }
+            LinkStatus::Expired => {
+                args.push(Value::Integer(micros(now)));
+                sql.push_str(&format!(
+                    " and (l.status = 'expired' or (l.status = 'active' and l.expires_at <= ?{}))",
+                    args.len()
+                ));
+            }
+            LinkStatus::Processing | LinkStatus::Paid | LinkStatus::Cancelled => {
+                args.push(Value::Text(status.as_str().into()));
+                sql.push_str(&format!(" and l.status = ?{}", args.len()));
+            }
+        }
+    }
+    if let Some(after) = filter.created_after {
+        args.push(Value::Integer(micros(after)));
+        sql.push_str(&format!(" and l.created_at > ?{}", args.len()));
+    }
+    if let Some(before) = filter.created_before {
+        args.push(Value::Integer(micros(before)));
+        sql.push_str(&format!(" and l.created_at < ?{}", args.len()));
+    }
+    if let Some(reference) = &filter.order_reference {
+        args.push(Value::Text(reference.clone()));
+        sql.push_str(&format!(" and l.order_reference = ?{}", args.len()));
+    }
+    if let Some(product_id) = &filter.product_id {
+        args.push(Value::Text(product_id.clone()));
+        sql.push_str(&format!(
+            " and exists (select 1 from json_each(l.line_items) as item \
+               where json_extract(item.value, '$.product_id') = ?{})",
+            args.len()
+        ));
+    }
+    for (key, value) in &filter.metadata {
+        args.push(Value::Text(key.clone()));
+        args.push(Value::Text(value.clone()));
+        sql.push_str(&format!(
+            " and exists (select 1 from json_each(l.metadata) as entry \
+               where entry.key = ?{} and entry.type = 'text' and entry.value = ?{})",
+            args.len() - 1,
+            args.len()
+        ));
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn count_accounts(&self) -> StoreResult<i64> {
+        self.read(|c| Ok(c.query_row("select count(*) from accounts", [], |row| row.get(0))?))
+            .await
+    }
+
+    async fn ensure_account(&self, account: Account) -> StoreResult<Account> {
+        self.write(move |c| {
+            c.execute(
+                "insert into accounts (id, name, suspended, created_at) values (?1, ?2, ?3, ?4)
+                 on conflict (name) do nothing",
+                params![account.id, account.name, account.suspended, micros(account.created_at)],
+            )?;
+            let stored = c.query_row(
+                "select id, name, suspended, created_at from accounts where name = ?1",
+                [&account.name],
+                account_from_row,
+            )?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn set_account_suspended(&self, name: &str, suspended: bool) -> StoreResult<bool> {
+        let name = name.to_owned();
+        self.write(move |c| {
+            Ok(c.execute("update accounts set suspended = ?1 where name = ?2", params![suspended, name])? == 1)
+        })
+        .await
+    }
+
+    async fn insert_api_key(&self, key: ApiKeyRecord) -> StoreResult<()> {
+        self.write(move |c| {
+            c.execute(
+                "insert into api_keys (id, account_id, livemode, key_hash, key_prefix, created_at)
+                 values (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![key.id, key.account_id, key.livemode, key.key_hash, key.key_prefix, micros(key.created_at)],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find_api_key(&self, key_hash: &str) -> StoreResult<Option<(ApiKeyRecord, Account)>> {
+        let key_hash = key_hash.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row(
+                "select k.id, k.account_id, k.livemode, k.key_hash, k.key_prefix, k.created_at,
+                        a.id, a.name, a.suspended, a.created_at
+                 from api_keys k join accounts a on a.id = k.account_id
+                 where k.key_hash = ?1",
+                [key_hash],
+                |row| {
+                    let key = ApiKeyRecord {
+                        id: row.get(0)?,
+                        account_id: row.get(1)?,
+                        livemode: row.get(2)?,
+                        key_hash: row.get(3)?,
+                        key_prefix: row.get(4)?,
+                        created_at: from_micros(row.get(5)?)?,
+                    };
+                    let account = Account {
+                        id: row.get(6)?,
+                        name: row.get(7)?,
+                        suspended: row.get(8)?,
+                        created_at: from_micros(row.get(9)?)?,
+                    };
+                    Ok((key, account))
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn insert_link(&self, link: Link, event: LinkEvent) -> StoreResult<()> {
+        self.write(move |c| {
+            c.execute(
+                &format!("insert into payment_links ({LINK_COLUMNS}) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"),
+                params![
+                    link.id,
+                    link.account_id,
+                    link.livemode,
+                    link.slug,
+                    link.amount,
+                    link.currency.code(),
+                    link.description,
+                    "one_time",
+                    optional_json(&link.customer)?,
+                    optional_json(&link.line_items)?,
+                    link.order_reference,
+                    serde_json::to_string(&link.metadata)?,
+                    link.success_url,
+                    link.cancel_url,
+                    link.status.as_str(),
+                    micros(link.expires_at),
+                    micros(link.created_at),
+                    micros(link.updated_at),
+                    link.cancelled_at.map(micros),
+                    link.cancellation_reason,
+                    link.paid_at.map(micros),
+                    link.payment_id,
+                    link.version,
+                ],
+            )?;
+            insert_event(c, &event)
+        })
+        .await
+    }
+
+    async fn get_link(&self, scope: &Scope, id: &str) -> StoreResult<Option<Link>> {
+        let (scope, id) = (scope.clone(), id.to_owned());
+        self.read(move |c| {
+            Ok(c.query_row(
+                &format!("select {LINK_COLUMNS} from payment_links where id = ?1 and account_id = ?2 and livemode = ?3"),
+                params![id, scope.account_id, scope.livemode],
+                link_from_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn get_link_by_slug(&self, slug: &str) -> StoreResult<Option<Link>> {
+        let slug = slug.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row(
+                &format!("select {LINK_COLUMNS} from payment_links where slug = ?1"),
+                [slug],
+                link_from_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn list_links(&self, scope: &Scope, filter: &LinkFilter, page: &Page, now: Timestamp) -> StoreResult<Vec<Link>> {
+        let mut sql = format!("select {LINK_COLUMNS} from payment_links l where l.account_id = ?1 and l.livemode = ?2");
+        let mut args = vec![Value::Text(scope.account_id.clone()), Value::Integer(i64::from(scope.livemode))];
+        push_filter(&mut sql, &mut args, filter, now);
+        if let Some((created_at, id)) = &page.starting_after {
+            args.push(Value::Integer(micros(*created_at)));
+            args.push(Value::Text(id.clone()));
+            let (at, id) = (args.len() - 1, args.len());
+            sql.push_str(&format!(" and (l.created_at < ?{at} or (l.created_at = ?{at} and l.id < ?{id}))"));
+        }
+        args.push(Value::Integer(i64::try_from(page.limit).unwrap_or(i64::MAX)));
+        sql.push_str(&format!(" order by l.created_at desc, l.id desc limit ?{}", args.len()));
+        self.read(move |c| {
+            let mut statement = c.prepare_cached(&sql)?;
+            let links = statement
+                .query_map(params_from_iter(args), link_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(links)
+        })
+        .await
+    }
+
+    async fn apply_transition(&self, transition: Transition) -> StoreResult<Applied> {
+        self.write(move |c| {
+            let link = &transition.link;
+            let changed = c.execute(
+                "update payment_links set status = ?1, description = ?2, metadata = ?3, expires_at = ?4,
+                    updated_at = ?5, cancelled_at = ?6, cancellation_reason = ?7, paid_at = ?8,
+                    payment_id = ?9, version = ?10
+                 where id = ?11 and version = ?12",
+                params![
+                    link.status.as_str(),
+                    link.description,
+                    serde_json::to_string(&link.metadata)?,
+                    micros(link.expires_at),
+                    micros(link.updated_at),
+                    link.cancelled_at.map(micros),
+                    link.cancellation_reason,
+                    link.paid_at.map(micros),
+                    link.payment_id,
+                    link.version,
+                    link.id,
+                    transition.expected_version,
+                ],
+            )?;
+            if changed == 0 {
+                return Ok(Applied::StaleVersion);
+            }
+            insert_event(c, &transition.event)?;
+            Ok(Applied::Yes)
+        })
+        .await
+    }
+
+    async fn link_events(&self, link_id: &str) -> StoreResult<Vec<LinkEvent>> {
+        let link_id = link_id.to_owned();
+        self.read(move |c| {
+            let mut statement = c.prepare_cached(
+                "select id, type, created_at, actor, reason, link, previous_attributes
+                 from events where link_id = ?1 order by seq",
+            )?;
+            let events = statement
+                .query_map([link_id], event_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(events)
+        })
+        .await
+    }
+
+    async fn stats(&self, scope: &Scope, filter: &LinkFilter, now: Timestamp) -> StoreResult<Vec<StatsRow>> {
+        let mut args = vec![
+            Value::Text(scope.account_id.clone()),
+            Value::Integer(i64::from(scope.livemode)),
+            Value::Integer(micros(now)),
+        ];
+        let mut sql = String::from(
+            "select case when l.status = 'active' and l.expires_at <= ?3 then 'expired' else l.status end as effective,
+                    l.currency, count(*), sum(l.amount)
+             from payment_links l where l.account_id = ?1 and l.livemode = ?2",
+        );
+        push_filter(&mut sql, &mut args, filter, now);
+        sql.push_str(" group by effective, l.currency order by effective, l.currency");
+        self.read(move |c| {
+            let mut statement = c.prepare_cached(&sql)?;
+            let rows = statement
+                .query_map(params_from_iter(args), |row| {
+                    let status: String = row.get(0)?;
+                    Ok(StatsRow {
+                        status: LinkStatus::parse(&status)
+                            .ok_or_else(|| conversion_error(format!("unknown status {status}")))?,
+                        currency: row.get(1)?,
+                        count: row.get(2)?,
+                        amount: row.get(3)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn due_for_expiry(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<Link>> {
+        self.read(move |c| {
+            let mut statement = c.prepare_cached(&format!(
+                "select {LINK_COLUMNS} from payment_links
+                 where status = 'active' and expires_at <= ?1 order by expires_at limit ?2"
+            ))?;
+            let links = statement
+                .query_map(params![micros(now), i64::try_from(limit).unwrap_or(i64::MAX)], link_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(links)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|c| Ok(c.query_row("select 1", [], |row| row.get::<_, i64>(0)).map(|_| ())?))
+            .await
+    }
+}
+
+fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
+    Ok(Account {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        suspended: row.get(2)?,
+        created_at: from_micros(row.get(3)?)?,
+    })
+}
