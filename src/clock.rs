@@ -1,5 +1,5 @@
-//! The source of "now". Production reads the system clock; tests move a
-//! manual clock so expiry can be exercised without sleeping.
+//! The source of "now". Production reads the system clock; tests shift it
+//! forward so expiry can be exercised without sleeping.
 
 use std::sync::Mutex;
 
@@ -18,27 +18,30 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that only moves when told to.
-pub struct ManualClock(Mutex<Timestamp>);
+/// The system clock shifted by an offset that tests move forward, so expiry
+/// can be exercised without sleeping while time still flows normally.
+#[derive(Default)]
+pub struct ShiftedClock(Mutex<SignedDuration>);
 
-impl ManualClock {
-    pub fn starting_now() -> Self {
-        Self(Mutex::new(truncate_to_micros(Timestamp::now())))
-    }
-
+impl ShiftedClock {
     pub fn advance(&self, by: SignedDuration) {
-        let mut now = self.0.lock().expect("clock lock poisoned");
-        *now = truncate_to_micros(*now + by);
+        let mut offset = self.0.lock().expect("clock lock poisoned");
+        *offset += by;
     }
 }
 
-impl Clock for ManualClock {
+impl Clock for ShiftedClock {
     fn now(&self) -> Timestamp {
-        *self.0.lock().expect("clock lock poisoned")
+        let offset = *self.0.lock().expect("clock lock poisoned");
+        truncate_to_micros(Timestamp::now() + offset)
     }
 }
 
 pub fn truncate_to_micros(at: Timestamp) -> Timestamp {
-    at.round(jiff::TimestampRound::new().smallest(Unit::Microsecond).mode(jiff::RoundMode::Trunc))
-        .unwrap_or(at)
+    at.round(
+        jiff::TimestampRound::new()
+            .smallest(Unit::Microsecond)
+            .mode(jiff::RoundMode::Trunc),
+    )
+    .unwrap_or(at)
 }

@@ -23,7 +23,11 @@ struct Cli {
 #[derive(clap::Args)]
 struct DatabaseArgs {
     /// `sqlite://PATH`.
-    #[arg(long, env = "PAYLINK_DATABASE_URL", default_value = "sqlite://paylink.db")]
+    #[arg(
+        long,
+        env = "PAYLINK_DATABASE_URL",
+        default_value = "sqlite://paylink.db"
+    )]
     database_url: String,
 }
 
@@ -100,18 +104,26 @@ enum Mode {
     Live,
 }
 
-async fn open_service(database_url: &str, settings: ServiceSettings) -> anyhow::Result<Arc<Service>> {
+async fn open_service(
+    database_url: &str,
+    settings: ServiceSettings,
+) -> anyhow::Result<Arc<Service>> {
     let store = store::open(database_url)
         .await
         .with_context(|| format!("opening {}", store::redact_url(database_url)))?;
-    Ok(Arc::new(Service::new(store, Arc::new(SystemClock), settings)))
+    Ok(Arc::new(Service::new(
+        store,
+        Arc::new(SystemClock),
+        settings,
+    )))
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PAYLINK_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("PAYLINK_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -155,11 +167,19 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate { database } => {
             open_service(&database.database_url, ServiceSettings::default()).await?;
-            eprintln!("database is migrated: {}", store::redact_url(&database.database_url));
+            eprintln!(
+                "database is migrated: {}",
+                store::redact_url(&database.database_url)
+            );
             Ok(())
         }
         Command::Keys {
-            command: KeysCommand::Create { account, mode, database },
+            command:
+                KeysCommand::Create {
+                    account,
+                    mode,
+                    database,
+                },
         } => {
             let service = open_service(&database.database_url, ServiceSettings::default()).await?;
             let issued = service
@@ -170,7 +190,11 @@ async fn main() -> anyhow::Result<()> {
                 "created key {} for account `{}` ({} mode); store it now, it is not shown again",
                 issued.record.id,
                 issued.account.name,
-                if issued.record.livemode { "live" } else { "test" }
+                if issued.record.livemode {
+                    "live"
+                } else {
+                    "test"
+                }
             );
             println!("{}", issued.secret);
             Ok(())
@@ -185,7 +209,10 @@ async fn main() -> anyhow::Result<()> {
                 .set_account_suspended(&name, suspend)
                 .await
                 .with_context(|| format!("no account named `{name}`"))?;
-            eprintln!("account `{name}` {}", if suspend { "suspended" } else { "resumed" });
+            eprintln!(
+                "account `{name}` {}",
+                if suspend { "suspended" } else { "resumed" }
+            );
             Ok(())
         }
     }

@@ -44,7 +44,11 @@ pub struct RunningServer {
 
 /// Serves on `listener` until [`RunningServer::shutdown`] (or a signal, via
 /// [`RunningServer::run_until_signal`]).
-pub async fn start(listener: TcpListener, service: Arc<Service>, options: ServerOptions) -> anyhow::Result<RunningServer> {
+pub async fn start(
+    listener: TcpListener,
+    service: Arc<Service>,
+    options: ServerOptions,
+) -> anyhow::Result<RunningServer> {
     let addr = listener.local_addr()?;
     let public_url = options
         .public_url
@@ -66,7 +70,11 @@ pub async fn start(listener: TcpListener, service: Arc<Service>, options: Server
             .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
             .await
     });
-    let sweeper = tokio::spawn(run_sweeper(service, options.sweep_interval, shutdown.clone()));
+    let sweeper = tokio::spawn(run_sweeper(
+        service,
+        options.sweep_interval,
+        shutdown.clone(),
+    ));
     Ok(RunningServer {
         addr,
         public_url,

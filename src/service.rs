@@ -12,8 +12,13 @@ use sha2::{Digest, Sha256};
 use crate::clock::Clock;
 use crate::domain::cancel::CancelRefusal;
 use crate::domain::link::{Creation, LinkUpdate, StateConflict, UpdateError, validate_reason};
-use crate::domain::{Actor, CancelDecision, CancelPolicy, FieldError, Link, LinkEvent, LinkStatus, NewLink, Transition, ids};
-use crate::store::{Account, ApiKeyRecord, Applied, LinkFilter, Page, Scope, StatsRow, Store, StoreError};
+use crate::domain::{
+    Actor, CancelDecision, CancelPolicy, FieldError, Link, LinkEvent, LinkStatus, NewLink,
+    Transition, ids,
+};
+use crate::store::{
+    Account, ApiKeyRecord, Applied, LinkFilter, Page, Scope, StatsRow, Store, StoreError,
+};
 
 /// Attempts before a write that keeps losing races gives up (each loss means
 /// another writer changed the link, so this bounds pathological contention).
@@ -76,7 +81,9 @@ pub struct Caller {
 
 impl Caller {
     pub fn actor(&self) -> Actor {
-        Actor::ApiKey { id: self.key_id.clone() }
+        Actor::ApiKey {
+            id: self.key_id.clone(),
+        }
     }
 }
 
@@ -140,7 +147,11 @@ pub fn hash_api_key(secret: &str) -> String {
 
 impl Service {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: ServiceSettings) -> Self {
-        Self { store, clock, settings }
+        Self {
+            store,
+            clock,
+            settings,
+        }
     }
 
     pub fn now(&self) -> Timestamp {
@@ -153,10 +164,16 @@ impl Service {
 
     // ---- accounts and keys ----
 
-    pub async fn create_api_key(&self, account_name: &str, livemode: bool) -> ServiceResult<IssuedKey> {
+    pub async fn create_api_key(
+        &self,
+        account_name: &str,
+        livemode: bool,
+    ) -> ServiceResult<IssuedKey> {
         let name = account_name.trim();
         if name.is_empty() || name.chars().count() > 100 {
-            return Err(FieldError::new("account", "An account name is 1 to 100 characters.").into());
+            return Err(
+                FieldError::new("account", "An account name is 1 to 100 characters.").into(),
+            );
         }
         let now = self.now();
         let account = self
@@ -178,7 +195,11 @@ impl Service {
             created_at: now,
         };
         self.store.insert_api_key(record.clone()).await?;
-        Ok(IssuedKey { secret, record, account })
+        Ok(IssuedKey {
+            secret,
+            record,
+            account,
+        })
     }
 
     /// On a database with no account yet, creates `default` with one test
@@ -200,7 +221,9 @@ impl Service {
 
     pub async fn authenticate(&self, secret: &str) -> ServiceResult<Caller> {
         if !(secret.starts_with("pl_test_") || secret.starts_with("pl_live_")) {
-            return Err(ServiceError::Unauthorized("The API key is not a paylink key (pl_test_... or pl_live_...)."));
+            return Err(ServiceError::Unauthorized(
+                "The API key is not a paylink key (pl_test_... or pl_live_...).",
+            ));
         }
         let (key, account) = self
             .store
@@ -235,7 +258,9 @@ impl Service {
     }
 
     pub async fn get_link(&self, caller: &Caller, id: &str) -> ServiceResult<Link> {
-        let link = self.load(&LinkKey::Id(caller.scope.clone(), id.to_owned())).await?;
+        let link = self
+            .load(&LinkKey::Id(caller.scope.clone(), id.to_owned()))
+            .await?;
         Ok(link.as_seen_at(self.now()))
     }
 
@@ -257,7 +282,12 @@ impl Service {
                     .store
                     .get_link(&caller.scope, id)
                     .await?
-                    .ok_or_else(|| FieldError::new("starting_after", format!("No payment link `{id}` to start after.")))?;
+                    .ok_or_else(|| {
+                        FieldError::new(
+                            "starting_after",
+                            format!("No payment link `{id}` to start after."),
+                        )
+                    })?;
                 Some((link.created_at, link.id))
             }
             None => None,
@@ -267,7 +297,10 @@ impl Service {
             limit: limit + 1,
             starting_after: cursor,
         };
-        let mut links = self.store.list_links(&caller.scope, filter, &page, now).await?;
+        let mut links = self
+            .store
+            .list_links(&caller.scope, filter, &page, now)
+            .await?;
         let has_more = links.len() > limit;
         links.truncate(limit);
         Ok(ListPage {
@@ -276,14 +309,23 @@ impl Service {
         })
     }
 
-    pub async fn update_link(&self, caller: &Caller, id: &str, update: LinkUpdate) -> ServiceResult<Link> {
+    pub async fn update_link(
+        &self,
+        caller: &Caller,
+        id: &str,
+        update: LinkUpdate,
+    ) -> ServiceResult<Link> {
         let actor = caller.actor();
-        self.change(&LinkKey::Id(caller.scope.clone(), id.to_owned()), |link, now| {
-            link.update(&update, actor.clone(), now).map_err(|error| match error {
-                UpdateError::Field(field) => ServiceError::Invalid(field),
-                UpdateError::State(conflict) => conflict.into(),
-            })
-        })
+        self.change(
+            &LinkKey::Id(caller.scope.clone(), id.to_owned()),
+            |link, now| {
+                link.update(&update, actor.clone(), now)
+                    .map_err(|error| match error {
+                        UpdateError::Field(field) => ServiceError::Invalid(field),
+                        UpdateError::State(conflict) => conflict.into(),
+                    })
+            },
+        )
         .await
     }
 
@@ -298,9 +340,10 @@ impl Service {
             validate_reason(reason)?;
         }
         let actor = caller.actor();
-        self.change(&LinkKey::Id(caller.scope.clone(), id.to_owned()), |link, now| {
-            Ok(link.cancel(policy, reason.clone(), actor.clone(), now)?)
-        })
+        self.change(
+            &LinkKey::Id(caller.scope.clone(), id.to_owned()),
+            |link, now| Ok(link.cancel(policy, reason.clone(), actor.clone(), now)?),
+        )
         .await
     }
 
@@ -318,7 +361,9 @@ impl Service {
         if let Some(reason) = &reason {
             validate_reason(reason)?;
         }
-        let page = self.list_links(caller, filter, limit.min(MAX_BULK_CANCEL), starting_after).await?;
+        let page = self
+            .list_links(caller, filter, limit.min(MAX_BULK_CANCEL), starting_after)
+            .await?;
         let policy = CancelPolicy::NATIVE;
         let items = futures::stream::iter(page.links)
             .map(|link| {
@@ -334,10 +379,12 @@ impl Service {
                     }
                     let was_cancelled = link.status == LinkStatus::Cancelled;
                     match self.cancel_link(caller, &link.id, reason, &policy).await {
-                        Ok(after) if was_cancelled || after.version == link.version => BulkCancelItem {
-                            link: after,
-                            outcome: BulkOutcome::AlreadyCancelled,
-                        },
+                        Ok(after) if was_cancelled || after.version == link.version => {
+                            BulkCancelItem {
+                                link: after,
+                                outcome: BulkOutcome::AlreadyCancelled,
+                            }
+                        }
                         Ok(after) => BulkCancelItem {
                             link: after,
                             outcome: BulkOutcome::Cancelled,
@@ -359,20 +406,28 @@ impl Service {
         Ok((items, page.has_more))
     }
 
-    pub async fn stats(&self, caller: &Caller, filter: &LinkFilter) -> ServiceResult<Vec<StatsRow>> {
+    pub async fn stats(
+        &self,
+        caller: &Caller,
+        filter: &LinkFilter,
+    ) -> ServiceResult<Vec<StatsRow>> {
         Ok(self.store.stats(&caller.scope, filter, self.now()).await?)
     }
 
     pub async fn link_events(&self, caller: &Caller, id: &str) -> ServiceResult<Vec<LinkEvent>> {
-        let link = self.load(&LinkKey::Id(caller.scope.clone(), id.to_owned())).await?;
+        let link = self
+            .load(&LinkKey::Id(caller.scope.clone(), id.to_owned()))
+            .await?;
         Ok(self.store.link_events(&link.id).await?)
     }
 
     // ---- payments (the hosted checkout's side of the state machine) ----
 
     pub async fn begin_payment(&self, slug: &str) -> ServiceResult<Link> {
-        self.change(&LinkKey::Slug(slug.to_owned()), |link, now| Ok(Some(link.begin_payment(now)?)))
-            .await
+        self.change(&LinkKey::Slug(slug.to_owned()), |link, now| {
+            Ok(Some(link.begin_payment(now)?))
+        })
+        .await
     }
 
     pub async fn complete_payment(&self, slug: &str) -> ServiceResult<Link> {
@@ -385,8 +440,10 @@ impl Service {
 
     pub async fn fail_payment(&self, slug: &str, message: &str) -> ServiceResult<Link> {
         let key = LinkKey::Slug(slug.to_owned());
-        self.change(&key, |link, now| Ok(Some(link.fail_payment(message.to_owned(), now)?)))
-            .await?;
+        self.change(&key, |link, now| {
+            Ok(Some(link.fail_payment(message.to_owned(), now)?))
+        })
+        .await?;
         // Reloading through `change` stores an expiry that fell due meanwhile.
         self.change(&key, |_, _| Ok(None)).await
     }

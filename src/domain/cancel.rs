@@ -87,8 +87,15 @@ mod tests {
         let p = CancelPolicy::NATIVE;
         assert_eq!(p.decide(LinkStatus::Active), CancelDecision::Cancel);
         assert_eq!(p.decide(LinkStatus::Cancelled), CancelDecision::Unchanged);
-        for status in [LinkStatus::Processing, LinkStatus::Paid, LinkStatus::Expired] {
-            assert_eq!(p.decide(status), CancelDecision::Refuse(CancelRefusal { status }));
+        for status in [
+            LinkStatus::Processing,
+            LinkStatus::Paid,
+            LinkStatus::Expired,
+        ] {
+            assert_eq!(
+                p.decide(status),
+                CancelDecision::Refuse(CancelRefusal { status })
+            );
         }
     }
 
@@ -99,7 +106,13 @@ mod tests {
             already_cancelled: AlreadyCancelled::ReturnUnchanged,
         };
         assert_eq!(widest.decide(LinkStatus::Expired), CancelDecision::Cancel);
-        assert!(matches!(widest.decide(LinkStatus::Paid), CancelDecision::Refuse(_)));
-        assert!(matches!(widest.decide(LinkStatus::Processing), CancelDecision::Refuse(_)));
+        assert!(matches!(
+            widest.decide(LinkStatus::Paid),
+            CancelDecision::Refuse(_)
+        ));
+        assert!(matches!(
+            widest.decide(LinkStatus::Processing),
+            CancelDecision::Refuse(_)
+        ));
     }
 }

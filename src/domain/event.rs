@@ -56,7 +56,10 @@ impl EventType {
     pub fn is_terminal(self) -> bool {
         match self {
             EventType::Paid | EventType::Cancelled | EventType::Expired => true,
-            EventType::Created | EventType::Updated | EventType::PaymentStarted | EventType::PaymentFailed => false,
+            EventType::Created
+            | EventType::Updated
+            | EventType::PaymentStarted
+            | EventType::PaymentFailed => false,
         }
     }
 }
@@ -87,7 +90,13 @@ pub struct LinkEvent {
 }
 
 impl LinkEvent {
-    pub fn new(event_type: EventType, link: &Link, actor: Actor, reason: Option<String>, now: Timestamp) -> Self {
+    pub fn new(
+        event_type: EventType,
+        link: &Link,
+        actor: Actor,
+        reason: Option<String>,
+        now: Timestamp,
+    ) -> Self {
         Self {
             id: ids::new_event_id(),
             event_type,

@@ -186,7 +186,8 @@ impl NewLink {
         let currency_text = self
             .currency
             .ok_or_else(|| FieldError::new("currency", "`currency` is required."))?;
-        let currency = Currency::parse(&currency_text).map_err(|m| FieldError::new("currency", m))?;
+        let currency =
+            Currency::parse(&currency_text).map_err(|m| FieldError::new("currency", m))?;
 
         if let Some(payment_type) = &self.payment_type
             && payment_type != "one_time"
@@ -350,13 +351,19 @@ pub fn validate_metadata(metadata: &BTreeMap<String, String>) -> Result<(), Fiel
     if metadata.len() > MAX_METADATA_KEYS {
         return Err(FieldError::new(
             "metadata",
-            format!("`metadata` may have at most {MAX_METADATA_KEYS} keys (got {}).", metadata.len()),
+            format!(
+                "`metadata` may have at most {MAX_METADATA_KEYS} keys (got {}).",
+                metadata.len()
+            ),
         ));
     }
     for (key, value) in metadata {
         let param = format!("metadata[{key}]");
         if key.is_empty() {
-            return Err(FieldError::new("metadata", "Metadata keys must not be empty."));
+            return Err(FieldError::new(
+                "metadata",
+                "Metadata keys must not be empty.",
+            ));
         }
         if key.chars().count() > MAX_METADATA_KEY_CHARS {
             return Err(FieldError::new(
@@ -420,7 +427,14 @@ impl Link {
         next
     }
 
-    fn transition(&self, next: Link, event_type: EventType, actor: Actor, reason: Option<String>, now: Timestamp) -> Transition {
+    fn transition(
+        &self,
+        next: Link,
+        event_type: EventType,
+        actor: Actor,
+        reason: Option<String>,
+        now: Timestamp,
+    ) -> Transition {
         let event = LinkEvent::new(event_type, &next, actor, reason, now);
         Transition {
             expected_version: self.version,
@@ -456,7 +470,13 @@ impl Link {
                 next.status = LinkStatus::Cancelled;
                 next.cancelled_at = Some(now);
                 next.cancellation_reason = reason.clone();
-                Ok(Some(self.transition(next, EventType::Cancelled, actor, reason, now)))
+                Ok(Some(self.transition(
+                    next,
+                    EventType::Cancelled,
+                    actor,
+                    reason,
+                    now,
+                )))
             }
             CancelDecision::Unchanged => Ok(None),
             CancelDecision::Refuse(refusal) => Err(refusal),
@@ -465,7 +485,12 @@ impl Link {
 
     /// Applies a merchant's change; only an active link can change.
     /// Returns `Ok(None)` for an update that changes nothing.
-    pub fn update(&self, update: &LinkUpdate, actor: Actor, now: Timestamp) -> Result<Option<Transition>, UpdateError> {
+    pub fn update(
+        &self,
+        update: &LinkUpdate,
+        actor: Actor,
+        now: Timestamp,
+    ) -> Result<Option<Transition>, UpdateError> {
         if self.status != LinkStatus::Active {
             return Err(UpdateError::State(StateConflict {
                 status: self.status,
@@ -482,7 +507,8 @@ impl Link {
         }
         if let Some(description) = &update.description {
             if let Some(text) = description {
-                check_max_chars("description", text, MAX_DESCRIPTION_CHARS).map_err(UpdateError::Field)?;
+                check_max_chars("description", text, MAX_DESCRIPTION_CHARS)
+                    .map_err(UpdateError::Field)?;
             }
             next.description = description.clone();
         }
@@ -520,7 +546,11 @@ impl Link {
     }
 
     /// The attempt succeeded: processing -> paid.
-    pub fn complete_payment(&self, payment_id: String, now: Timestamp) -> Result<Transition, StateConflict> {
+    pub fn complete_payment(
+        &self,
+        payment_id: String,
+        now: Timestamp,
+    ) -> Result<Transition, StateConflict> {
         self.require_processing()?;
         let mut next = self.next(now);
         next.status = LinkStatus::Paid;
@@ -532,18 +562,31 @@ impl Link {
     /// The attempt failed: processing -> active. If the link's time ran out
     /// meanwhile, the caller's next [`Link::expire_if_due`] stores the expiry
     /// as its own transition, so each fact keeps its own event.
-    pub fn fail_payment(&self, message: String, now: Timestamp) -> Result<Transition, StateConflict> {
+    pub fn fail_payment(
+        &self,
+        message: String,
+        now: Timestamp,
+    ) -> Result<Transition, StateConflict> {
         self.require_processing()?;
         let mut next = self.next(now);
         next.status = LinkStatus::Active;
-        Ok(self.transition(next, EventType::PaymentFailed, Actor::Customer, Some(message), now))
+        Ok(self.transition(
+            next,
+            EventType::PaymentFailed,
+            Actor::Customer,
+            Some(message),
+            now,
+        ))
     }
 
     fn require_processing(&self) -> Result<(), StateConflict> {
         if self.status != LinkStatus::Processing {
             return Err(StateConflict {
                 status: self.status,
-                message: format!("No payment is in progress on this link (it is {}).", self.status.as_str()),
+                message: format!(
+                    "No payment is in progress on this link (it is {}).",
+                    self.status.as_str()
+                ),
             });
         }
         Ok(())

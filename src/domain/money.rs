@@ -18,10 +18,14 @@ impl Currency {
         let currency = iso_currency::Currency::from_code(&upper)
             .ok_or_else(|| format!("`{code}` is not an ISO 4217 currency code."))?;
         if currency.is_superseded().is_some() {
-            return Err(format!("`{upper}` has been superseded and is no longer accepted."));
+            return Err(format!(
+                "`{upper}` has been superseded and is no longer accepted."
+            ));
         }
         if currency.exponent().is_none() || currency.is_fund() {
-            return Err(format!("`{upper}` is not a currency payment links can be priced in."));
+            return Err(format!(
+                "`{upper}` is not a currency payment links can be priced in."
+            ));
         }
         Ok(Self(currency))
     }
@@ -91,7 +95,13 @@ mod tests {
         let usd = Currency::parse("USD").unwrap();
         assert_eq!(format_decimal(4995, usd), "49.95");
         assert_eq!(format_decimal(5, usd), "0.05");
-        assert_eq!(format_decimal(4995, Currency::parse("JPY").unwrap()), "4995");
-        assert_eq!(format_decimal(1234, Currency::parse("BHD").unwrap()), "1.234");
+        assert_eq!(
+            format_decimal(4995, Currency::parse("JPY").unwrap()),
+            "4995"
+        );
+        assert_eq!(
+            format_decimal(1234, Currency::parse("BHD").unwrap()),
+            "1.234"
+        );
     }
 }

@@ -39,7 +39,10 @@ pub fn check_max_chars(param: &str, value: &str, max: usize) -> Result<(), Field
 
 pub fn check_not_blank(param: &str, value: &str) -> Result<(), FieldError> {
     if value.trim().is_empty() {
-        return Err(FieldError::new(param, format!("`{param}` must not be empty.")));
+        return Err(FieldError::new(
+            param,
+            format!("`{param}` must not be empty."),
+        ));
     }
     Ok(())
 }
@@ -88,7 +91,16 @@ mod tests {
     fn emails() {
         assert!(check_email("e", "jane@example.com").is_ok());
         assert!(check_email("e", "jane.doe+x@mail.example.co.uk").is_ok());
-        for bad in ["", "jane", "@example.com", "jane@", "jane@example", "ja ne@example.com", "a@b@c.com", "jane@-x.com"] {
+        for bad in [
+            "",
+            "jane",
+            "@example.com",
+            "jane@",
+            "jane@example",
+            "ja ne@example.com",
+            "a@b@c.com",
+            "jane@-x.com",
+        ] {
             assert!(check_email("e", bad).is_err(), "{bad}");
         }
     }
@@ -96,7 +108,13 @@ mod tests {
     #[test]
     fn urls() {
         assert!(check_http_url("u", "https://shop.example/thanks?o=1").is_ok());
-        for bad in ["/relative", "ftp://x.example", "javascript:alert(1)", "https://", "not a url"] {
+        for bad in [
+            "/relative",
+            "ftp://x.example",
+            "javascript:alert(1)",
+            "https://",
+            "not a url",
+        ] {
             assert!(check_http_url("u", bad).is_err(), "{bad}");
         }
     }

@@ -30,7 +30,9 @@ pub enum ErrorCode {
 impl ErrorCode {
     fn error_type(self) -> &'static str {
         match self {
-            ErrorCode::InvalidRequest | ErrorCode::NotFound | ErrorCode::InvalidState => "invalid_request_error",
+            ErrorCode::InvalidRequest | ErrorCode::NotFound | ErrorCode::InvalidState => {
+                "invalid_request_error"
+            }
             ErrorCode::Unauthorized => "authentication_error",
             ErrorCode::AccountSuspended => "permission_error",
             ErrorCode::IdempotencyKeyReused | ErrorCode::IdempotencyKeyInUse => "idempotency_error",
@@ -111,7 +113,11 @@ impl ApiError {
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, message)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            message,
+        )
     }
 }
 

@@ -15,7 +15,8 @@ use crate::service::Caller;
 /// Largest request body accepted (413 beyond).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Fields paylink sets itself; sending one is an error, not silently ignored.
+/// Fields paylink sets itself: sending one is refused (as every unknown
+/// field is) with a message saying why.
 const SERVER_OWNED_FIELDS: &[&str] = &[
     "id",
     "object",
@@ -44,17 +45,24 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
             .get(header::CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    ErrorCode::InvalidRequest,
-                    format!("The request body is larger than {} KiB.", MAX_BODY_BYTES / 1024),
-                )
-            } else {
-                ApiError::bad_request(format!("The request body could not be read: {rejection}."))
-            }
-        })?;
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        ErrorCode::InvalidRequest,
+                        format!(
+                            "The request body is larger than {} KiB.",
+                            MAX_BODY_BYTES / 1024
+                        ),
+                    )
+                } else {
+                    ApiError::bad_request(format!(
+                        "The request body could not be read: {rejection}."
+                    ))
+                }
+            })?;
         let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
             Bytes::from_static(b"{}")
         } else {
@@ -77,19 +85,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|error| {
-        ApiError::bad_request(format!(
-            "The request body is not valid JSON ({error})."
-        ))
+        ApiError::bad_request(format!("The request body is not valid JSON ({error})."))
     })?;
-    let serde_json::Value::Object(fields) = &value else {
-        return Err(ApiError::bad_request("The request body must be a JSON object."));
-    };
-    if let Some(owned) = fields.keys().find(|key| SERVER_OWNED_FIELDS.contains(&key.as_str())) {
-        return Err(ApiError::invalid(
-            owned.clone(),
-            format!("`{owned}` is set by paylink and cannot be sent in a request."),
+    let serde_json::Value::Object(_) = &value else {
+        return Err(ApiError::bad_request(
+            "The request body must be a JSON object.",
         ));
-    }
+    };
     serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().to_string();
         let path = if path == "." { String::new() } else { path };
@@ -97,7 +99,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         // serde's path already ends at an unknown field; a missing field is
         // reported at its parent, so its name is appended.
         if inner.starts_with("unknown field `") {
-            return ApiError::invalid(path.clone(), format!("Unknown field `{path}`."));
+            let field = path.rsplit('.').next().unwrap_or(&path);
+            let message = if SERVER_OWNED_FIELDS.contains(&field) {
+                format!("`{path}` is set by paylink and cannot be sent in this request.")
+            } else {
+                format!("Unknown field `{path}`.")
+            };
+            return ApiError::invalid(path.clone(), message);
         }
         if let Some(field) = quoted_after(&inner, "missing field `") {
             let param = if path.is_empty() { field } else { format!("{path}.{field}") };
@@ -124,7 +132,10 @@ pub struct Authenticated(pub Caller);
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let secret = api_key_from_headers(parts).ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -138,7 +149,11 @@ impl FromRequestParts<AppState> for Authenticated {
 }
 
 fn api_key_from_headers(parts: &Parts) -> Option<String> {
-    if let Some(value) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(value) = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         let value = value.trim();
         let token = value
             .split_once(' ')

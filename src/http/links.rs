@@ -84,14 +84,21 @@ async fn get_link(
     Path(id): Path<String>,
 ) -> ApiResult<Json<PaymentLinkResource>> {
     check_link_id(&id)?;
-    let link = state.service.get_link(&caller, &id).await.map_err(name_missing_link(&id))?;
+    let link = state
+        .service
+        .get_link(&caller, &id)
+        .await
+        .map_err(name_missing_link(&id))?;
     Ok(Json(state.resource(link)))
 }
 
 /// Query parameters of the list (documentation of what `parse_list_query` reads).
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
-#[expect(dead_code, reason = "documents the query string; parsing is by hand for metadata[key]")]
+#[expect(
+    dead_code,
+    reason = "documents the query string; parsing is by hand for metadata[key]"
+)]
 struct ListLinksQuery {
     /// Effective status (an active link past `expires_at` counts as expired).
     status: Option<PaymentLinkStatus>,
@@ -134,7 +141,9 @@ fn parse_status(param: &str, value: &str) -> ApiResult<LinkStatus> {
     LinkStatus::parse(value).ok_or_else(|| {
         ApiError::invalid(
             param,
-            format!("`{value}` is not a status; use active, processing, paid, expired or cancelled."),
+            format!(
+                "`{value}` is not a status; use active, processing, paid, expired or cancelled."
+            ),
         )
     })
 }
@@ -149,8 +158,12 @@ fn parse_list_query(raw: Option<&str>, allow_paging: bool) -> ApiResult<ListQuer
         let value = value.into_owned();
         match key.as_ref() {
             "status" => query.filter.status = Some(parse_status("status", &value)?),
-            "created_after" => query.filter.created_after = Some(parse_timestamp("created_after", &value)?),
-            "created_before" => query.filter.created_before = Some(parse_timestamp("created_before", &value)?),
+            "created_after" => {
+                query.filter.created_after = Some(parse_timestamp("created_after", &value)?)
+            }
+            "created_before" => {
+                query.filter.created_before = Some(parse_timestamp("created_before", &value)?)
+            }
             "order_reference" => query.filter.order_reference = Some(value),
             "product_id" => query.filter.product_id = Some(value),
             "limit" if allow_paging => {
@@ -158,12 +171,24 @@ fn parse_list_query(raw: Option<&str>, allow_paging: bool) -> ApiResult<ListQuer
                     .parse::<usize>()
                     .ok()
                     .filter(|limit| (1..=100).contains(limit))
-                    .ok_or_else(|| ApiError::invalid("limit", "`limit` must be an integer from 1 to 100."))?;
+                    .ok_or_else(|| {
+                        ApiError::invalid("limit", "`limit` must be an integer from 1 to 100.")
+                    })?;
             }
             "starting_after" if allow_paging => query.starting_after = Some(value),
-            other => match other.strip_prefix("metadata[").and_then(|rest| rest.strip_suffix(']')) {
-                Some(meta_key) if !meta_key.is_empty() => query.filter.metadata.push((meta_key.to_owned(), value)),
-                _ => return Err(ApiError::invalid(other, format!("Unknown query parameter `{other}`."))),
+            other => match other
+                .strip_prefix("metadata[")
+                .and_then(|rest| rest.strip_suffix(']'))
+            {
+                Some(meta_key) if !meta_key.is_empty() => {
+                    query.filter.metadata.push((meta_key.to_owned(), value))
+                }
+                _ => {
+                    return Err(ApiError::invalid(
+                        other,
+                        format!("Unknown query parameter `{other}`."),
+                    ));
+                }
             },
         }
     }
@@ -189,11 +214,20 @@ async fn list_links(
     let query = parse_list_query(raw.as_deref(), true)?;
     let page = state
         .service
-        .list_links(&caller, &query.filter, query.limit, query.starting_after.as_deref())
+        .list_links(
+            &caller,
+            &query.filter,
+            query.limit,
+            query.starting_after.as_deref(),
+        )
         .await?;
     Ok(Json(PaymentLinkList {
         object: "list",
-        data: page.links.into_iter().map(|link| state.resource(link)).collect(),
+        data: page
+            .links
+            .into_iter()
+            .map(|link| state.resource(link))
+            .collect(),
         has_more: page.has_more,
     }))
 }
@@ -285,7 +319,12 @@ async fn bulk_cancel(
         Some(limit) => usize::try_from(limit)
             .ok()
             .filter(|limit| (1..=MAX_BULK_CANCEL).contains(limit))
-            .ok_or_else(|| ApiError::invalid("limit", format!("`limit` must be from 1 to {MAX_BULK_CANCEL}.")))?,
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "limit",
+                    format!("`limit` must be from 1 to {MAX_BULK_CANCEL}."),
+                )
+            })?,
     };
     let filter = LinkFilter {
         status: request.status.map(Into::into),
@@ -354,7 +393,10 @@ async fn bulk_cancel(
 /// Query parameters of the stats (documentation of what is parsed by hand).
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
-#[expect(dead_code, reason = "documents the query string; parsing is by hand for metadata[key]")]
+#[expect(
+    dead_code,
+    reason = "documents the query string; parsing is by hand for metadata[key]"
+)]
 struct StatsQuery {
     /// Only links created strictly after this time (RFC 3339 or Unix seconds).
     created_after: Option<String>,
@@ -385,10 +427,14 @@ async fn link_stats(
 ) -> ApiResult<Json<StatsResponse>> {
     let query = parse_list_query(raw.as_deref(), false)?;
     let rows = state.service.stats(&caller, &query.filter).await?;
-    let mut count_by_status: BTreeMap<String, i64> =
-        LinkStatus::ALL.iter().map(|status| (status.as_str().to_owned(), 0)).collect();
+    let mut count_by_status: BTreeMap<String, i64> = LinkStatus::ALL
+        .iter()
+        .map(|status| (status.as_str().to_owned(), 0))
+        .collect();
     for row in &rows {
-        *count_by_status.entry(row.status.as_str().to_owned()).or_insert(0) += row.count;
+        *count_by_status
+            .entry(row.status.as_str().to_owned())
+            .or_insert(0) += row.count;
     }
     Ok(Json(StatsResponse {
         object: "payment_link_stats",
@@ -425,7 +471,11 @@ async fn link_events(
     Path(id): Path<String>,
 ) -> ApiResult<Json<EventList>> {
     check_link_id(&id)?;
-    let events = state.service.link_events(&caller, &id).await.map_err(name_missing_link(&id))?;
+    let events = state
+        .service
+        .link_events(&caller, &id)
+        .await
+        .map_err(name_missing_link(&id))?;
     Ok(Json(EventList {
         object: "list",
         data: events

@@ -33,8 +33,10 @@ pub async fn layer(request_timeout: Duration, request: Request, next: Next) -> R
     let handled = async move {
         match tokio::time::timeout(request_timeout, next.run(request)).await {
             Ok(response) => response,
-            Err(_) => ApiError::unavailable("The request took too long and was abandoned; retry shortly.")
-                .into_response(),
+            Err(_) => {
+                ApiError::unavailable("The request took too long and was abandoned; retry shortly.")
+                    .into_response()
+            }
         }
     };
     let mut response = REQUEST_ID.scope(id.clone(), handled.instrument(span)).await;

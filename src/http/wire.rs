@@ -8,8 +8,8 @@ use jiff::Timestamp;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::{self, LinkEvent, LinkStatus};
 use crate::domain::link::{LinkUpdate, NewLink};
+use crate::domain::{self, LinkEvent, LinkStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -134,7 +134,9 @@ pub struct UpdatePaymentLinkRequest {
 }
 
 /// Distinguishes an absent field (outer `None`) from an explicit `null`.
-fn present_or_null<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+fn present_or_null<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<String>>, D::Error> {
     Ok(Some(Option::deserialize(deserializer)?))
 }
 
@@ -333,7 +335,9 @@ pub struct StatsResponse {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ActorBody {
     /// An API request, by the key's id (never the secret).
-    ApiKey { id: String },
+    ApiKey {
+        id: String,
+    },
     Customer,
     System,
 }

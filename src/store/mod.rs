@@ -100,13 +100,24 @@ pub trait Store: Send + Sync + 'static {
     async fn get_link(&self, scope: &Scope, id: &str) -> StoreResult<Option<Link>>;
     async fn get_link_by_slug(&self, slug: &str) -> StoreResult<Option<Link>>;
     /// Up to `page.limit` links matching `filter`, newest first.
-    async fn list_links(&self, scope: &Scope, filter: &LinkFilter, page: &Page, now: Timestamp) -> StoreResult<Vec<Link>>;
+    async fn list_links(
+        &self,
+        scope: &Scope,
+        filter: &LinkFilter,
+        page: &Page,
+        now: Timestamp,
+    ) -> StoreResult<Vec<Link>>;
     /// Writes the new link state and its event in one transaction, only if
     /// the stored version is still `transition.expected_version`.
     async fn apply_transition(&self, transition: Transition) -> StoreResult<Applied>;
     /// The link's events, oldest first.
     async fn link_events(&self, link_id: &str) -> StoreResult<Vec<LinkEvent>>;
-    async fn stats(&self, scope: &Scope, filter: &LinkFilter, now: Timestamp) -> StoreResult<Vec<StatsRow>>;
+    async fn stats(
+        &self,
+        scope: &Scope,
+        filter: &LinkFilter,
+        now: Timestamp,
+    ) -> StoreResult<Vec<StatsRow>>;
     /// Active links whose `expires_at` is at or before `now`, oldest deadline first.
     async fn due_for_expiry(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<Link>>;
     /// Is the database answering?

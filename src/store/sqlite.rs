@@ -16,7 +16,10 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params, params_from_iter};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::{Account, ApiKeyRecord, Applied, LinkFilter, Page, Scope, StatsRow, Store, StoreError, StoreResult};
+use super::{
+    Account, ApiKeyRecord, Applied, LinkFilter, Page, Scope, StatsRow, Store, StoreError,
+    StoreResult,
+};
 use crate::domain::{Link, LinkEvent, LinkStatus, Transition};
 
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/0001_init.sql"))];
@@ -64,7 +67,9 @@ impl SqliteStore {
     /// Opens or creates the database at `path`, migrates it, and starts the writer.
     pub async fn open(path: &str) -> anyhow::Result<Self> {
         if path.is_empty() || path == ":memory:" {
-            anyhow::bail!("SQLite needs a file path (an in-memory database cannot be shared by the reader connections)");
+            anyhow::bail!(
+                "SQLite needs a file path (an in-memory database cannot be shared by the reader connections)"
+            );
         }
         let path = path.to_owned();
         let (ready_tx, ready_rx) = oneshot::channel();
@@ -86,7 +91,9 @@ impl SqliteStore {
         ready_rx.await??;
 
         let readers = tokio::task::spawn_blocking(move || {
-            (0..READERS).map(|_| open_reader(&path)).collect::<anyhow::Result<Vec<_>>>()
+            (0..READERS)
+                .map(|_| open_reader(&path))
+                .collect::<anyhow::Result<Vec<_>>>()
         })
         .await??;
         Ok(Self {
@@ -144,7 +151,10 @@ impl SqliteStore {
         let pool = Arc::clone(&self.readers);
         tokio::task::spawn_blocking(move || {
             let result = query(&connection);
-            pool.connections.lock().expect("reader pool lock poisoned").push(connection);
+            pool.connections
+                .lock()
+                .expect("reader pool lock poisoned")
+                .push(connection);
             result
         })
         .await
@@ -174,7 +184,9 @@ fn open_writer(path: &str) -> anyhow::Result<Connection> {
 fn open_reader(path: &str) -> anyhow::Result<Connection> {
     let connection = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
     )?;
     connection.execute_batch("pragma busy_timeout = 5000; pragma query_only = on;")?;
     Ok(connection)
@@ -256,18 +268,30 @@ fn micros(at: Timestamp) -> i64 {
 }
 
 fn from_micros(value: i64) -> rusqlite::Result<Timestamp> {
-    Timestamp::from_microsecond(value)
-        .map_err(|error| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Integer, Box::new(error)))
+    Timestamp::from_microsecond(value).map_err(|error| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Integer,
+            Box::new(error),
+        )
+    })
 }
 
 fn opt_from_micros(value: Option<i64>) -> rusqlite::Result<Option<Timestamp>> {
     value.map(from_micros).transpose()
 }
 
-fn json_column<T: serde::de::DeserializeOwned>(text: Option<String>) -> rusqlite::Result<Option<T>> {
+fn json_column<T: serde::de::DeserializeOwned>(
+    text: Option<String>,
+) -> rusqlite::Result<Option<T>> {
     text.map(|text| {
-        serde_json::from_str(&text)
-            .map_err(|error| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(error)))
+        serde_json::from_str(&text).map_err(|error| {
+            rusqlite::Error::FromSqlConversionFailure(
+                0,
+                rusqlite::types::Type::Text,
+                Box::new(error),
+            )
+        })
     })
     .transpose()
 }
@@ -298,7 +322,8 @@ fn link_from_row(row: &Row<'_>) -> rusqlite::Result<Link> {
         metadata: json_column(row.get("metadata")?)?.unwrap_or_default(),
         success_url: row.get("success_url")?,
         cancel_url: row.get("cancel_url")?,
-        status: LinkStatus::parse(&status).ok_or_else(|| conversion_error(format!("unknown status {status}")))?,
+        status: LinkStatus::parse(&status)
+            .ok_or_else(|| conversion_error(format!("unknown status {status}")))?,
         expires_at: from_micros(row.get("expires_at")?)?,
         created_at: from_micros(row.get("created_at")?)?,
         updated_at: from_micros(row.get("updated_at")?)?,
@@ -317,9 +342,11 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<LinkEvent> {
         event_type: crate::domain::EventType::parse(&event_type)
             .ok_or_else(|| conversion_error(format!("unknown event type {event_type}")))?,
         created_at: from_micros(row.get("created_at")?)?,
-        actor: json_column(row.get("actor")?)?.ok_or_else(|| conversion_error("missing actor".into()))?,
+        actor: json_column(row.get("actor")?)?
+            .ok_or_else(|| conversion_error("missing actor".into()))?,
         reason: row.get("reason")?,
-        link: json_column(row.get("link")?)?.ok_or_else(|| conversion_error("missing link".into()))?,
+        link: json_column(row.get("link")?)?
+            .ok_or_else(|| conversion_error("missing link".into()))?,
         previous_attributes: json_column(row.get("previous_attributes")?)?,
     })
 }
@@ -354,7 +381,10 @@ fn push_filter(sql: &mut String, args: &mut Vec<Value>, filter: &LinkFilter, now
         match status {
             LinkStatus::Active => {
                 args.push(Value::Integer(micros(now)));
-                sql.push_str(&format!(" and l.status = 'active' and l.expires_at > ?{}", args.len()));
+                sql.push_str(&format!(
+                    " and l.status = 'active' and l.expires_at > ?{}",
+                    args.len()
+                ));
             }
             LinkStatus::Expired => {
                 args.push(Value::Integer(micros(now)));
@@ -413,7 +443,12 @@ impl Store for SqliteStore {
             c.execute(
                 "insert into accounts (id, name, suspended, created_at) values (?1, ?2, ?3, ?4)
                  on conflict (name) do nothing",
-                params![account.id, account.name, account.suspended, micros(account.created_at)],
+                params![
+                    account.id,
+                    account.name,
+                    account.suspended,
+                    micros(account.created_at)
+                ],
             )?;
             let stored = c.query_row(
                 "select id, name, suspended, created_at from accounts where name = ?1",
@@ -428,7 +463,10 @@ impl Store for SqliteStore {
     async fn set_account_suspended(&self, name: &str, suspended: bool) -> StoreResult<bool> {
         let name = name.to_owned();
         self.write(move |c| {
-            Ok(c.execute("update accounts set suspended = ?1 where name = ?2", params![suspended, name])? == 1)
+            Ok(c.execute(
+                "update accounts set suspended = ?1 where name = ?2",
+                params![suspended, name],
+            )? == 1)
         })
         .await
     }
@@ -438,7 +476,14 @@ impl Store for SqliteStore {
             c.execute(
                 "insert into api_keys (id, account_id, livemode, key_hash, key_prefix, created_at)
                  values (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![key.id, key.account_id, key.livemode, key.key_hash, key.key_prefix, micros(key.created_at)],
+                params![
+                    key.id,
+                    key.account_id,
+                    key.livemode,
+                    key.key_hash,
+                    key.key_prefix,
+                    micros(key.created_at)
+                ],
             )?;
             Ok(())
         })
@@ -538,18 +583,36 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_links(&self, scope: &Scope, filter: &LinkFilter, page: &Page, now: Timestamp) -> StoreResult<Vec<Link>> {
-        let mut sql = format!("select {LINK_COLUMNS} from payment_links l where l.account_id = ?1 and l.livemode = ?2");
-        let mut args = vec![Value::Text(scope.account_id.clone()), Value::Integer(i64::from(scope.livemode))];
+    async fn list_links(
+        &self,
+        scope: &Scope,
+        filter: &LinkFilter,
+        page: &Page,
+        now: Timestamp,
+    ) -> StoreResult<Vec<Link>> {
+        let mut sql = format!(
+            "select {LINK_COLUMNS} from payment_links l where l.account_id = ?1 and l.livemode = ?2"
+        );
+        let mut args = vec![
+            Value::Text(scope.account_id.clone()),
+            Value::Integer(i64::from(scope.livemode)),
+        ];
         push_filter(&mut sql, &mut args, filter, now);
         if let Some((created_at, id)) = &page.starting_after {
             args.push(Value::Integer(micros(*created_at)));
             args.push(Value::Text(id.clone()));
             let (at, id) = (args.len() - 1, args.len());
-            sql.push_str(&format!(" and (l.created_at < ?{at} or (l.created_at = ?{at} and l.id < ?{id}))"));
+            sql.push_str(&format!(
+                " and (l.created_at < ?{at} or (l.created_at = ?{at} and l.id < ?{id}))"
+            ));
         }
-        args.push(Value::Integer(i64::try_from(page.limit).unwrap_or(i64::MAX)));
-        sql.push_str(&format!(" order by l.created_at desc, l.id desc limit ?{}", args.len()));
+        args.push(Value::Integer(
+            i64::try_from(page.limit).unwrap_or(i64::MAX),
+        ));
+        sql.push_str(&format!(
+            " order by l.created_at desc, l.id desc limit ?{}",
+            args.len()
+        ));
         self.read(move |c| {
             let mut statement = c.prepare_cached(&sql)?;
             let links = statement
@@ -607,7 +670,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn stats(&self, scope: &Scope, filter: &LinkFilter, now: Timestamp) -> StoreResult<Vec<StatsRow>> {
+    async fn stats(
+        &self,
+        scope: &Scope,
+        filter: &LinkFilter,
+        now: Timestamp,
+    ) -> StoreResult<Vec<StatsRow>> {
         let mut args = vec![
             Value::Text(scope.account_id.clone()),
             Value::Integer(i64::from(scope.livemode)),
@@ -646,7 +714,10 @@ impl Store for SqliteStore {
                  where status = 'active' and expires_at <= ?1 order by expires_at limit ?2"
             ))?;
             let links = statement
-                .query_map(params![micros(now), i64::try_from(limit).unwrap_or(i64::MAX)], link_from_row)?
+                .query_map(
+                    params![micros(now), i64::try_from(limit).unwrap_or(i64::MAX)],
+                    link_from_row,
+                )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(links)
         })
@@ -654,8 +725,11 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.read(|c| Ok(c.query_row("select 1", [], |row| row.get::<_, i64>(0)).map(|_| ())?))
-            .await
+        self.read(|c| {
+            Ok(c.query_row("select 1", [], |row| row.get::<_, i64>(0))
+                .map(|_| ())?)
+        })
+        .await
     }
 }
 
