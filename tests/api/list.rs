@@ -108,17 +108,17 @@ async fn filters_narrow_the_list() {
     };
     assert_eq!(
         ids(app.get("/v1/payment-links?order_reference=ORD-7").await),
-        [shoes.clone()]
+        [shoes.as_str()]
     );
     assert_eq!(
         ids(app.get("/v1/payment-links?product_id=hat-1").await),
-        [hats.clone()]
+        [hats.as_str()]
     );
     assert_eq!(
         ids(app
             .get("/v1/payment-links?metadata%5Bchannel%5D=email")
             .await),
-        [shoes.clone()]
+        [shoes.as_str()]
     );
     assert_eq!(
         ids(app
@@ -128,11 +128,11 @@ async fn filters_narrow_the_list() {
     );
     assert_eq!(
         ids(app.get("/v1/payment-links?status=cancelled").await),
-        [plain.clone()]
+        [plain.as_str()]
     );
     assert_eq!(
         ids(app.get("/v1/payment-links?status=active").await),
-        [hats.clone(), shoes.clone()]
+        [hats.as_str(), shoes.as_str()]
     );
     let after = ids(app
         .get(&format!(
@@ -140,11 +140,11 @@ async fn filters_narrow_the_list() {
             between.replace('+', "%2B")
         ))
         .await);
-    assert_eq!(after, [plain.clone()]);
+    assert_eq!(after, [plain.as_str()]);
     let before = ids(app
         .get(&format!("/v1/payment-links?created_before={between}"))
         .await);
-    assert_eq!(before, [shoes.clone()]);
+    assert_eq!(before, [shoes.as_str()]);
     let bad_status = app.get("/v1/payment-links?status=open").await;
     assert_eq!(bad_status.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad_status.param(), "status");
