@@ -1,0 +1,236 @@
+//! Property test: random sequences of operations on a few links, run
+//! against the real service and SQLite store, compared step by step with a
+//! model of DESIGN.md §2. Terminal states never change, amounts never
+//! change, each link has at most one terminal event, and the stored events
+//! are exactly the link's status history.
+
+use std::sync::Arc;
+
+use jiff::SignedDuration;
+use paylink::clock::ShiftedClock;
+use paylink::domain::{CancelPolicy, LinkStatus, NewLink};
+use paylink::service::{Caller, Service, ServiceError, ServiceSettings};
+use proptest::prelude::*;
+
+const LINKS: usize = 3;
+const LIFETIME_HOURS: i64 = 14 * 24;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Advance(i64),
+    Read(usize),
+    Cancel(usize),
+    BeginPayment(usize),
+    CompletePayment(usize),
+    FailPayment(usize),
+    Update(usize),
+    Sweep,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let link = 0..LINKS;
+    prop_oneof![
+        (1i64..200).prop_map(Op::Advance),
+        link.clone().prop_map(Op::Read),
+        link.clone().prop_map(Op::Cancel),
+        link.clone().prop_map(Op::BeginPayment),
+        link.clone().prop_map(Op::CompletePayment),
+        link.clone().prop_map(Op::FailPayment),
+        link.prop_map(Op::Update),
+        Just(Op::Sweep),
+    ]
+}
+
+/// The model of one link: stored status, hours until expiry, event history.
+#[derive(Debug, Clone)]
+struct ModelLink {
+    status: LinkStatus,
+    expires_in_hours: i64,
+    events: Vec<&'static str>,
+}
+
+impl ModelLink {
+    fn due(&self, elapsed: i64) -> bool {
+        self.status == LinkStatus::Active && elapsed >= self.expires_in_hours
+    }
+    fn effective(&self, elapsed: i64) -> LinkStatus {
+        if self.due(elapsed) {
+            LinkStatus::Expired
+        } else {
+            self.status
+        }
+    }
+    fn set(&mut self, status: LinkStatus, event: &'static str) {
+        self.status = status;
+        self.events.push(event);
+    }
+    /// What every write does first: store a due expiry.
+    fn expire_if_due(&mut self, elapsed: i64) {
+        if self.due(elapsed) {
+            self.set(LinkStatus::Expired, "payment_link.expired");
+        }
+    }
+}
+
+fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let dir = tempfile::tempdir().unwrap();
+        let store = paylink::store::open(&format!("sqlite://{}", dir.path().join("p.db").display()))
+            .await
+            .unwrap();
+        let clock = Arc::new(ShiftedClock::default());
+        let service = Service::new(store.clone(), clock.clone(), ServiceSettings::default());
+        let issued = service.create_api_key("prop", false).await.unwrap();
+        let caller = Caller {
+            scope: paylink::store::Scope { account_id: issued.account.id.clone(), livemode: false },
+            key_id: issued.record.id.clone(),
+            account_name: "prop".into(),
+        };
+        let mut ids = Vec::new();
+        let mut slugs = Vec::new();
+        let mut model = Vec::new();
+        for i in 0..LINKS {
+            let link = service
+                .create_link(&caller, NewLink { amount: Some(1000 + i as i64), currency: Some("EUR".into()), ..Default::default() })
+                .await
+                .unwrap();
+            ids.push(link.id);
+            slugs.push(link.slug);
+            model.push(ModelLink { status: LinkStatus::Active, expires_in_hours: LIFETIME_HOURS, events: vec!["payment_link.created"] });
+        }
+        let mut elapsed = 0i64;
+        let mut update_counter = 0;
+
+        for op in ops {
+            match op {
+                Op::Advance(hours) => {
+                    clock.advance(SignedDuration::from_hours(hours));
+                    elapsed += hours;
+                }
+                Op::Read(i) => {
+                    let link = service.get_link(&caller, &ids[i]).await.unwrap();
+                    prop_assert_eq!(link.status, model[i].effective(elapsed));
+                }
+                Op::Sweep => {
+                    service.expire_due_links(100).await.unwrap();
+                    for m in &mut model {
+                        m.expire_if_due(elapsed);
+                    }
+                }
+                Op::Cancel(i) => {
+                    let result = service.cancel_link(&caller, &ids[i], Some("why".into()), &CancelPolicy::NATIVE).await;
+                    let m = &mut model[i];
+                    m.expire_if_due(elapsed);
+                    match m.status {
+                        LinkStatus::Active => {
+                            prop_assert_eq!(result.unwrap().status, LinkStatus::Cancelled);
+                            m.set(LinkStatus::Cancelled, "payment_link.cancelled");
+                        }
+                        LinkStatus::Cancelled => prop_assert_eq!(result.unwrap().status, LinkStatus::Cancelled),
+                        status => {
+                            let refused_with_the_right_status = matches!(result, Err(ServiceError::InvalidState { status: s, .. }) if s == status);
+                            prop_assert!(refused_with_the_right_status);
+                        }
+                    }
+                }
+                Op::BeginPayment(i) => {
+                    let result = service.begin_payment(&slugs[i]).await;
+                    let m = &mut model[i];
+                    m.expire_if_due(elapsed);
+                    if m.status == LinkStatus::Active {
+                        prop_assert_eq!(result.unwrap().status, LinkStatus::Processing);
+                        m.set(LinkStatus::Processing, "payment_link.processing");
+                    } else {
+                        prop_assert!(matches!(result, Err(ServiceError::InvalidState { .. })), "refused as invalid_state");
+                    }
+                }
+                Op::CompletePayment(i) => {
+                    let result = service.complete_payment(&slugs[i]).await;
+                    let m = &mut model[i];
+                    m.expire_if_due(elapsed);
+                    if m.status == LinkStatus::Processing {
+                        let link = result.unwrap();
+                        prop_assert_eq!(link.status, LinkStatus::Paid);
+                        prop_assert!(link.payment_id.is_some_and(|p| p.starts_with("pay_")));
+                        m.set(LinkStatus::Paid, "payment_link.paid");
+                    } else {
+                        prop_assert!(matches!(result, Err(ServiceError::InvalidState { .. })), "refused as invalid_state");
+                    }
+                }
+                Op::FailPayment(i) => {
+                    let result = service.fail_payment(&slugs[i], "declined").await;
+                    let m = &mut model[i];
+                    m.expire_if_due(elapsed);
+                    if m.status == LinkStatus::Processing {
+                        m.set(LinkStatus::Active, "payment_link.payment_failed");
+                        m.expire_if_due(elapsed);
+                        prop_assert_eq!(result.unwrap().status, m.status);
+                    } else {
+                        prop_assert!(matches!(result, Err(ServiceError::InvalidState { .. })), "refused as invalid_state");
+                    }
+                }
+                Op::Update(i) => {
+                    update_counter += 1;
+                    let update = paylink::domain::link::LinkUpdate {
+                        description: Some(Some(format!("v{update_counter}"))),
+                        ..Default::default()
+                    };
+                    let result = service.update_link(&caller, &ids[i], update).await;
+                    let m = &mut model[i];
+                    m.expire_if_due(elapsed);
+                    if m.status == LinkStatus::Active {
+                        prop_assert_eq!(result.unwrap().description, Some(format!("v{update_counter}")));
+                        m.events.push("payment_link.updated");
+                    } else {
+                        prop_assert!(matches!(result, Err(ServiceError::InvalidState { .. })), "refused as invalid_state");
+                    }
+                }
+            }
+
+            // After every step, the store agrees with the model.
+            for i in 0..LINKS {
+                let events = store.link_events(&ids[i]).await.unwrap();
+                let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+                prop_assert_eq!(&types, &model[i].events, "link {} after {:?}", i, op);
+                let terminal = events.iter().filter(|e| e.event_type.is_terminal()).count();
+                prop_assert!(terminal <= 1, "at most one terminal event");
+                // Each event's snapshot carries the status the event moved to, and
+                // the amount of every snapshot is the amount at creation.
+                for event in &events {
+                    prop_assert_eq!(event.link.amount, 1000 + i as i64);
+                }
+                if let Some(last) = events.last() {
+                    let stored = store.get_link(&caller.scope, &ids[i]).await.unwrap().unwrap();
+                    prop_assert_eq!(stored.status, last.link.status, "the last event is the current state");
+                    prop_assert_eq!(stored.status, model[i].status);
+                    prop_assert_eq!(stored.amount, 1000 + i as i64);
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_service_follows_the_state_machine(ops in proptest::collection::vec(op(), 1..40)) {
+        run(ops)?;
+    }
+}
+
+#[test]
+fn terminal_statuses_are_terminal() {
+    for status in LinkStatus::ALL {
+        let terminal = matches!(
+            status,
+            LinkStatus::Paid | LinkStatus::Expired | LinkStatus::Cancelled
+        );
+        assert_eq!(status.is_terminal(), terminal);
+    }
+}
