@@ -22,13 +22,16 @@ struct Cli {
 
 #[derive(clap::Args)]
 struct DatabaseArgs {
-    /// `sqlite://PATH`.
+    /// `sqlite://PATH` (embedded, the default) or `postgres://USER@HOST/DB`.
     #[arg(
         long,
         env = "PAYLINK_DATABASE_URL",
         default_value = "sqlite://paylink.db"
     )]
     database_url: String,
+    /// PostgreSQL pool size per node.
+    #[arg(long, env = "PAYLINK_DB_MAX_CONNECTIONS", default_value_t = 10)]
+    db_max_connections: u32,
 }
 
 #[derive(Subcommand)]
@@ -105,10 +108,14 @@ enum Mode {
 }
 
 async fn open_service(
-    database_url: &str,
+    database: &DatabaseArgs,
     settings: ServiceSettings,
 ) -> anyhow::Result<Arc<Service>> {
-    let store = store::open(database_url)
+    let database_url = &database.database_url;
+    let options = store::StoreOptions {
+        max_connections: database.db_max_connections,
+    };
+    let store = store::open(database_url, &options)
         .await
         .with_context(|| format!("opening {}", store::redact_url(database_url)))?;
     Ok(Arc::new(Service::new(
@@ -139,7 +146,7 @@ async fn main() -> anyhow::Result<()> {
             let settings = ServiceSettings {
                 default_link_lifetime: SignedDuration::from_hours(default_link_lifetime_hours),
             };
-            let service = open_service(&database.database_url, settings).await?;
+            let service = open_service(&database, settings).await?;
             if let Some(issued) = service.bootstrap().await? {
                 println!("Created account `default` with a test API key (shown only this once):");
                 println!("{}", issued.secret);
@@ -166,7 +173,7 @@ async fn main() -> anyhow::Result<()> {
             running.run_until_signal().await
         }
         Command::Migrate { database } => {
-            open_service(&database.database_url, ServiceSettings::default()).await?;
+            open_service(&database, ServiceSettings::default()).await?;
             eprintln!(
                 "database is migrated: {}",
                 store::redact_url(&database.database_url)
@@ -181,7 +188,7 @@ async fn main() -> anyhow::Result<()> {
                     database,
                 },
         } => {
-            let service = open_service(&database.database_url, ServiceSettings::default()).await?;
+            let service = open_service(&database, ServiceSettings::default()).await?;
             let issued = service
                 .create_api_key(&account, matches!(mode, Mode::Live))
                 .await
@@ -204,7 +211,7 @@ async fn main() -> anyhow::Result<()> {
                 AccountsCommand::Suspend { name, database } => (name, database, true),
                 AccountsCommand::Resume { name, database } => (name, database, false),
             };
-            let service = open_service(&database.database_url, ServiceSettings::default()).await?;
+            let service = open_service(&database, ServiceSettings::default()).await?;
             service
                 .set_account_suspended(&name, suspend)
                 .await

@@ -453,21 +453,7 @@ impl Service {
     /// Stores the expiry of up to `limit` due links; returns how many this
     /// call expired (links another writer got to first are not counted).
     pub async fn expire_due_links(&self, limit: usize) -> ServiceResult<usize> {
-        let now = self.now();
-        let due = self.store.due_for_expiry(now, limit).await?;
-        let results = futures::stream::iter(due)
-            .filter_map(|link| async move { link.expire_if_due(now) })
-            .map(|transition| self.store.apply_transition(transition))
-            .buffer_unordered(BULK_CONCURRENCY)
-            .collect::<Vec<_>>()
-            .await;
-        let mut expired = 0;
-        for result in results {
-            if result? == Applied::Yes {
-                expired += 1;
-            }
-        }
-        Ok(expired)
+        Ok(self.store.expire_due(self.now(), limit).await?)
     }
 
     // ---- the write loop ----

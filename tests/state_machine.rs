@@ -79,7 +79,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         .unwrap();
     runtime.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
-        let store = paylink::store::open(&format!("sqlite://{}", dir.path().join("p.db").display()))
+        let store = paylink::store::open(&format!("sqlite://{}", dir.path().join("p.db").display()), &Default::default())
             .await
             .unwrap();
         let clock = Arc::new(ShiftedClock::default());

@@ -4,6 +4,7 @@
 //! transition with its event), never open transactions handed out, so a
 //! backend is free to batch many operations into one durable commit.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -118,22 +119,46 @@ pub trait Store: Send + Sync + 'static {
         filter: &LinkFilter,
         now: Timestamp,
     ) -> StoreResult<Vec<StatsRow>>;
-    /// Active links whose `expires_at` is at or before `now`, oldest deadline first.
-    async fn due_for_expiry(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<Link>>;
+    /// Stores the expiry (each with its event, built by the domain's
+    /// `Link::expire_if_due`) of up to `limit` active links whose
+    /// `expires_at` is at or before `now`. Links are claimed so that
+    /// concurrent sweepers, on one node or many, never work on the same
+    /// link. Returns how many links this call expired.
+    async fn expire_due(&self, now: Timestamp, limit: usize) -> StoreResult<usize>;
     /// Is the database answering?
     async fn ping(&self) -> StoreResult<()>;
 }
 
-/// Opens (creating and migrating as needed) the store a URL names.
-pub async fn open(database_url: &str) -> anyhow::Result<Arc<dyn Store>> {
-    if let Some(path) = database_url.strip_prefix("sqlite://") {
-        return Ok(Arc::new(sqlite::SqliteStore::open(path).await?));
+/// How to open a store; only PostgreSQL pools connections.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub max_connections: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+        }
     }
-    if let Some(path) = database_url.strip_prefix("sqlite:") {
+}
+
+/// Opens (creating and migrating as needed) the store a URL names:
+/// `sqlite://PATH` or `postgres://...` / `postgresql://...`.
+pub async fn open(database_url: &str, options: &StoreOptions) -> anyhow::Result<Arc<dyn Store>> {
+    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        return Ok(Arc::new(
+            postgres::PostgresStore::open(database_url, options.max_connections).await?,
+        ));
+    }
+    if let Some(path) = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))
+    {
         return Ok(Arc::new(sqlite::SqliteStore::open(path).await?));
     }
     anyhow::bail!(
-        "unsupported database URL `{}`: use sqlite://PATH",
+        "unsupported database URL `{}`: use sqlite://PATH or postgres://...",
         redact_url(database_url)
     )
 }

@@ -624,35 +624,7 @@ impl Store for SqliteStore {
     }
 
     async fn apply_transition(&self, transition: Transition) -> StoreResult<Applied> {
-        self.write(move |c| {
-            let link = &transition.link;
-            let changed = c.execute(
-                "update payment_links set status = ?1, description = ?2, metadata = ?3, expires_at = ?4,
-                    updated_at = ?5, cancelled_at = ?6, cancellation_reason = ?7, paid_at = ?8,
-                    payment_id = ?9, version = ?10
-                 where id = ?11 and version = ?12",
-                params![
-                    link.status.as_str(),
-                    link.description,
-                    serde_json::to_string(&link.metadata)?,
-                    micros(link.expires_at),
-                    micros(link.updated_at),
-                    link.cancelled_at.map(micros),
-                    link.cancellation_reason,
-                    link.paid_at.map(micros),
-                    link.payment_id,
-                    link.version,
-                    link.id,
-                    transition.expected_version,
-                ],
-            )?;
-            if changed == 0 {
-                return Ok(Applied::StaleVersion);
-            }
-            insert_event(c, &transition.event)?;
-            Ok(Applied::Yes)
-        })
-        .await
+        self.write(move |c| write_transition(c, &transition)).await
     }
 
     async fn link_events(&self, link_id: &str) -> StoreResult<Vec<LinkEvent>> {
@@ -707,19 +679,29 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn due_for_expiry(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<Link>> {
-        self.read(move |c| {
-            let mut statement = c.prepare_cached(&format!(
-                "select {LINK_COLUMNS} from payment_links
-                 where status = 'active' and expires_at <= ?1 order by expires_at limit ?2"
-            ))?;
-            let links = statement
-                .query_map(
-                    params![micros(now), i64::try_from(limit).unwrap_or(i64::MAX)],
-                    link_from_row,
-                )?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(links)
+    async fn expire_due(&self, now: Timestamp, limit: usize) -> StoreResult<usize> {
+        // One write job: nothing else writes between the select and the
+        // updates, so the single writer is its own claim.
+        self.write(move |c| {
+            let due = {
+                let mut statement = c.prepare_cached(&format!(
+                    "select {LINK_COLUMNS} from payment_links
+                     where status = 'active' and expires_at <= ?1 order by expires_at limit ?2"
+                ))?;
+                statement
+                    .query_map(
+                        params![micros(now), i64::try_from(limit).unwrap_or(i64::MAX)],
+                        link_from_row,
+                    )?
+                    .collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            let mut expired = 0;
+            for transition in due.iter().filter_map(|link| link.expire_if_due(now)) {
+                if write_transition(c, &transition)? == Applied::Yes {
+                    expired += 1;
+                }
+            }
+            Ok(expired)
         })
         .await
     }
@@ -731,6 +713,37 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
+
+/// The conditional update of a transition plus its event row; the caller's
+/// transaction makes the two one.
+fn write_transition(c: &Connection, transition: &Transition) -> StoreResult<Applied> {
+    let link = &transition.link;
+    let changed = c.execute(
+        "update payment_links set status = ?1, description = ?2, metadata = ?3, expires_at = ?4,
+            updated_at = ?5, cancelled_at = ?6, cancellation_reason = ?7, paid_at = ?8,
+            payment_id = ?9, version = ?10
+         where id = ?11 and version = ?12",
+        params![
+            link.status.as_str(),
+            link.description,
+            serde_json::to_string(&link.metadata)?,
+            micros(link.expires_at),
+            micros(link.updated_at),
+            link.cancelled_at.map(micros),
+            link.cancellation_reason,
+            link.paid_at.map(micros),
+            link.payment_id,
+            link.version,
+            link.id,
+            transition.expected_version,
+        ],
+    )?;
+    if changed == 0 {
+        return Ok(Applied::StaleVersion);
+    }
+    insert_event(c, &transition.event)?;
+    Ok(Applied::Yes)
 }
 
 fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Account> {

@@ -1,6 +1,8 @@
-//! A real paylink server on 127.0.0.1:0 over a temporary database, and a
+//! A real paylink server on 127.0.0.1:0 over a temporary database (a
+//! SQLite file, or a fresh PostgreSQL database dropped afterwards), and a
 //! small HTTP client for it.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +12,121 @@ use paylink::server::{self, RunningServer, ServerOptions};
 use paylink::service::{Service, ServiceSettings};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use sqlx::{Connection, Executor};
 use tempfile::TempDir;
+
+/// Which database the current test runs on.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres { admin_url: String },
+}
+
+tokio::task_local! {
+    static BACKEND: Backend;
+}
+
+pub async fn on_sqlite(test: impl Future<Output = ()>) {
+    BACKEND.scope(Backend::Sqlite, test).await;
+}
+
+/// Runs `test` on PostgreSQL when `PAYLINK_TEST_POSTGRES_URL` is set; says
+/// it skipped otherwise. Under CI (`CI=true`) the variable is required.
+pub async fn on_postgres(test: impl Future<Output = ()>) {
+    match postgres_admin_url() {
+        Some(admin_url) => BACKEND.scope(Backend::Postgres { admin_url }, test).await,
+        None => eprintln!(
+            "SKIPPED on PostgreSQL: set PAYLINK_TEST_POSTGRES_URL to run this test there too"
+        ),
+    }
+}
+
+pub fn postgres_admin_url() -> Option<String> {
+    let url = std::env::var("PAYLINK_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if url.is_none() && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "CI=true requires PAYLINK_TEST_POSTGRES_URL: the PostgreSQL half of the suite may not be skipped"
+        );
+    }
+    url
+}
+
+fn current_backend() -> Backend {
+    BACKEND.try_with(Clone::clone).unwrap_or(Backend::Sqlite)
+}
+
+/// A database for one test, removed when the last handle goes.
+pub struct TestDatabase {
+    pub url: String,
+    postgres: Option<(String, String)>,
+    _dir: Option<TempDir>,
+}
+
+impl TestDatabase {
+    pub async fn create(backend: &Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                Self {
+                    url: format!("sqlite://{}", dir.path().join("paylink.db").display()),
+                    postgres: None,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres { admin_url } => {
+                let name = format!(
+                    "paylink_test_{}",
+                    paylink::domain::ids::random_base62(12).to_lowercase()
+                );
+                let mut admin = sqlx::PgConnection::connect(admin_url)
+                    .await
+                    .expect("connect to PostgreSQL");
+                admin
+                    .execute(sqlx::AssertSqlSafe(format!("create database {name}")))
+                    .await
+                    .expect("create test database");
+                let mut url = url::Url::parse(admin_url).expect("PostgreSQL URL");
+                url.set_path(&name);
+                Self {
+                    url: url.to_string(),
+                    postgres: Some((admin_url.clone(), name)),
+                    _dir: None,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some((admin_url, name)) = self.postgres.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime; use a thread with its own.
+        let database = name.clone();
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+                admin
+                    .execute(sqlx::AssertSqlSafe(format!(
+                        "drop database if exists {database} with (force)"
+                    )))
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {name}");
+        }
+    }
+}
 
 pub struct TestApp {
     pub base: String,
@@ -22,8 +138,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     server: Option<RunningServer>,
     sweep_interval: Duration,
-    // Held so the database outlives the server; removed on drop.
-    _dir: Arc<TempDir>,
+    // Held so the database outlives the server; removed on the last drop.
+    database: Arc<TestDatabase>,
 }
 
 pub struct Response {
@@ -55,21 +171,37 @@ impl TestApp {
     }
 
     pub async fn spawn_with_sweeper(sweep_interval: Duration) -> Self {
-        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-        let database_url = format!("sqlite://{}", dir.path().join("paylink.db").display());
+        let database = Arc::new(TestDatabase::create(&current_backend()).await);
         let clock = Arc::new(ShiftedClock::default());
-        let mut app = Self::start(database_url, clock, dir, sweep_interval).await;
+        let mut app = Self::start(database, clock, sweep_interval).await;
         app.key = app.create_key("default", false).await;
         app
     }
 
+    /// Another node on the same database (its own store, service and port),
+    /// sharing the clock. Meaningful on PostgreSQL, where nodes share one server.
+    pub async fn second_node(&self) -> Self {
+        let mut node = Self::start(
+            self.database.clone(),
+            self.clock.clone(),
+            self.sweep_interval,
+        )
+        .await;
+        node.key = self.key.clone();
+        node
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.database.postgres.is_some()
+    }
+
     async fn start(
-        database_url: String,
+        database: Arc<TestDatabase>,
         clock: Arc<ShiftedClock>,
-        dir: Arc<TempDir>,
         sweep_interval: Duration,
     ) -> Self {
-        let store = paylink::store::open(&database_url)
+        let database_url = database.url.clone();
+        let store = paylink::store::open(&database_url, &Default::default())
             .await
             .expect("open store");
         let service = Arc::new(Service::new(
@@ -100,7 +232,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             server: Some(server),
             sweep_interval,
-            _dir: dir,
+            database,
         }
     }
 
@@ -113,14 +245,13 @@ impl TestApp {
             .await
             .expect("clean shutdown");
         let key = self.key.clone();
-        let (url, clock, dir) = (
-            self.database_url.clone(),
+        let (database, clock, interval) = (
+            self.database.clone(),
             self.clock.clone(),
-            self._dir.clone(),
+            self.sweep_interval,
         );
-        let interval = self.sweep_interval;
         drop(self);
-        let mut app = Self::start(url, clock, dir, interval).await;
+        let mut app = Self::start(database, clock, interval).await;
         app.key = key;
         app
     }

@@ -1,5 +1,29 @@
 //! Integration tests: a real server on a real port over a real database.
 
+/// Each test runs twice, as `<name>::sqlite` and `<name>::postgres`; the
+/// PostgreSQL run says it skipped when `PAYLINK_TEST_POSTGRES_URL` is unset.
+macro_rules! backend_tests {
+    ($($(#[$meta:meta])* async fn $name:ident() $body:block)*) => {$(
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn body() $body
+
+            #[tokio::test]
+            async fn sqlite() {
+                crate::helpers::on_sqlite(body()).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                crate::helpers::on_postgres(body()).await;
+            }
+        }
+    )*};
+}
+
 mod helpers;
 
 mod auth;

@@ -1,0 +1,499 @@
+//! The PostgreSQL store: many stateless paylink nodes on one database.
+//!
+//! Every transition is a conditional `update ... where version = $expected`
+//! plus its event row in one transaction, so racing nodes cannot both win.
+//! The expiry sweep claims rows with `for update skip locked`, so several
+//! sweepers share the due links instead of fighting over them.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use jiff_sqlx::ToSqlx;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row};
+
+use super::{
+    Account, ApiKeyRecord, Applied, LinkFilter, Page, Scope, StatsRow, Store, StoreError,
+    StoreResult,
+};
+use crate::domain::{Currency, EventType, Link, LinkEvent, LinkStatus, PaymentType, Transition};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/postgres/migrations");
+
+/// How long a request waits for a pooled connection before answering 503.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        let unavailable = match &error {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            // Class 08: connection exceptions; 57P0x: the server is shutting
+            // down or starting; 53300: too many connections.
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                code.starts_with("08") || code.starts_with("57P") || code == "53300"
+            }),
+            _ => false,
+        };
+        if unavailable {
+            StoreError::Unavailable(error.to_string())
+        } else {
+            StoreError::Internal(error.to_string())
+        }
+    }
+}
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(url)
+            .await?;
+        // sqlx takes an advisory lock, so nodes starting together migrate once.
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+const LINK_COLUMNS: &str = "id, account_id, livemode, slug, amount, currency, description, payment_type, \
+     customer, line_items, order_reference, metadata, success_url, cancel_url, status, expires_at, \
+     created_at, updated_at, cancelled_at, cancellation_reason, paid_at, payment_id, version";
+
+fn internal(message: impl Into<String>) -> sqlx::Error {
+    sqlx::Error::Decode(message.into().into())
+}
+
+fn ts(row: &PgRow, column: &str) -> sqlx::Result<Timestamp> {
+    Ok(row.try_get::<jiff_sqlx::Timestamp, _>(column)?.to_jiff())
+}
+
+fn opt_ts(row: &PgRow, column: &str) -> sqlx::Result<Option<Timestamp>> {
+    Ok(row
+        .try_get::<Option<jiff_sqlx::Timestamp>, _>(column)?
+        .map(|t| t.to_jiff()))
+}
+
+fn link_from_row(row: &PgRow) -> sqlx::Result<Link> {
+    let currency: String = row.try_get("currency")?;
+    let status: String = row.try_get("status")?;
+    Ok(Link {
+        id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
+        livemode: row.try_get("livemode")?,
+        slug: row.try_get("slug")?,
+        amount: row.try_get("amount")?,
+        currency: Currency::parse(&currency).map_err(internal)?,
+        description: row.try_get("description")?,
+        payment_type: PaymentType::OneTime,
+        customer: row.try_get::<Option<Json<_>>, _>("customer")?.map(|j| j.0),
+        line_items: row
+            .try_get::<Option<Json<_>>, _>("line_items")?
+            .map(|j| j.0),
+        order_reference: row.try_get("order_reference")?,
+        metadata: row.try_get::<Json<_>, _>("metadata")?.0,
+        success_url: row.try_get("success_url")?,
+        cancel_url: row.try_get("cancel_url")?,
+        status: LinkStatus::parse(&status)
+            .ok_or_else(|| internal(format!("unknown status {status}")))?,
+        expires_at: ts(row, "expires_at")?,
+        created_at: ts(row, "created_at")?,
+        updated_at: ts(row, "updated_at")?,
+        cancelled_at: opt_ts(row, "cancelled_at")?,
+        cancellation_reason: row.try_get("cancellation_reason")?,
+        paid_at: opt_ts(row, "paid_at")?,
+        payment_id: row.try_get("payment_id")?,
+        version: row.try_get("version")?,
+    })
+}
+
+fn event_from_row(row: &PgRow) -> sqlx::Result<LinkEvent> {
+    let event_type: String = row.try_get("type")?;
+    Ok(LinkEvent {
+        id: row.try_get("id")?,
+        event_type: EventType::parse(&event_type)
+            .ok_or_else(|| internal(format!("unknown event type {event_type}")))?,
+        created_at: ts(row, "created_at")?,
+        actor: row.try_get::<Json<_>, _>("actor")?.0,
+        reason: row.try_get("reason")?,
+        link: row.try_get::<Json<_>, _>("link")?.0,
+        previous_attributes: row
+            .try_get::<Option<Json<serde_json::Value>>, _>("previous_attributes")?
+            .map(|j| j.0),
+    })
+}
+
+fn account_from_row(row: &PgRow) -> sqlx::Result<Account> {
+    Ok(Account {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        suspended: row.try_get("suspended")?,
+        created_at: ts(row, "created_at")?,
+    })
+}
+
+async fn insert_event(tx: &mut sqlx::PgConnection, event: &LinkEvent) -> StoreResult<()> {
+    sqlx::query(
+        "insert into events (id, link_id, account_id, livemode, type, created_at, actor, reason, link, previous_attributes)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&event.id)
+    .bind(&event.link.id)
+    .bind(&event.link.account_id)
+    .bind(event.link.livemode)
+    .bind(event.event_type.as_str())
+    .bind(event.created_at.to_sqlx())
+    .bind(Json(&event.actor))
+    .bind(&event.reason)
+    .bind(Json(&event.link))
+    .bind(event.previous_attributes.as_ref().map(Json))
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// The conditional update plus the event, inside the caller's transaction.
+async fn write_transition(
+    tx: &mut sqlx::PgConnection,
+    transition: &Transition,
+) -> StoreResult<Applied> {
+    let link = &transition.link;
+    let changed = sqlx::query(
+        "update payment_links set status = $1, description = $2, metadata = $3, expires_at = $4,
+            updated_at = $5, cancelled_at = $6, cancellation_reason = $7, paid_at = $8,
+            payment_id = $9, version = $10
+         where id = $11 and version = $12",
+    )
+    .bind(link.status.as_str())
+    .bind(&link.description)
+    .bind(Json(&link.metadata))
+    .bind(link.expires_at.to_sqlx())
+    .bind(link.updated_at.to_sqlx())
+    .bind(link.cancelled_at.map(|t| t.to_sqlx()))
+    .bind(&link.cancellation_reason)
+    .bind(link.paid_at.map(|t| t.to_sqlx()))
+    .bind(&link.payment_id)
+    .bind(link.version)
+    .bind(&link.id)
+    .bind(transition.expected_version)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if changed == 0 {
+        return Ok(Applied::StaleVersion);
+    }
+    insert_event(tx, &transition.event).await?;
+    Ok(Applied::Yes)
+}
+
+/// Appends the filter's conditions on alias `l`.
+fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &LinkFilter, now: Timestamp) {
+    if let Some(status) = filter.status {
+        match status {
+            LinkStatus::Active => {
+                query
+                    .push(" and l.status = 'active' and l.expires_at > ")
+                    .push_bind(now.to_sqlx());
+            }
+            LinkStatus::Expired => {
+                query
+                    .push(" and (l.status = 'expired' or (l.status = 'active' and l.expires_at <= ")
+                    .push_bind(now.to_sqlx())
+                    .push("))");
+            }
+            LinkStatus::Processing | LinkStatus::Paid | LinkStatus::Cancelled => {
+                query.push(" and l.status = ").push_bind(status.as_str());
+            }
+        }
+    }
+    if let Some(after) = filter.created_after {
+        query
+            .push(" and l.created_at > ")
+            .push_bind(after.to_sqlx());
+    }
+    if let Some(before) = filter.created_before {
+        query
+            .push(" and l.created_at < ")
+            .push_bind(before.to_sqlx());
+    }
+    if let Some(reference) = &filter.order_reference {
+        query
+            .push(" and l.order_reference = ")
+            .push_bind(reference.clone());
+    }
+    if let Some(product_id) = &filter.product_id {
+        query
+            .push(" and l.line_items @> jsonb_build_array(jsonb_build_object('product_id', ")
+            .push_bind(product_id.clone())
+            .push("::text))");
+    }
+    for (key, value) in &filter.metadata {
+        query
+            .push(" and l.metadata ->> ")
+            .push_bind(key.clone())
+            .push(" = ")
+            .push_bind(value.clone());
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn count_accounts(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("select count(*) from accounts")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn ensure_account(&self, account: Account) -> StoreResult<Account> {
+        sqlx::query(
+            "insert into accounts (id, name, suspended, created_at) values ($1, $2, $3, $4)
+             on conflict (name) do nothing",
+        )
+        .bind(&account.id)
+        .bind(&account.name)
+        .bind(account.suspended)
+        .bind(account.created_at.to_sqlx())
+        .execute(&self.pool)
+        .await?;
+        let row =
+            sqlx::query("select id, name, suspended, created_at from accounts where name = $1")
+                .bind(&account.name)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(account_from_row(&row)?)
+    }
+
+    async fn set_account_suspended(&self, name: &str, suspended: bool) -> StoreResult<bool> {
+        let result = sqlx::query("update accounts set suspended = $1 where name = $2")
+            .bind(suspended)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn insert_api_key(&self, key: ApiKeyRecord) -> StoreResult<()> {
+        sqlx::query(
+            "insert into api_keys (id, account_id, livemode, key_hash, key_prefix, created_at)
+             values ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&key.id)
+        .bind(&key.account_id)
+        .bind(key.livemode)
+        .bind(&key.key_hash)
+        .bind(&key.key_prefix)
+        .bind(key.created_at.to_sqlx())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn find_api_key(&self, key_hash: &str) -> StoreResult<Option<(ApiKeyRecord, Account)>> {
+        let row = sqlx::query(
+            "select k.id as key_id, k.account_id, k.livemode, k.key_hash, k.key_prefix, k.created_at as key_created_at,
+                    a.id, a.name, a.suspended, a.created_at
+             from api_keys k join accounts a on a.id = k.account_id
+             where k.key_hash = $1",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let key = ApiKeyRecord {
+            id: row.try_get("key_id")?,
+            account_id: row.try_get("account_id")?,
+            livemode: row.try_get("livemode")?,
+            key_hash: row.try_get("key_hash")?,
+            key_prefix: row.try_get("key_prefix")?,
+            created_at: ts(&row, "key_created_at")?,
+        };
+        Ok(Some((key, account_from_row(&row)?)))
+    }
+
+    async fn insert_link(&self, link: Link, event: LinkEvent) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "insert into payment_links ({LINK_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"
+        )))
+        .bind(&link.id)
+        .bind(&link.account_id)
+        .bind(link.livemode)
+        .bind(&link.slug)
+        .bind(link.amount)
+        .bind(link.currency.code())
+        .bind(&link.description)
+        .bind("one_time")
+        .bind(link.customer.as_ref().map(Json))
+        .bind(link.line_items.as_ref().map(Json))
+        .bind(&link.order_reference)
+        .bind(Json(&link.metadata))
+        .bind(&link.success_url)
+        .bind(&link.cancel_url)
+        .bind(link.status.as_str())
+        .bind(link.expires_at.to_sqlx())
+        .bind(link.created_at.to_sqlx())
+        .bind(link.updated_at.to_sqlx())
+        .bind(link.cancelled_at.map(|t| t.to_sqlx()))
+        .bind(&link.cancellation_reason)
+        .bind(link.paid_at.map(|t| t.to_sqlx()))
+        .bind(&link.payment_id)
+        .bind(link.version)
+        .execute(&mut *tx)
+        .await?;
+        insert_event(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_link(&self, scope: &Scope, id: &str) -> StoreResult<Option<Link>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "select {LINK_COLUMNS} from payment_links where id = $1 and account_id = $2 and livemode = $3"
+        )))
+        .bind(id)
+        .bind(&scope.account_id)
+        .bind(scope.livemode)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(link_from_row).transpose()?)
+    }
+
+    async fn get_link_by_slug(&self, slug: &str) -> StoreResult<Option<Link>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "select {LINK_COLUMNS} from payment_links where slug = $1"
+        )))
+        .bind(slug)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(link_from_row).transpose()?)
+    }
+
+    async fn list_links(
+        &self,
+        scope: &Scope,
+        filter: &LinkFilter,
+        page: &Page,
+        now: Timestamp,
+    ) -> StoreResult<Vec<Link>> {
+        let mut query = QueryBuilder::<Postgres>::new(format!(
+            "select {LINK_COLUMNS} from payment_links l where l.account_id = "
+        ));
+        query
+            .push_bind(scope.account_id.clone())
+            .push(" and l.livemode = ")
+            .push_bind(scope.livemode);
+        push_filter(&mut query, filter, now);
+        if let Some((created_at, id)) = &page.starting_after {
+            query
+                .push(" and (l.created_at, l.id) < (")
+                .push_bind(created_at.to_sqlx())
+                .push(", ")
+                .push_bind(id.clone())
+                .push(")");
+        }
+        query
+            .push(" order by l.created_at desc, l.id desc limit ")
+            .push_bind(i64::try_from(page.limit).unwrap_or(i64::MAX));
+        let rows = query.build().fetch_all(&self.pool).await?;
+        Ok(rows
+            .iter()
+            .map(link_from_row)
+            .collect::<sqlx::Result<Vec<_>>>()?)
+    }
+
+    async fn apply_transition(&self, transition: Transition) -> StoreResult<Applied> {
+        let mut tx = self.pool.begin().await?;
+        let applied = write_transition(&mut tx, &transition).await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn link_events(&self, link_id: &str) -> StoreResult<Vec<LinkEvent>> {
+        let rows = sqlx::query(
+            "select id, type, created_at, actor, reason, link, previous_attributes
+             from events where link_id = $1 order by seq",
+        )
+        .bind(link_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(event_from_row)
+            .collect::<sqlx::Result<Vec<_>>>()?)
+    }
+
+    async fn stats(
+        &self,
+        scope: &Scope,
+        filter: &LinkFilter,
+        now: Timestamp,
+    ) -> StoreResult<Vec<StatsRow>> {
+        let mut query = QueryBuilder::<Postgres>::new(
+            "select case when l.status = 'active' and l.expires_at <= ",
+        );
+        query
+            .push_bind(now.to_sqlx())
+            .push(
+                " then 'expired' else l.status end as effective, l.currency, count(*) as count, \
+                 sum(l.amount)::bigint as amount from payment_links l where l.account_id = ",
+            )
+            .push_bind(scope.account_id.clone())
+            .push(" and l.livemode = ")
+            .push_bind(scope.livemode);
+        push_filter(&mut query, filter, now);
+        query.push(" group by effective, l.currency order by effective, l.currency");
+        let rows = query.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let status: String = row.try_get("effective")?;
+                Ok(StatsRow {
+                    status: LinkStatus::parse(&status)
+                        .ok_or_else(|| internal(format!("unknown status {status}")))?,
+                    currency: row.try_get("currency")?,
+                    count: row.try_get("count")?,
+                    amount: row.try_get("amount")?,
+                })
+            })
+            .collect::<sqlx::Result<Vec<_>>>()
+            .map_err(StoreError::from)
+    }
+
+    async fn expire_due(&self, now: Timestamp, limit: usize) -> StoreResult<usize> {
+        let mut tx = self.pool.begin().await?;
+        // Rows another node's sweeper holds are skipped, not waited for.
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "select {LINK_COLUMNS} from payment_links
+             where status = 'active' and expires_at <= $1
+             order by expires_at limit $2 for update skip locked"
+        )))
+        .bind(now.to_sqlx())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut expired = 0;
+        for row in &rows {
+            let link = link_from_row(row)?;
+            if let Some(transition) = link.expire_if_due(now)
+                && write_transition(&mut tx, &transition).await? == Applied::Yes
+            {
+                expired += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(expired)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("select 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
