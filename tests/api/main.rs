@@ -32,6 +32,7 @@ mod cancel;
 mod cli;
 mod expiry;
 mod list;
+mod multi_node;
 mod protocol;
 mod update;
 mod validation;
