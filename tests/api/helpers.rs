@@ -191,10 +191,6 @@ impl TestApp {
         node
     }
 
-    pub fn is_postgres(&self) -> bool {
-        self.database.postgres.is_some()
-    }
-
     async fn start(
         database: Arc<TestDatabase>,
         clock: Arc<ShiftedClock>,
