@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use jiff::SignedDuration;
 use paylink::clock::SystemClock;
+use paylink::http::rate_limit::RateLimitSettings;
 use paylink::server::{self, ServerOptions};
 use paylink::service::{Service, ServiceSettings};
 use paylink::store;
@@ -54,6 +55,12 @@ enum Command {
         /// Seconds before a request is abandoned with 503.
         #[arg(long, env = "PAYLINK_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
         request_timeout_secs: u64,
+        /// Sustained requests per second per API key (per node).
+        #[arg(long, env = "PAYLINK_RATE_LIMIT_PER_SECOND", default_value_t = 100)]
+        rate_limit_per_second: u32,
+        /// Burst of requests per API key (per node).
+        #[arg(long, env = "PAYLINK_RATE_LIMIT_BURST", default_value_t = 200)]
+        rate_limit_burst: u32,
     },
     /// Create or upgrade the database schema, then exit.
     Migrate {
@@ -142,6 +149,8 @@ async fn main() -> anyhow::Result<()> {
             sweep_interval_secs,
             default_link_lifetime_hours,
             request_timeout_secs,
+            rate_limit_per_second,
+            rate_limit_burst,
         } => {
             let settings = ServiceSettings {
                 default_link_lifetime: SignedDuration::from_hours(default_link_lifetime_hours),
@@ -161,6 +170,11 @@ async fn main() -> anyhow::Result<()> {
                     public_url,
                     sweep_interval: Duration::from_secs(sweep_interval_secs.max(1)),
                     request_timeout: Duration::from_secs(request_timeout_secs.max(1)),
+                    rate_limits: RateLimitSettings {
+                        per_second: rate_limit_per_second,
+                        burst: rate_limit_burst,
+                        ..RateLimitSettings::default()
+                    },
                 },
             )
             .await?;

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::http::rate_limit::{RateLimitSettings, RateLimits};
 use crate::http::{self, HttpSettings};
 use crate::service::Service;
 
@@ -22,6 +23,7 @@ pub struct ServerOptions {
     pub public_url: Option<String>,
     pub sweep_interval: Duration,
     pub request_timeout: Duration,
+    pub rate_limits: RateLimitSettings,
 }
 
 impl Default for ServerOptions {
@@ -30,6 +32,7 @@ impl Default for ServerOptions {
             public_url: None,
             sweep_interval: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
+            rate_limits: RateLimitSettings::default(),
         }
     }
 }
@@ -56,22 +59,28 @@ pub async fn start(
         .unwrap_or_else(|| format!("http://{addr}"))
         .trim_end_matches('/')
         .to_owned();
+    let limits = Arc::new(RateLimits::new(options.rate_limits));
     let app = http::app(
         Arc::clone(&service),
         &public_url,
         HttpSettings {
             request_timeout: options.request_timeout,
+            limits: Arc::clone(&limits),
         },
     );
     let shutdown = CancellationToken::new();
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+        .await
     });
     let sweeper = tokio::spawn(run_sweeper(
         service,
+        limits,
         options.sweep_interval,
         shutdown.clone(),
     ));
@@ -100,11 +109,22 @@ impl RunningServer {
     }
 }
 
-async fn run_sweeper(service: Arc<Service>, interval: Duration, shutdown: CancellationToken) {
+/// Periodic housekeeping: stores due expiries, forgets idempotency keys
+/// past their 24 hours and rate-limit buckets that are full again.
+async fn run_sweeper(
+    service: Arc<Service>,
+    limits: Arc<RateLimits>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(interval) => {}
+        }
+        limits.forget_idle();
+        if let Err(error) = service.purge_expired_idempotency_keys().await {
+            tracing::warn!(%error, "purging idempotency keys failed; retrying next interval");
         }
         // Drain everything due, a batch at a time, unless asked to stop.
         loop {

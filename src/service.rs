@@ -17,7 +17,8 @@ use crate::domain::{
     Transition, ids,
 };
 use crate::store::{
-    Account, ApiKeyRecord, Applied, LinkFilter, Page, Scope, StatsRow, Store, StoreError,
+    Account, ApiKeyRecord, Applied, IdempotencyClaim, IdempotencyWindow, LinkFilter, Page, Scope,
+    StatsRow, Store, StoreError, StoredResponse,
 };
 
 /// Attempts before a write that keeps losing races gives up (each loss means
@@ -26,6 +27,11 @@ const MAX_ATTEMPTS: usize = 16;
 /// How many writes one bulk operation keeps in flight (they share commits).
 const BULK_CONCURRENCY: usize = 64;
 pub const MAX_BULK_CANCEL: usize = 1000;
+/// How long an idempotency key is remembered.
+pub const IDEMPOTENCY_KEY_LIFETIME: SignedDuration = SignedDuration::from_hours(24);
+/// A claimed key whose request never finished (its node died) is free
+/// again after this; longer than any request may run.
+const IDEMPOTENCY_LEASE: SignedDuration = SignedDuration::from_secs(120);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -446,6 +452,53 @@ impl Service {
         .await?;
         // Reloading through `change` stores an expiry that fell due meanwhile.
         self.change(&key, |_, _| Ok(None)).await
+    }
+
+    // ---- idempotency ----
+
+    pub async fn claim_idempotency_key(
+        &self,
+        caller: &Caller,
+        key: &str,
+        fingerprint: &str,
+    ) -> ServiceResult<IdempotencyClaim> {
+        let now = self.now();
+        let window = IdempotencyWindow {
+            now,
+            expired_before: now - IDEMPOTENCY_KEY_LIFETIME,
+            abandoned_before: now - IDEMPOTENCY_LEASE,
+        };
+        Ok(self
+            .store
+            .claim_idempotency_key(&caller.scope, key, fingerprint, window)
+            .await?)
+    }
+
+    pub async fn complete_idempotency_key(
+        &self,
+        caller: &Caller,
+        key: &str,
+        response: StoredResponse,
+    ) -> ServiceResult<()> {
+        Ok(self
+            .store
+            .complete_idempotency_key(&caller.scope, key, response)
+            .await?)
+    }
+
+    pub async fn release_idempotency_key(&self, caller: &Caller, key: &str) -> ServiceResult<()> {
+        Ok(self
+            .store
+            .release_idempotency_key(&caller.scope, key)
+            .await?)
+    }
+
+    /// Forgets idempotency keys older than their lifetime.
+    pub async fn purge_expired_idempotency_keys(&self) -> ServiceResult<u64> {
+        Ok(self
+            .store
+            .purge_idempotency_keys(self.now() - IDEMPOTENCY_KEY_LIFETIME)
+            .await?)
     }
 
     // ---- background ----

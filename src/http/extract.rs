@@ -126,7 +126,7 @@ fn quoted_after(message: &str, prefix: &str) -> Option<String> {
     Some(rest.split('`').next()?.to_owned())
 }
 
-/// The authenticated merchant, from `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+/// The authenticated merchant, put in the request by [`super::auth::authenticate`].
 pub struct Authenticated(pub Caller);
 
 impl FromRequestParts<AppState> for Authenticated {
@@ -136,21 +136,24 @@ impl FromRequestParts<AppState> for Authenticated {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let secret = api_key_from_headers(parts).ok_or_else(|| {
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(Authenticated(caller.clone()));
+        }
+        // Outside the authenticating middleware's paths: authenticate here.
+        let secret = api_key_from_headers(&parts.headers).ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 ErrorCode::Unauthorized,
                 "No API key provided. Send `Authorization: Bearer pl_test_...` or `X-API-Key: pl_test_...`.",
             )
         })?;
-        let caller = state.service.authenticate(&secret).await?;
-        Ok(Authenticated(caller))
+        Ok(Authenticated(state.service.authenticate(&secret).await?))
     }
 }
 
-fn api_key_from_headers(parts: &Parts) -> Option<String> {
-    if let Some(value) = parts
-        .headers
+/// The API key of `Authorization: Bearer <key>` (or a bare key) or `X-API-Key: <key>`.
+pub fn api_key_from_headers(headers: &axum::http::HeaderMap) -> Option<String> {
+    if let Some(value) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
@@ -163,8 +166,7 @@ fn api_key_from_headers(parts: &Parts) -> Option<String> {
             return Some(token.to_owned());
         }
     }
-    parts
-        .headers
+    headers
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
         .map(str::trim)

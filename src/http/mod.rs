@@ -4,10 +4,13 @@
 //! SQL. Every error leaves through [`error::ApiError`], so every failure,
 //! down to an unknown route or a malformed body, has the same envelope.
 
+mod auth;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 mod links;
 mod ops;
+pub mod rate_limit;
 pub mod request_id;
 pub mod wire;
 
@@ -33,6 +36,7 @@ pub struct AppState {
     /// Base of hosted page URLs, without a trailing slash.
     pub public_url: Arc<str>,
     pub openapi: Arc<serde_json::Value>,
+    pub limits: Arc<rate_limit::RateLimits>,
 }
 
 impl AppState {
@@ -83,6 +87,7 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 
 pub struct HttpSettings {
     pub request_timeout: Duration,
+    pub limits: Arc<rate_limit::RateLimits>,
 }
 
 /// The whole application: routes, fallbacks, limits, request ids, tracing.
@@ -92,12 +97,23 @@ pub fn app(service: Arc<Service>, public_url: &str, settings: HttpSettings) -> R
         service,
         public_url: public_url.trim_end_matches('/').into(),
         openapi: Arc::new(serde_json::to_value(&openapi).expect("the OpenAPI document serializes")),
+        limits: settings.limits,
     };
     let timeout = settings.request_timeout;
+    // Layers run outside-in from the last added: request id and timeout,
+    // tracing, authentication and rate limits, idempotency, the handler.
     router
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::idempotency,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .layer(axum::middleware::from_fn(move |request, next| {
             request_id::layer(timeout, request, next)
         }))

@@ -87,6 +87,38 @@ pub enum Applied {
     StaleVersion,
 }
 
+/// A response kept for replay under an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// The outcome of claiming an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyClaim {
+    /// This request owns the key: run it, then complete or release the key.
+    Claimed,
+    /// Another request has the key: its fingerprint, and its response once
+    /// it finished (`None` while it is still running).
+    Existing {
+        fingerprint: String,
+        response: Option<StoredResponse>,
+    },
+}
+
+/// Times that bound an idempotency claim.
+#[derive(Debug, Clone, Copy)]
+pub struct IdempotencyWindow {
+    pub now: Timestamp,
+    /// Keys created before this are forgotten (24 hours).
+    pub expired_before: Timestamp,
+    /// A claim with no response created before this was abandoned (its
+    /// node died mid-request) and may be taken over.
+    pub abandoned_before: Timestamp,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn count_accounts(&self) -> StoreResult<i64>;
@@ -125,6 +157,25 @@ pub trait Store: Send + Sync + 'static {
     /// concurrent sweepers, on one node or many, never work on the same
     /// link. Returns how many links this call expired.
     async fn expire_due(&self, now: Timestamp, limit: usize) -> StoreResult<usize>;
+    /// Claims `key` for a request with `fingerprint`, atomically.
+    async fn claim_idempotency_key(
+        &self,
+        scope: &Scope,
+        key: &str,
+        fingerprint: &str,
+        window: IdempotencyWindow,
+    ) -> StoreResult<IdempotencyClaim>;
+    /// Stores the response of the request that claimed `key`.
+    async fn complete_idempotency_key(
+        &self,
+        scope: &Scope,
+        key: &str,
+        response: StoredResponse,
+    ) -> StoreResult<()>;
+    /// Gives a claimed key up (the request stored nothing worth replaying).
+    async fn release_idempotency_key(&self, scope: &Scope, key: &str) -> StoreResult<()>;
+    /// Deletes keys created before `before`; returns how many.
+    async fn purge_idempotency_keys(&self, before: Timestamp) -> StoreResult<u64>;
     /// Is the database answering?
     async fn ping(&self) -> StoreResult<()>;
 }

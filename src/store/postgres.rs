@@ -15,8 +15,8 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row};
 
 use super::{
-    Account, ApiKeyRecord, Applied, LinkFilter, Page, Scope, StatsRow, Store, StoreError,
-    StoreResult,
+    Account, ApiKeyRecord, Applied, IdempotencyClaim, IdempotencyWindow, LinkFilter, Page, Scope,
+    StatsRow, Store, StoreError, StoreResult, StoredResponse,
 };
 use crate::domain::{Currency, EventType, Link, LinkEvent, LinkStatus, PaymentType, Transition};
 
@@ -490,6 +490,118 @@ impl Store for PostgresStore {
         }
         tx.commit().await?;
         Ok(expired)
+    }
+
+    async fn claim_idempotency_key(
+        &self,
+        scope: &Scope,
+        key: &str,
+        fingerprint: &str,
+        window: IdempotencyWindow,
+    ) -> StoreResult<IdempotencyClaim> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "delete from idempotency_keys where account_id = $1 and livemode = $2 and key = $3
+               and (created_at < $4 or (response_status is null and created_at < $5))",
+        )
+        .bind(&scope.account_id)
+        .bind(scope.livemode)
+        .bind(key)
+        .bind(window.expired_before.to_sqlx())
+        .bind(window.abandoned_before.to_sqlx())
+        .execute(&mut *tx)
+        .await?;
+        // A concurrent claim of the same key waits here for the other
+        // transaction, then inserts nothing and reads the winner's row.
+        let inserted = sqlx::query(
+            "insert into idempotency_keys (account_id, livemode, key, fingerprint, created_at)
+             values ($1, $2, $3, $4, $5) on conflict do nothing",
+        )
+        .bind(&scope.account_id)
+        .bind(scope.livemode)
+        .bind(key)
+        .bind(fingerprint)
+        .bind(window.now.to_sqlx())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let claim = if inserted == 1 {
+            IdempotencyClaim::Claimed
+        } else {
+            let row = sqlx::query(
+                "select fingerprint, response_status, response_headers, response_body from idempotency_keys
+                 where account_id = $1 and livemode = $2 and key = $3",
+            )
+            .bind(&scope.account_id)
+            .bind(scope.livemode)
+            .bind(key)
+            .fetch_one(&mut *tx)
+            .await?;
+            let status: Option<i32> = row.try_get("response_status")?;
+            let response = match status {
+                Some(status) => Some(StoredResponse {
+                    status: u16::try_from(status)
+                        .map_err(|_| StoreError::Internal("stored status out of range".into()))?,
+                    headers: row
+                        .try_get::<Option<Json<Vec<(String, String)>>>, _>("response_headers")?
+                        .map(|j| j.0)
+                        .unwrap_or_default(),
+                    body: row
+                        .try_get::<Option<Vec<u8>>, _>("response_body")?
+                        .unwrap_or_default(),
+                }),
+                None => None,
+            };
+            IdempotencyClaim::Existing {
+                fingerprint: row.try_get("fingerprint")?,
+                response,
+            }
+        };
+        tx.commit().await?;
+        Ok(claim)
+    }
+
+    async fn complete_idempotency_key(
+        &self,
+        scope: &Scope,
+        key: &str,
+        response: StoredResponse,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "update idempotency_keys set response_status = $1, response_headers = $2, response_body = $3
+             where account_id = $4 and livemode = $5 and key = $6",
+        )
+        .bind(i32::from(response.status))
+        .bind(Json(&response.headers))
+        .bind(&response.body)
+        .bind(&scope.account_id)
+        .bind(scope.livemode)
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn release_idempotency_key(&self, scope: &Scope, key: &str) -> StoreResult<()> {
+        sqlx::query(
+            "delete from idempotency_keys where account_id = $1 and livemode = $2 and key = $3 and response_status is null",
+        )
+        .bind(&scope.account_id)
+        .bind(scope.livemode)
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn purge_idempotency_keys(&self, before: Timestamp) -> StoreResult<u64> {
+        Ok(
+            sqlx::query("delete from idempotency_keys where created_at < $1")
+                .bind(before.to_sqlx())
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -17,12 +17,15 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params, params_fro
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{
-    Account, ApiKeyRecord, Applied, LinkFilter, Page, Scope, StatsRow, Store, StoreError,
-    StoreResult,
+    Account, ApiKeyRecord, Applied, IdempotencyClaim, IdempotencyWindow, LinkFilter, Page, Scope,
+    StatsRow, Store, StoreError, StoreResult, StoredResponse,
 };
 use crate::domain::{Link, LinkEvent, LinkStatus, Transition};
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("sqlite/0001_init.sql")),
+    (2, include_str!("sqlite/0002_idempotency.sql")),
+];
 const READERS: usize = 4;
 /// Most operations one commit may carry.
 const MAX_BATCH: usize = 512;
@@ -702,6 +705,101 @@ impl Store for SqliteStore {
                 }
             }
             Ok(expired)
+        })
+        .await
+    }
+
+    async fn claim_idempotency_key(
+        &self,
+        scope: &Scope,
+        key: &str,
+        fingerprint: &str,
+        window: IdempotencyWindow,
+    ) -> StoreResult<IdempotencyClaim> {
+        let (scope, key, fingerprint) = (scope.clone(), key.to_owned(), fingerprint.to_owned());
+        self.write(move |c| {
+            c.execute(
+                "delete from idempotency_keys where account_id = ?1 and livemode = ?2 and key = ?3
+                   and (created_at < ?4 or (response_status is null and created_at < ?5))",
+                params![scope.account_id, scope.livemode, key, micros(window.expired_before), micros(window.abandoned_before)],
+            )?;
+            let inserted = c.execute(
+                "insert into idempotency_keys (account_id, livemode, key, fingerprint, created_at)
+                 values (?1, ?2, ?3, ?4, ?5) on conflict do nothing",
+                params![scope.account_id, scope.livemode, key, fingerprint, micros(window.now)],
+            )?;
+            if inserted == 1 {
+                return Ok(IdempotencyClaim::Claimed);
+            }
+            let (fingerprint, status, headers, body) = c.query_row(
+                "select fingerprint, response_status, response_headers, response_body from idempotency_keys
+                 where account_id = ?1 and livemode = ?2 and key = ?3",
+                params![scope.account_id, scope.livemode, key],
+                |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, Option<u16>>(1)?,
+                        row.get::<_, Option<String>>(2)?,
+                        row.get::<_, Option<Vec<u8>>>(3)?,
+                    ))
+                },
+            )?;
+            let response = match status {
+                Some(status) => Some(StoredResponse {
+                    status,
+                    headers: json_column(headers)?.unwrap_or_default(),
+                    body: body.unwrap_or_default(),
+                }),
+                None => None,
+            };
+            Ok(IdempotencyClaim::Existing { fingerprint, response })
+        })
+        .await
+    }
+
+    async fn complete_idempotency_key(
+        &self,
+        scope: &Scope,
+        key: &str,
+        response: StoredResponse,
+    ) -> StoreResult<()> {
+        let (scope, key) = (scope.clone(), key.to_owned());
+        self.write(move |c| {
+            c.execute(
+                "update idempotency_keys set response_status = ?1, response_headers = ?2, response_body = ?3
+                 where account_id = ?4 and livemode = ?5 and key = ?6",
+                params![
+                    response.status,
+                    serde_json::to_string(&response.headers)?,
+                    response.body,
+                    scope.account_id,
+                    scope.livemode,
+                    key
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release_idempotency_key(&self, scope: &Scope, key: &str) -> StoreResult<()> {
+        let (scope, key) = (scope.clone(), key.to_owned());
+        self.write(move |c| {
+            c.execute(
+                "delete from idempotency_keys where account_id = ?1 and livemode = ?2 and key = ?3 and response_status is null",
+                params![scope.account_id, scope.livemode, key],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn purge_idempotency_keys(&self, before: Timestamp) -> StoreResult<u64> {
+        self.write(move |c| {
+            Ok(c.execute(
+                "delete from idempotency_keys where created_at < ?1",
+                [micros(before)],
+            )? as u64)
         })
         .await
     }

@@ -137,7 +137,7 @@ pub struct TestApp {
     pub database_url: String,
     pub client: reqwest::Client,
     server: Option<RunningServer>,
-    sweep_interval: Duration,
+    options: ServerOptions,
     // Held so the database outlives the server; removed on the last drop.
     database: Arc<TestDatabase>,
 }
@@ -171,9 +171,17 @@ impl TestApp {
     }
 
     pub async fn spawn_with_sweeper(sweep_interval: Duration) -> Self {
+        Self::spawn_with(ServerOptions {
+            sweep_interval,
+            ..ServerOptions::default()
+        })
+        .await
+    }
+
+    pub async fn spawn_with(options: ServerOptions) -> Self {
         let database = Arc::new(TestDatabase::create(&current_backend()).await);
         let clock = Arc::new(ShiftedClock::default());
-        let mut app = Self::start(database, clock, sweep_interval).await;
+        let mut app = Self::start(database, clock, options).await;
         app.key = app.create_key("default", false).await;
         app
     }
@@ -184,7 +192,7 @@ impl TestApp {
         let mut node = Self::start(
             self.database.clone(),
             self.clock.clone(),
-            self.sweep_interval,
+            self.options.clone(),
         )
         .await;
         node.key = self.key.clone();
@@ -194,7 +202,7 @@ impl TestApp {
     async fn start(
         database: Arc<TestDatabase>,
         clock: Arc<ShiftedClock>,
-        sweep_interval: Duration,
+        options: ServerOptions,
     ) -> Self {
         let database_url = database.url.clone();
         let store = paylink::store::open(&database_url, &Default::default())
@@ -208,17 +216,9 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let server = server::start(
-            listener,
-            service.clone(),
-            ServerOptions {
-                public_url: None,
-                sweep_interval,
-                request_timeout: Duration::from_secs(30),
-            },
-        )
-        .await
-        .expect("start server");
+        let server = server::start(listener, service.clone(), options.clone())
+            .await
+            .expect("start server");
         Self {
             base: format!("http://{}", server.addr),
             key: String::new(),
@@ -227,7 +227,7 @@ impl TestApp {
             database_url,
             client: reqwest::Client::new(),
             server: Some(server),
-            sweep_interval,
+            options,
             database,
         }
     }
@@ -244,7 +244,7 @@ impl TestApp {
         let (database, clock, interval) = (
             self.database.clone(),
             self.clock.clone(),
-            self.sweep_interval,
+            self.options.clone(),
         );
         drop(self);
         let mut app = Self::start(database, clock, interval).await;

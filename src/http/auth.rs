@@ -1,0 +1,81 @@
+//! Authentication and rate limiting for the merchant API, as one middleware:
+//! the caller is resolved once, limited on its key's budget, and handed to
+//! handlers (and the idempotency layer) through request extensions.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::error::{ApiError, ErrorCode};
+use super::extract::api_key_from_headers;
+use super::rate_limit::Verdict;
+use crate::service::ServiceError;
+
+/// Paths that need an API key.
+pub fn is_merchant_api(path: &str) -> bool {
+    path.starts_with("/v1/")
+}
+
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if !is_merchant_api(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let address = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
+    let Some(secret) = api_key_from_headers(request.headers()) else {
+        return failed_authentication(
+            &state,
+            address,
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                "No API key provided. Send `Authorization: Bearer pl_test_...` or `X-API-Key: pl_test_...`.",
+            ),
+        );
+    };
+    let caller = match state.service.authenticate(&secret).await {
+        Ok(caller) => caller,
+        Err(error @ ServiceError::Unauthorized(_)) => {
+            return failed_authentication(&state, address, error.into());
+        }
+        Err(error) => return ApiError::from(error).into_response(),
+    };
+    let verdict = state.limits.check_key(&caller.key_id);
+    if let Verdict::Limited { .. } = verdict {
+        return rate_limited(verdict);
+    }
+    request.extensions_mut().insert(caller);
+    let mut response = next.run(request).await;
+    verdict.write_headers(response.headers_mut());
+    response
+}
+
+/// A bad or missing key spends the client address's own budget; past it,
+/// 429 instead of 401.
+fn failed_authentication(state: &AppState, address: IpAddr, error: ApiError) -> Response {
+    match state.limits.check_failed_auth(address) {
+        Verdict::Allowed { .. } => error.into_response(),
+        limited @ Verdict::Limited { .. } => rate_limited(limited),
+    }
+}
+
+fn rate_limited(verdict: Verdict) -> Response {
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::RateLimited,
+        "Too many requests; retry after the number of seconds in `Retry-After`.",
+    )
+    .into_response();
+    verdict.write_headers(response.headers_mut());
+    response
+}

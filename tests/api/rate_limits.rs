@@ -1,0 +1,61 @@
+//! Rate limits per API key, and a separate budget for failed authentication.
+
+use paylink::http::rate_limit::RateLimitSettings;
+use paylink::server::ServerOptions;
+use reqwest::{Method, StatusCode};
+
+use crate::helpers::TestApp;
+
+async fn limited_app() -> TestApp {
+    TestApp::spawn_with(ServerOptions {
+        rate_limits: RateLimitSettings {
+            per_second: 1,
+            burst: 3,
+            failed_auth_per_second: 1,
+            failed_auth_burst: 5,
+        },
+        ..ServerOptions::default()
+    })
+    .await
+}
+
+backend_tests! {
+    async fn a_key_past_its_burst_gets_429_with_retry_after_and_others_do_not() {
+        let app = limited_app().await;
+        let other = app.create_key("acme", false).await;
+        let mut statuses = Vec::new();
+        for _ in 0..5 {
+            let response = app.get("/v1/payment-links").await;
+            assert_eq!(response.headers["ratelimit-limit"], "3");
+            assert!(response.headers.contains_key("ratelimit-remaining"));
+            assert!(response.headers.contains_key("ratelimit-reset"));
+            statuses.push(response);
+        }
+        assert_eq!(statuses[0].headers["ratelimit-remaining"], "2");
+        let limited = statuses.last().unwrap();
+        assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.code(), "rate_limited");
+        let retry_after: u64 = limited.headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!(retry_after >= 1);
+        assert_eq!(limited.headers["ratelimit-remaining"], "0");
+
+        let unaffected = app.request(Method::GET, "/v1/payment-links", Some(&other), None).await;
+        assert_eq!(unaffected.status, StatusCode::OK);
+    }
+
+    async fn a_flood_of_bad_keys_does_not_throttle_a_good_key() {
+        let app = limited_app().await;
+        let mut last = None;
+        for i in 0..20 {
+            let bad = format!("pl_test_bad{i:0>30}");
+            last = Some(app.request(Method::GET, "/v1/payment-links", Some(&bad), None).await);
+        }
+        let last = last.unwrap();
+        assert_eq!(last.status, StatusCode::TOO_MANY_REQUESTS, "the flood hits its own limit");
+        assert!(last.headers.contains_key("retry-after"));
+
+        let good = app.get("/v1/payment-links").await;
+        assert_eq!(good.status, StatusCode::OK);
+        assert_eq!(good.headers["ratelimit-remaining"], "2", "the good key's budget is untouched");
+    }
+}
