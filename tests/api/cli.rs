@@ -106,3 +106,84 @@ async fn keys_create_and_migrate_work_on_a_new_database() {
         );
     }
 }
+
+/// SQLite only: it reads the database file and the server's own log.
+#[tokio::test]
+async fn api_keys_never_appear_in_the_database_or_the_log_in_plain_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("keys.db").display());
+    let key = last_line(&paylink(
+        &["keys", "create", "--account", "shop", "--mode", "test"],
+        &url,
+    ));
+    let log_path = dir.path().join("server.log");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_paylink"))
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env("PAYLINK_DATABASE_URL", &url)
+        .env("PAYLINK_LOG", "debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut base = None;
+    for _ in 0..100 {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(addr) = log
+            .split("addr=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+        {
+            base = Some(format!("http://{addr}"));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let base = base.expect("the server logs its address");
+    let client = reqwest::Client::new();
+    let created = client
+        .post(format!("{base}/v1/payment-links"))
+        .bearer_auth(&key)
+        .json(&json!({"amount": 100, "currency": "USD"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let listed = client
+        .get(format!("{base}/v1/payment-links"))
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), StatusCode::OK);
+    let wrong = format!("{key}x");
+    let refused = client
+        .get(format!("{base}/v1/payment-links"))
+        .bearer_auth(&wrong)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        Command::new("kill")
+            .arg(server.id().to_string())
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        server.wait().unwrap().success(),
+        "SIGTERM is a clean shutdown"
+    );
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.contains("/v1/payment-links"),
+        "the log did record the requests"
+    );
+    let secret = &key["pl_test_".len()..];
+    for name in ["keys.db", "keys.db-wal", "server.log"] {
+        let bytes = std::fs::read(dir.path().join(name)).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains(secret), "{name} holds the key in plain text");
+    }
+}
