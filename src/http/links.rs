@@ -102,16 +102,18 @@ async fn get_link(
 struct ListLinksQuery {
     /// Effective status (an active link past `expires_at` counts as expired).
     status: Option<PaymentLinkStatus>,
-    /// Only links created strictly after this time (RFC 3339 or Unix seconds).
-    created_after: Option<String>,
-    /// Only links created strictly before this time (RFC 3339 or Unix seconds).
-    created_before: Option<String>,
+    /// Only links created strictly after this time (RFC 3339).
+    created_after: Option<Timestamp>,
+    /// Only links created strictly before this time (RFC 3339).
+    created_before: Option<Timestamp>,
     order_reference: Option<String>,
     /// Links with a line item of this product.
     product_id: Option<String>,
     /// 1..100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     /// The id of the last link of the previous page.
+    #[param(pattern = "^plink_[0-9A-Za-z]+$")]
     starting_after: Option<String>,
     /// `metadata[KEY]=VALUE`: links whose metadata has KEY = VALUE (repeatable).
     #[param(rename = "metadata[key]")]
@@ -125,14 +127,10 @@ struct ListQuery {
 }
 
 fn parse_timestamp(param: &str, value: &str) -> ApiResult<Timestamp> {
-    if let Ok(seconds) = value.parse::<i64>() {
-        return Timestamp::from_second(seconds)
-            .map_err(|_| ApiError::invalid(param, format!("`{param}` is out of range.")));
-    }
     value.parse::<Timestamp>().map_err(|_| {
         ApiError::invalid(
             param,
-            format!("`{param}` must be an RFC 3339 time (2026-01-31T12:00:00Z) or Unix seconds."),
+            format!("`{param}` must be an RFC 3339 time, like 2026-01-31T12:00:00Z."),
         )
     })
 }
@@ -235,7 +233,7 @@ async fn list_links(
 /// Update an active payment link's `expires_at`, `metadata` or `description`.
 #[utoipa::path(patch, path = "/v1/payment-links/{id}", tag = "payment links",
     params(("id" = String, Path, description = "The link's id")),
-    request_body = UpdatePaymentLinkRequest,
+    request_body(content = Option<UpdatePaymentLinkRequest>, description = "An empty body changes nothing"),
     responses(
         (status = 200, description = "The updated link", body = PaymentLinkResource),
         (status = 400, description = "A field is invalid", body = ErrorBody),
@@ -267,7 +265,7 @@ async fn update_link(
 /// link unchanged; processing, paid and expired links answer 409.
 #[utoipa::path(post, path = "/v1/payment-links/{id}/cancel", tag = "payment links",
     params(("id" = String, Path, description = "The link's id")),
-    request_body(content = CancelRequest, description = "Optional; an empty body is allowed"),
+    request_body(content = Option<CancelRequest>, description = "Optional; an empty body is allowed"),
     responses(
         (status = 200, description = "The cancelled link", body = PaymentLinkResource),
         (status = 400, description = "`reason` over 500 characters, or a bad body", body = ErrorBody),
@@ -298,7 +296,7 @@ async fn cancel_link(
 /// Cancel every link matching the filters (at most 1000 a call), or with
 /// `dry_run` report what would be cancelled. Each link's outcome is listed.
 #[utoipa::path(post, path = "/v1/payment-links/cancel", tag = "payment links",
-    request_body = BulkCancelRequest,
+    request_body(content = Option<BulkCancelRequest>, description = "An empty body acts on every link of the account and mode, newest first, up to 1000"),
     responses(
         (status = 200, description = "Per-link outcomes", body = BulkCancelResponse),
         (status = 400, description = "A field is invalid", body = ErrorBody),
@@ -398,10 +396,10 @@ async fn bulk_cancel(
     reason = "documents the query string; parsing is by hand for metadata[key]"
 )]
 struct StatsQuery {
-    /// Only links created strictly after this time (RFC 3339 or Unix seconds).
-    created_after: Option<String>,
-    /// Only links created strictly before this time (RFC 3339 or Unix seconds).
-    created_before: Option<String>,
+    /// Only links created strictly after this time (RFC 3339).
+    created_after: Option<Timestamp>,
+    /// Only links created strictly before this time (RFC 3339).
+    created_before: Option<Timestamp>,
     status: Option<PaymentLinkStatus>,
     order_reference: Option<String>,
     product_id: Option<String>,

@@ -59,8 +59,10 @@ pub struct LineItemBody {
     pub product_id: String,
     pub name: String,
     /// At least 1.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub quantity: i64,
     /// Minor units, > 0.
+    #[schema(minimum = 1, maximum = 99_999_999_999_i64)]
     pub unit_amount: i64,
 }
 
@@ -70,20 +72,28 @@ pub struct LineItemBody {
 #[serde(deny_unknown_fields)]
 pub struct CreatePaymentLinkRequest {
     /// Minor units of `currency` (4995 = $49.95; JPY has no minor unit), > 0.
+    #[schema(minimum = 1, maximum = 99_999_999_999_i64)]
     pub amount: Option<i64>,
     /// ISO 4217 code, e.g. `USD` (any case; stored upper case).
+    #[schema(pattern = "^[A-Za-z]{3}$", example = "USD")]
     pub currency: String,
     /// At most 1000 characters.
+    #[schema(max_length = 1000)]
     pub description: Option<String>,
     /// Only `one_time`, the default.
     pub payment_type: Option<String>,
     pub customer: Option<CustomerBody>,
     pub line_items: Option<Vec<LineItemBody>>,
     /// Your order id, at most 255 characters; filterable, not unique.
+    #[schema(min_length = 1, max_length = 255)]
     pub order_reference: Option<String>,
     /// Up to 50 string keys (<= 40 chars) with string values (<= 500 chars).
     pub metadata: Option<BTreeMap<String, String>>,
+    /// Absolute http(s) URL.
+    #[schema(max_length = 2048)]
     pub success_url: Option<String>,
+    /// Absolute http(s) URL.
+    #[schema(max_length = 2048)]
     pub cancel_url: Option<String>,
     /// RFC 3339; in the future and at most one year ahead. Default: 14 days from now.
     pub expires_at: Option<Timestamp>,
@@ -159,6 +169,7 @@ impl From<UpdatePaymentLinkRequest> for LinkUpdate {
 #[serde(deny_unknown_fields)]
 pub struct CancelRequest {
     /// At most 500 characters; kept on the link and in its event.
+    #[schema(max_length = 500)]
     pub reason: Option<String>,
 }
 
@@ -174,9 +185,11 @@ pub struct BulkCancelRequest {
     /// Every pair must match.
     pub metadata: Option<BTreeMap<String, String>>,
     /// 1..1000, default 1000.
+    #[schema(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// Continue after this link id (the last of the previous call).
     pub starting_after: Option<String>,
+    #[schema(max_length = 500)]
     pub reason: Option<String>,
     /// Report what would happen; change nothing.
     #[serde(default)]
