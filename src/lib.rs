@@ -6,7 +6,9 @@
 
 pub mod clock;
 pub mod domain;
+pub mod checkout;
 pub mod http;
+pub mod payments;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -10,6 +10,8 @@ use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
 
 use crate::clock::Clock;
+use crate::domain::card::Card;
+use crate::payments::{ChargeOutcome, PaymentProcessor, TestProcessor};
 use crate::domain::cancel::CancelRefusal;
 use crate::domain::link::{Creation, LinkUpdate, StateConflict, UpdateError, validate_reason};
 use crate::domain::{
@@ -47,6 +49,8 @@ pub enum ServiceError {
     AccountSuspended,
     #[error("the link kept changing under this request")]
     Contention,
+    #[error("payments are not available for live-mode links")]
+    PaymentsUnavailable,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -143,6 +147,16 @@ pub struct Service {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     settings: ServiceSettings,
+    test_processor: Arc<dyn PaymentProcessor>,
+    /// No live connector exists yet: live links refuse payment.
+    live_processor: Option<Arc<dyn PaymentProcessor>>,
+}
+
+/// What became of a customer's payment attempt.
+#[derive(Debug, Clone)]
+pub enum PaymentResult {
+    Paid(Link),
+    Declined { link: Link, message: String },
 }
 
 /// The stored form of an API key secret. Keys carry ~190 random bits, so a
@@ -157,6 +171,8 @@ impl Service {
             store,
             clock,
             settings,
+            test_processor: Arc::new(TestProcessor),
+            live_processor: None,
         }
     }
 
@@ -428,6 +444,37 @@ impl Service {
     }
 
     // ---- payments (the hosted checkout's side of the state machine) ----
+
+    /// The hosted page's payment: claims the link (active -> processing,
+    /// so concurrent submits and cancels cannot also win), charges with no
+    /// transaction open, then records paid or failed.
+    pub async fn pay_link(&self, slug: &str, card: &Card) -> ServiceResult<PaymentResult> {
+        let link = self.get_link_by_slug(slug).await?;
+        let processor = if link.livemode {
+            self.live_processor.clone().ok_or(ServiceError::PaymentsUnavailable)?
+        } else {
+            Arc::clone(&self.test_processor)
+        };
+        let processing = self.begin_payment(slug).await?;
+        match processor.charge(processing.amount, processing.currency, card).await {
+            ChargeOutcome::Succeeded => Ok(PaymentResult::Paid(self.complete_payment(slug).await?)),
+            ChargeOutcome::Declined { message } => {
+                // Only brand and last four digits are ever recorded.
+                let detail = format!("{message} ({} ending {})", card.brand(), card.last4());
+                let link = self.fail_payment(slug, &detail).await?;
+                Ok(PaymentResult::Declined { link, message })
+            }
+        }
+    }
+
+    pub async fn account_name(&self, account_id: &str) -> ServiceResult<String> {
+        Ok(self
+            .store
+            .get_account(account_id)
+            .await?
+            .map(|account| account.name)
+            .unwrap_or_default())
+    }
 
     pub async fn begin_payment(&self, slug: &str) -> ServiceResult<Link> {
         self.change(&LinkKey::Slug(slug.to_owned()), |link, now| {

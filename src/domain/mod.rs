@@ -6,6 +6,7 @@
 //! and hands the result to a store as one atomic operation.
 
 pub mod cancel;
+pub mod card;
 pub mod event;
 pub mod ids;
 pub mod link;

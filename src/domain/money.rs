@@ -76,6 +76,28 @@ pub fn format_decimal(amount: i64, currency: Currency) -> String {
     )
 }
 
+/// For people: symbol, thousands separators and the currency's own
+/// decimals: (4995, USD) -> "$49.95", (4995, JPY) -> "¥4,995",
+/// (123456, EUR) -> "€1,234.56". Integer arithmetic only.
+pub fn format_money(amount: i64, currency: Currency) -> String {
+    let decimal = format_decimal(amount.abs(), currency);
+    let (whole, fraction) = decimal.split_once('.').map_or((decimal.as_str(), None), |(w, f)| (w, Some(f)));
+    let mut grouped = String::new();
+    for (index, digit) in whole.chars().enumerate() {
+        if index > 0 && (whole.len() - index) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    let sign = if amount < 0 { "-" } else { "" };
+    let symbol = currency.symbol();
+    let symbol = if symbol.is_empty() || symbol == "¤" { format!("{} ", currency.code()) } else { symbol };
+    match fraction {
+        Some(fraction) => format!("{sign}{symbol}{grouped}.{fraction}"),
+        None => format!("{sign}{symbol}{grouped}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -142,6 +142,11 @@ impl From<ServiceError> for ApiError {
                 ErrorCode::InvalidState,
                 "The payment link is being changed by other requests; retry shortly.",
             ),
+            ServiceError::PaymentsUnavailable => ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::InvalidState,
+                "Payments are not available for live-mode links yet.",
+            ),
             ServiceError::Store(StoreError::Unavailable(detail)) => {
                 tracing::warn!(%detail, "database unavailable");
                 ApiError::unavailable("The database is unavailable; retry shortly.")

@@ -103,6 +103,7 @@ pub fn app(service: Arc<Service>, public_url: &str, settings: HttpSettings) -> R
     // Layers run outside-in from the last added: request id and timeout,
     // tracing, authentication and rate limits, idempotency, the handler.
     router
+        .merge(crate::checkout::router())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))

@@ -127,6 +127,7 @@ pub trait Store: Send + Sync + 'static {
     /// Returns false if no such account.
     async fn set_account_suspended(&self, name: &str, suspended: bool) -> StoreResult<bool>;
     async fn insert_api_key(&self, key: ApiKeyRecord) -> StoreResult<()>;
+    async fn get_account(&self, id: &str) -> StoreResult<Option<Account>>;
     async fn find_api_key(&self, key_hash: &str) -> StoreResult<Option<(ApiKeyRecord, Account)>>;
 
     async fn insert_link(&self, link: Link, event: LinkEvent) -> StoreResult<()>;

@@ -298,6 +298,14 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn get_account(&self, id: &str) -> StoreResult<Option<Account>> {
+        let row = sqlx::query("select id, name, suspended, created_at from accounts where id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(account_from_row).transpose()?)
+    }
+
     async fn find_api_key(&self, key_hash: &str) -> StoreResult<Option<(ApiKeyRecord, Account)>> {
         let row = sqlx::query(
             "select k.id as key_id, k.account_id, k.livemode, k.key_hash, k.key_prefix, k.created_at as key_created_at,

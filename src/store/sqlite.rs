@@ -493,6 +493,19 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn get_account(&self, id: &str) -> StoreResult<Option<Account>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row(
+                "select id, name, suspended, created_at from accounts where id = ?1",
+                [id],
+                account_from_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
     async fn find_api_key(&self, key_hash: &str) -> StoreResult<Option<(ApiKeyRecord, Account)>> {
         let key_hash = key_hash.to_owned();
         self.read(move |c| {

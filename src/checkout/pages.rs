@@ -1,0 +1,170 @@
+//! The hosted page's HTML (maud: compile-checked and escaped). No
+//! JavaScript: every state works with plain forms and links.
+
+use jiff::tz::TimeZone;
+use maud::{DOCTYPE, Markup, html};
+
+use crate::domain::money::format_money;
+use crate::domain::{FieldError, Link};
+
+/// What the payable page shows besides the link.
+pub struct PayForm<'a> {
+    pub csrf_token: &'a str,
+    pub errors: &'a [FieldError],
+    pub notice: Option<&'a str>,
+    pub expiry_value: &'a str,
+}
+
+fn layout(title: &str, livemode: bool, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="robots" content="noindex";
+                title { (title) }
+                link rel="stylesheet" href="/pay/assets/checkout.css";
+            }
+            body {
+                @if !livemode {
+                    div class="test-banner" role="note" { "TEST MODE: no real money moves" }
+                }
+                main { div class="card" { (body) } }
+            }
+        }
+    }
+}
+
+fn summary(link: &Link, merchant: &str) -> Markup {
+    html! {
+        p class="merchant" { (merchant) }
+        h1 { (link.description.as_deref().unwrap_or("Payment")) }
+        p class="amount" data-testid="amount" { (format_money(link.amount, link.currency)) }
+        @if let Some(items) = &link.line_items {
+            table {
+                caption class="muted" { "Items" }
+                @for item in items {
+                    tr {
+                        td { (item.name) " × " (item.quantity) }
+                        td class="num" { (format_money(item.unit_amount.saturating_mul(item.quantity), link.currency)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn back_link(link: &Link) -> Markup {
+    html! {
+        @if let Some(url) = &link.cancel_url {
+            a class="back" href=(url) { "← Back to " (host_of(url)) }
+        }
+    }
+}
+
+fn host_of(url: &str) -> String {
+    url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_else(|| "the merchant".into())
+}
+
+fn field_error<'a>(errors: &'a [FieldError], name: &str) -> Option<&'a str> {
+    errors.iter().find(|e| e.param == name).map(|e| e.message.as_str())
+}
+
+fn input(name: &str, label: &str, errors: &[FieldError], attrs: InputAttrs<'_>) -> Markup {
+    let error = field_error(errors, name);
+    let error_id = format!("{name}-error");
+    html! {
+        div {
+            label for=(name) { (label) }
+            input id=(name) name=(name) type="text" inputmode=(attrs.inputmode) autocomplete=(attrs.autocomplete)
+                placeholder=(attrs.placeholder) value=(attrs.value) required
+                aria-invalid=[error.map(|_| "true")] aria-describedby=[error.map(|_| error_id.as_str())];
+            @if let Some(message) = error {
+                p class="error" id=(error_id) { (message) }
+            }
+        }
+    }
+}
+
+struct InputAttrs<'a> {
+    inputmode: &'a str,
+    autocomplete: &'a str,
+    placeholder: &'a str,
+    value: &'a str,
+}
+
+pub fn payable(link: &Link, merchant: &str, form: &PayForm<'_>) -> Markup {
+    let expires = link.expires_at.to_zoned(TimeZone::UTC).strftime("%Y-%m-%d %H:%M UTC").to_string();
+    layout(
+        &format!("Pay {merchant}"),
+        link.livemode,
+        html! {
+            (summary(link, merchant))
+            p class="expiry" { "This link expires " time datetime=(link.expires_at) { (expires) } "." }
+            @if let Some(notice) = form.notice {
+                p class="notice" role="alert" { (notice) }
+            }
+            form method="post" action={ "/pay/" (link.slug) } novalidate {
+                input type="hidden" name="csrf_token" value=(form.csrf_token);
+                (input("card_number", "Card number", form.errors, InputAttrs { inputmode: "numeric", autocomplete: "cc-number", placeholder: "4242 4242 4242 4242", value: "" }))
+                div class="row" {
+                    (input("expiry", "Expiry (MM/YY)", form.errors, InputAttrs { inputmode: "numeric", autocomplete: "cc-exp", placeholder: "MM/YY", value: form.expiry_value }))
+                    (input("cvc", "CVC", form.errors, InputAttrs { inputmode: "numeric", autocomplete: "cc-csc", placeholder: "123", value: "" }))
+                }
+                button type="submit" { "Pay " (format_money(link.amount, link.currency)) }
+            }
+            (back_link(link))
+        },
+    )
+}
+
+/// A page with no form: paid, cancelled, expired, in progress, or not payable.
+pub fn closed(link: &Link, merchant: &str, heading: &str, detail: Option<&str>) -> Markup {
+    layout(
+        heading,
+        link.livemode,
+        html! {
+            (summary(link, merchant))
+            p class="state" role="status" { (heading) }
+            @if let Some(detail) = detail {
+                p class="muted" { (detail) }
+            }
+            (back_link(link))
+        },
+    )
+}
+
+pub fn receipt(link: &Link, merchant: &str) -> Markup {
+    let paid = link
+        .paid_at
+        .map(|at| at.to_zoned(TimeZone::UTC).strftime("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default();
+    layout(
+        "Payment received",
+        link.livemode,
+        html! {
+            (summary(link, merchant))
+            p class="state" role="status" { "Payment received. Thank you!" }
+            p class="muted" { "Paid " (paid) ". Receipt reference " code { (link.payment_id.as_deref().unwrap_or("")) } "." }
+        },
+    )
+}
+
+pub fn not_found() -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "Payment link not found" }
+                link rel="stylesheet" href="/pay/assets/checkout.css";
+            }
+            body { main { div class="card" {
+                h1 { "Payment link not found" }
+                p class="muted" { "Check the address you were given, or ask the merchant for a new link." }
+            } } }
+        }
+    }
+}
