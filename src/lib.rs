@@ -4,9 +4,9 @@
 //! use case as one atomic write, `http` speaks the native API, and `server`
 //! runs it all. The binary in `main.rs` is a thin CLI over this library.
 
+pub mod checkout;
 pub mod clock;
 pub mod domain;
-pub mod checkout;
 pub mod http;
 pub mod payments;
 pub mod server;

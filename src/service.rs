@@ -10,14 +10,14 @@ use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
 
 use crate::clock::Clock;
-use crate::domain::card::Card;
-use crate::payments::{ChargeOutcome, PaymentProcessor, TestProcessor};
 use crate::domain::cancel::CancelRefusal;
+use crate::domain::card::Card;
 use crate::domain::link::{Creation, LinkUpdate, StateConflict, UpdateError, validate_reason};
 use crate::domain::{
     Actor, CancelDecision, CancelPolicy, FieldError, Link, LinkEvent, LinkStatus, NewLink,
     Transition, ids,
 };
+use crate::payments::{ChargeOutcome, PaymentProcessor, TestProcessor};
 use crate::store::{
     Account, ApiKeyRecord, Applied, IdempotencyClaim, IdempotencyWindow, LinkFilter, Page, Scope,
     StatsRow, Store, StoreError, StoredResponse,
@@ -451,12 +451,17 @@ impl Service {
     pub async fn pay_link(&self, slug: &str, card: &Card) -> ServiceResult<PaymentResult> {
         let link = self.get_link_by_slug(slug).await?;
         let processor = if link.livemode {
-            self.live_processor.clone().ok_or(ServiceError::PaymentsUnavailable)?
+            self.live_processor
+                .clone()
+                .ok_or(ServiceError::PaymentsUnavailable)?
         } else {
             Arc::clone(&self.test_processor)
         };
         let processing = self.begin_payment(slug).await?;
-        match processor.charge(processing.amount, processing.currency, card).await {
+        match processor
+            .charge(processing.amount, processing.currency, card)
+            .await
+        {
             ChargeOutcome::Succeeded => Ok(PaymentResult::Paid(self.complete_payment(slug).await?)),
             ChargeOutcome::Declined { message } => {
                 // Only brand and last four digits are ever recorded.

@@ -6,12 +6,12 @@
 mod pages;
 
 use axum::Form;
+use axum::Router;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use maud::Markup;
 use serde::Deserialize;
 
@@ -49,7 +49,13 @@ struct PayRequest {
 }
 
 /// A rendered page with the headers every checkout page carries.
-fn page(status: StatusCode, markup: Markup, link: Option<&Link>, csrf: Option<&str>, secure_cookie: bool) -> Response {
+fn page(
+    status: StatusCode,
+    markup: Markup,
+    link: Option<&Link>,
+    csrf: Option<&str>,
+    secure_cookie: bool,
+) -> Response {
     let mut response = (status, markup).into_response();
     let headers = response.headers_mut();
     // Chrome applies form-action to the redirect after the form posts, so the
@@ -57,7 +63,10 @@ fn page(status: StatusCode, markup: Markup, link: Option<&Link>, csrf: Option<&s
     let form_action = link
         .and_then(|l| l.success_url.as_deref())
         .and_then(|u| url::Url::parse(u).ok())
-        .map_or_else(|| "'self'".to_owned(), |u| format!("'self' {}", u.origin().ascii_serialization()));
+        .map_or_else(
+            || "'self'".to_owned(),
+            |u| format!("'self' {}", u.origin().ascii_serialization()),
+        );
     let csp = format!(
         "default-src 'none'; style-src 'self'; img-src 'self'; form-action {form_action}; \
          frame-ancestors 'none'; base-uri 'none'"
@@ -66,8 +75,14 @@ fn page(status: StatusCode, markup: Markup, link: Option<&Link>, csrf: Option<&s
         headers.insert(header::CONTENT_SECURITY_POLICY, value);
     }
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(token) = csrf {
         let secure = if secure_cookie { "; Secure" } else { "" };
@@ -93,7 +108,11 @@ fn csrf_cookie(headers: &HeaderMap) -> Option<String> {
 
 /// Equal-time comparison, so the token cannot be guessed byte by byte.
 fn same_token(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 struct Context {
@@ -112,10 +131,20 @@ async fn load(state: &AppState, slug: &str) -> Result<(Link, String), Response> 
     let ctx = Context::new(state);
     match state.service.get_link_by_slug(slug).await {
         Ok(link) => {
-            let merchant = state.service.account_name(&link.account_id).await.unwrap_or_default();
+            let merchant = state
+                .service
+                .account_name(&link.account_id)
+                .await
+                .unwrap_or_default();
             Ok((link, merchant))
         }
-        Err(ServiceError::NotFound) => Err(page(StatusCode::NOT_FOUND, pages::not_found(), None, None, ctx.secure_cookie)),
+        Err(ServiceError::NotFound) => Err(page(
+            StatusCode::NOT_FOUND,
+            pages::not_found(),
+            None,
+            None,
+            ctx.secure_cookie,
+        )),
         Err(error) => {
             tracing::warn!(%error, "checkout could not load a link");
             Err(page(
@@ -162,7 +191,11 @@ fn closed_page(link: &Link, merchant: &str) -> Option<(StatusCode, Markup)> {
     Some((StatusCode::OK, markup))
 }
 
-async fn show(State(state): State<AppState>, Path(slug): Path<String>, headers: HeaderMap) -> Response {
+async fn show(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let ctx = Context::new(&state);
     let (link, merchant) = match load(&state, &slug).await {
         Ok(found) => found,
@@ -178,7 +211,13 @@ async fn show(State(state): State<AppState>, Path(slug): Path<String>, headers: 
         notice: None,
         expiry_value: "",
     };
-    page(StatusCode::OK, pages::payable(&link, &merchant, &form), Some(&link), Some(&token), ctx.secure_cookie)
+    page(
+        StatusCode::OK,
+        pages::payable(&link, &merchant, &form),
+        Some(&link),
+        Some(&token),
+        ctx.secure_cookie,
+    )
 }
 
 async fn pay(
@@ -194,7 +233,11 @@ async fn pay(
     };
     // A link that cannot be paid answers 409 (403 for live mode) and changes nothing.
     if let Some((_, markup)) = closed_page(&link, &merchant) {
-        let status = if link.status == LinkStatus::Active { StatusCode::FORBIDDEN } else { StatusCode::CONFLICT };
+        let status = if link.status == LinkStatus::Active {
+            StatusCode::FORBIDDEN
+        } else {
+            StatusCode::CONFLICT
+        };
         return page(status, markup, Some(&link), None, ctx.secure_cookie);
     }
     let request = form.map(|Form(request)| request).unwrap_or_default();
@@ -207,7 +250,13 @@ async fn pay(
             notice,
             expiry_value: expiry,
         };
-        page(status, pages::payable(&link, &merchant, &form), Some(&link), Some(&token), ctx.secure_cookie)
+        page(
+            status,
+            pages::payable(&link, &merchant, &form),
+            Some(&link),
+            Some(&token),
+            ctx.secure_cookie,
+        )
     };
     if !cookie.is_some_and(|cookie| same_token(&cookie, &request.csrf_token)) {
         return render(
@@ -217,24 +266,54 @@ async fn pay(
             "",
         );
     }
-    let card = match Card::parse(&request.card_number, &request.expiry, &request.cvc, state.service.now()) {
+    let card = match Card::parse(
+        &request.card_number,
+        &request.expiry,
+        &request.cvc,
+        state.service.now(),
+    ) {
         Ok(card) => card,
-        Err(errors) => return render(StatusCode::UNPROCESSABLE_ENTITY, &errors, None, &request.expiry),
+        Err(errors) => {
+            return render(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &errors,
+                None,
+                &request.expiry,
+            );
+        }
     };
     match state.service.pay_link(&slug, &card).await {
         Ok(PaymentResult::Paid(paid)) => {
             tracing::info!(link_id = %paid.id, brand = card.brand(), last4 = card.last4(), "payment succeeded");
-            let location = paid.success_url.clone().unwrap_or_else(|| format!("/pay/{slug}"));
-            let mut response = page(StatusCode::SEE_OTHER, pages::receipt(&paid, &merchant), Some(&paid), None, ctx.secure_cookie);
+            let location = paid
+                .success_url
+                .clone()
+                .unwrap_or_else(|| format!("/pay/{slug}"));
+            let mut response = page(
+                StatusCode::SEE_OTHER,
+                pages::receipt(&paid, &merchant),
+                Some(&paid),
+                None,
+                ctx.secure_cookie,
+            );
             if let Ok(value) = HeaderValue::from_str(&location) {
                 response.headers_mut().insert(header::LOCATION, value);
             }
             response
         }
-        Ok(PaymentResult::Declined { link: after, message }) => {
+        Ok(PaymentResult::Declined {
+            link: after,
+            message,
+        }) => {
             tracing::info!(link_id = %after.id, brand = card.brand(), last4 = card.last4(), "payment declined");
             if let Some((_, markup)) = closed_page(&after, &merchant) {
-                return page(StatusCode::CONFLICT, markup, Some(&after), None, ctx.secure_cookie);
+                return page(
+                    StatusCode::CONFLICT,
+                    markup,
+                    Some(&after),
+                    None,
+                    ctx.secure_cookie,
+                );
             }
             render(StatusCode::PAYMENT_REQUIRED, &[], Some(&message), "")
         }
@@ -242,10 +321,23 @@ async fn pay(
             // Lost a race (another submit, a cancel, expiry): show what won.
             match state.service.get_link_by_slug(&slug).await {
                 Ok(now) => {
-                    let (_, markup) = closed_page(&now, &merchant).unwrap_or((StatusCode::CONFLICT, pages::not_found()));
-                    page(StatusCode::CONFLICT, markup, Some(&now), None, ctx.secure_cookie)
+                    let (_, markup) = closed_page(&now, &merchant)
+                        .unwrap_or((StatusCode::CONFLICT, pages::not_found()));
+                    page(
+                        StatusCode::CONFLICT,
+                        markup,
+                        Some(&now),
+                        None,
+                        ctx.secure_cookie,
+                    )
                 }
-                Err(_) => page(StatusCode::SERVICE_UNAVAILABLE, pages::not_found(), None, None, ctx.secure_cookie),
+                Err(_) => page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    pages::not_found(),
+                    None,
+                    None,
+                    ctx.secure_cookie,
+                ),
             }
         }
         Err(error) => {
@@ -253,7 +345,9 @@ async fn pay(
             render(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &[],
-                Some("We could not process your payment right now. You have not been charged; please try again."),
+                Some(
+                    "We could not process your payment right now. You have not been charged; please try again.",
+                ),
                 "",
             )
         }

@@ -64,11 +64,17 @@ fn back_link(link: &Link) -> Markup {
 }
 
 fn host_of(url: &str) -> String {
-    url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_else(|| "the merchant".into())
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| "the merchant".into())
 }
 
 fn field_error<'a>(errors: &'a [FieldError], name: &str) -> Option<&'a str> {
-    errors.iter().find(|e| e.param == name).map(|e| e.message.as_str())
+    errors
+        .iter()
+        .find(|e| e.param == name)
+        .map(|e| e.message.as_str())
 }
 
 fn input(name: &str, label: &str, errors: &[FieldError], attrs: InputAttrs<'_>) -> Markup {
@@ -95,7 +101,11 @@ struct InputAttrs<'a> {
 }
 
 pub fn payable(link: &Link, merchant: &str, form: &PayForm<'_>) -> Markup {
-    let expires = link.expires_at.to_zoned(TimeZone::UTC).strftime("%Y-%m-%d %H:%M UTC").to_string();
+    let expires = link
+        .expires_at
+        .to_zoned(TimeZone::UTC)
+        .strftime("%Y-%m-%d %H:%M UTC")
+        .to_string();
     layout(
         &format!("Pay {merchant}"),
         link.livemode,
@@ -138,7 +148,11 @@ pub fn closed(link: &Link, merchant: &str, heading: &str, detail: Option<&str>) 
 pub fn receipt(link: &Link, merchant: &str) -> Markup {
     let paid = link
         .paid_at
-        .map(|at| at.to_zoned(TimeZone::UTC).strftime("%Y-%m-%d %H:%M UTC").to_string())
+        .map(|at| {
+            at.to_zoned(TimeZone::UTC)
+                .strftime("%Y-%m-%d %H:%M UTC")
+                .to_string()
+        })
         .unwrap_or_default();
     layout(
         "Payment received",

@@ -27,25 +27,45 @@ impl fmt::Debug for Card {
 impl Card {
     /// Parses the form fields `card_number`, `expiry` (MM/YY) and `cvc`;
     /// every problem is reported against its field.
-    pub fn parse(number: &str, expiry: &str, cvc: &str, now: Timestamp) -> Result<Self, Vec<FieldError>> {
+    pub fn parse(
+        number: &str,
+        expiry: &str,
+        cvc: &str,
+        now: Timestamp,
+    ) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let digits: String = number.chars().filter(|c| !c.is_whitespace() && *c != '-').collect();
+        let digits: String = number
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .collect();
         if digits.is_empty() {
             errors.push(FieldError::new("card_number", "Enter your card number."));
-        } else if !digits.chars().all(|c| c.is_ascii_digit()) || !(12..=19).contains(&digits.len()) || !luhn_valid(&digits) {
-            errors.push(FieldError::new("card_number", "Your card number is invalid."));
+        } else if !digits.chars().all(|c| c.is_ascii_digit())
+            || !(12..=19).contains(&digits.len())
+            || !luhn_valid(&digits)
+        {
+            errors.push(FieldError::new(
+                "card_number",
+                "Your card number is invalid.",
+            ));
         }
         let parsed_expiry = parse_expiry(expiry);
         match parsed_expiry {
             None => errors.push(FieldError::new("expiry", "Enter the expiry date as MM/YY.")),
             Some((month, year)) if is_past(month, year, now) => {
-                errors.push(FieldError::new("expiry", "Your card's expiration date is in the past."));
+                errors.push(FieldError::new(
+                    "expiry",
+                    "Your card's expiration date is in the past.",
+                ));
             }
             Some(_) => {}
         }
         let cvc = cvc.trim();
         if !(3..=4).contains(&cvc.len()) || !cvc.chars().all(|c| c.is_ascii_digit()) {
-            errors.push(FieldError::new("cvc", "Your card's security code is invalid."));
+            errors.push(FieldError::new(
+                "cvc",
+                "Your card's security code is invalid.",
+            ));
         }
         match (errors.is_empty(), parsed_expiry) {
             (true, Some((exp_month, exp_year))) => Ok(Self {
@@ -89,7 +109,9 @@ impl Card {
 pub fn luhn_valid(digits: &str) -> bool {
     let mut sum = 0;
     for (index, c) in digits.chars().rev().enumerate() {
-        let Some(mut d) = c.to_digit(10) else { return false };
+        let Some(mut d) = c.to_digit(10) else {
+            return false;
+        };
         if index % 2 == 1 {
             d *= 2;
             if d > 9 {
@@ -134,7 +156,10 @@ mod tests {
         assert_eq!(card.brand(), "visa");
         assert_eq!(card.last4(), "4242");
         assert!(!format!("{card:?}").contains("42424242"));
-        assert!(Card::parse("4000 0000 0000 0002", "11/26", "1234", now()).is_ok(), "this month is still valid");
+        assert!(
+            Card::parse("4000 0000 0000 0002", "11/26", "1234", now()).is_ok(),
+            "this month is still valid"
+        );
     }
 
     #[test]

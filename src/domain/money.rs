@@ -81,7 +81,9 @@ pub fn format_decimal(amount: i64, currency: Currency) -> String {
 /// (123456, EUR) -> "€1,234.56". Integer arithmetic only.
 pub fn format_money(amount: i64, currency: Currency) -> String {
     let decimal = format_decimal(amount.abs(), currency);
-    let (whole, fraction) = decimal.split_once('.').map_or((decimal.as_str(), None), |(w, f)| (w, Some(f)));
+    let (whole, fraction) = decimal
+        .split_once('.')
+        .map_or((decimal.as_str(), None), |(w, f)| (w, Some(f)));
     let mut grouped = String::new();
     for (index, digit) in whole.chars().enumerate() {
         if index > 0 && (whole.len() - index) % 3 == 0 {
@@ -91,7 +93,11 @@ pub fn format_money(amount: i64, currency: Currency) -> String {
     }
     let sign = if amount < 0 { "-" } else { "" };
     let symbol = currency.symbol();
-    let symbol = if symbol.is_empty() || symbol == "¤" { format!("{} ", currency.code()) } else { symbol };
+    let symbol = if symbol.is_empty() || symbol == "¤" {
+        format!("{} ", currency.code())
+    } else {
+        symbol
+    };
     match fraction {
         Some(fraction) => format!("{sign}{symbol}{grouped}.{fraction}"),
         None => format!("{sign}{symbol}{grouped}"),

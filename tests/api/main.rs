@@ -29,6 +29,7 @@ mod helpers;
 mod auth;
 mod bulk_and_stats;
 mod cancel;
+mod checkout;
 mod cli;
 mod expiry;
 mod idempotency;
