@@ -27,6 +27,7 @@ macro_rules! backend_tests {
 mod helpers;
 
 mod auth;
+mod browser;
 mod bulk_and_stats;
 mod cancel;
 mod checkout;

@@ -1,0 +1,198 @@
+//! The hosted page in a real headless Chromium (Debian's `chromium`):
+//! pay with the success card and land on `success_url`; a cancelled link
+//! shows the cancelled page. Screenshots of the four page states are taken
+//! on the way (copied to `PAYLINK_SCREENSHOTS_DIR` when set; `docs/` keeps
+//! the committed ones). Skipped when Chromium is absent, except under CI.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chromiumoxide::browser::{Browser, BrowserConfig};
+use chromiumoxide::page::ScreenshotParams;
+use futures::StreamExt;
+use jiff::SignedDuration;
+use serde_json::json;
+
+use crate::helpers::TestApp;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+async fn launch(profile: &Path) -> (Browser, tokio::task::JoinHandle<()>) {
+    let config = BrowserConfig::builder()
+        .chrome_executable(CHROMIUM)
+        .no_sandbox()
+        .user_data_dir(profile)
+        .window_size(900, 1000)
+        .args([
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .build()
+        .expect("browser config");
+    let (browser, mut handler) = Browser::launch(config).await.expect("launch chromium");
+    let events = tokio::spawn(async move { while handler.next().await.is_some() {} });
+    (browser, events)
+}
+
+/// A merchant's site to land on after paying.
+async fn merchant_site() -> String {
+    let app = axum::Router::new().route(
+        "/thanks",
+        axum::routing::get(|| async { "Thanks for your order!" }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+async fn screenshot(page: &chromiumoxide::Page, dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(format!("checkout-{name}.png"));
+    page.save_screenshot(ScreenshotParams::builder().full_page(true).build(), &path)
+        .await
+        .expect("screenshot");
+    assert!(
+        std::fs::metadata(&path).unwrap().len() > 1000,
+        "{name} screenshot has content"
+    );
+    path
+}
+
+async fn text_of(page: &chromiumoxide::Page) -> String {
+    page.content().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_pays_in_a_real_browser_and_sees_a_cancelled_link_refused() {
+    if !Path::new(CHROMIUM).exists() {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI=true requires Chromium at {CHROMIUM} (apt-get install chromium)"
+        );
+        eprintln!("SKIPPED browser test: no Chromium at {CHROMIUM}");
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let shop = merchant_site().await;
+    let success_url = format!("{shop}/thanks");
+    let shots = tempfile::tempdir().unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let (mut browser, events) = launch(profile.path()).await;
+
+    // Payable -> pay with the success card -> the merchant's success page.
+    let link = app
+        .create_link_with(json!({
+            "success_url": success_url,
+            "cancel_url": format!("{shop}/cart"),
+            "line_items": [{"product_id": "bpm-1", "name": "Blood Pressure Monitor", "quantity": 1, "unit_amount": 4995}]
+        }))
+        .await;
+    let url = link.body["url"].as_str().unwrap().to_owned();
+    let page = browser.new_page(url.as_str()).await.unwrap();
+    page.wait_for_navigation().await.unwrap();
+    assert!(text_of(&page).await.contains("$49.95"));
+    let mut taken = vec![screenshot(&page, shots.path(), "payable").await];
+    page.find_element("#card_number")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap()
+        .type_str("4242 4242 4242 4242")
+        .await
+        .unwrap();
+    page.find_element("#expiry")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap()
+        .type_str("12/34")
+        .await
+        .unwrap();
+    page.find_element("#cvc")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap()
+        .type_str("123")
+        .await
+        .unwrap();
+    page.find_element("button[type=submit]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let mut landed = None;
+    for _ in 0..100 {
+        let current = page.url().await.unwrap().unwrap_or_default();
+        if current.starts_with(&success_url) {
+            landed = Some(current);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        landed.as_deref(),
+        Some(success_url.as_str()),
+        "the browser lands on success_url"
+    );
+    assert!(text_of(&page).await.contains("Thanks for your order!"));
+    assert_eq!(app.link(&link.id()).await["status"], "paid");
+
+    // The paid link now shows its receipt.
+    page.goto(url.as_str()).await.unwrap();
+    let receipt = text_of(&page).await;
+    assert!(receipt.contains("Payment received"));
+    assert!(!receipt.contains("<form"));
+    taken.push(screenshot(&page, shots.path(), "paid").await);
+
+    // A cancelled link shows the cancelled page, with the merchant's reason.
+    let cancelled = app.create_link().await;
+    app.cancel(&cancelled, json!({"reason": "The item is out of stock."}))
+        .await;
+    let cancelled_url = app.link(&cancelled).await["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    page.goto(cancelled_url.as_str()).await.unwrap();
+    let shown = text_of(&page).await;
+    assert!(shown.contains("This payment link was cancelled"));
+    assert!(shown.contains("The item is out of stock."));
+    assert!(
+        page.find_element("form").await.is_err(),
+        "no form on a cancelled link"
+    );
+    taken.push(screenshot(&page, shots.path(), "cancelled").await);
+
+    // An expired link.
+    let expiring = app.create_link().await;
+    let expiring_url = app.link(&expiring).await["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.advance(SignedDuration::from_hours(15 * 24));
+    page.goto(expiring_url.as_str()).await.unwrap();
+    assert!(
+        text_of(&page)
+            .await
+            .contains("This payment link has expired")
+    );
+    taken.push(screenshot(&page, shots.path(), "expired").await);
+
+    if let Ok(dir) = std::env::var("PAYLINK_SCREENSHOTS_DIR") {
+        for shot in &taken {
+            std::fs::copy(shot, Path::new(&dir).join(shot.file_name().unwrap())).unwrap();
+        }
+    }
+    browser.close().await.unwrap();
+    let _ = browser.wait().await;
+    events.abort();
+}
