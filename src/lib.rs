@@ -12,3 +12,4 @@ pub mod payments;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod webhooks;
