@@ -359,8 +359,9 @@ impl TestApp {
             .collect()
     }
 
-    /// Drives a link to `processing` the way the hosted checkout will.
-    pub async fn start_payment(&self, id: &str) {
+    /// Drives a link to `processing` the way the hosted checkout will;
+    /// returns its slug.
+    pub async fn start_payment(&self, id: &str) -> String {
         let slug = self.link(id).await["slug"]
             .as_str()
             .expect("slug")
@@ -369,17 +370,11 @@ impl TestApp {
             .begin_payment(&slug)
             .await
             .expect("begin payment");
+        slug
     }
 
     pub async fn pay(&self, id: &str) {
-        let slug = self.link(id).await["slug"]
-            .as_str()
-            .expect("slug")
-            .to_owned();
-        self.service
-            .begin_payment(&slug)
-            .await
-            .expect("begin payment");
+        let slug = self.start_payment(id).await;
         self.service
             .complete_payment(&slug)
             .await
