@@ -37,7 +37,7 @@ struct DatabaseArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the HTTP server (and the expiry sweeper).
+    /// Run the HTTP server (with the expiry sweeper and webhook dispatcher).
     Serve {
         #[arg(long, env = "PAYLINK_ADDR", default_value = "127.0.0.1:8080")]
         addr: String,
@@ -61,6 +61,10 @@ enum Command {
         /// Burst of requests per API key (per node).
         #[arg(long, env = "PAYLINK_RATE_LIMIT_BURST", default_value_t = 200)]
         rate_limit_burst: u32,
+        /// Let webhook endpoints be loopback or private addresses
+        /// (development only: it opens the door to SSRF).
+        #[arg(long, env = "PAYLINK_WEBHOOK_ALLOW_PRIVATE")]
+        webhook_allow_private: bool,
     },
     /// Create or upgrade the database schema, then exit.
     Migrate {
@@ -152,9 +156,11 @@ async fn main() -> anyhow::Result<()> {
             request_timeout_secs,
             rate_limit_per_second,
             rate_limit_burst,
+            webhook_allow_private,
         } => {
             let settings = ServiceSettings {
                 default_link_lifetime: SignedDuration::from_hours(default_link_lifetime_hours),
+                webhook_allow_private,
             };
             let service = open_service(&database, settings).await?;
             if let Some(issued) = service.bootstrap().await? {
@@ -176,6 +182,7 @@ async fn main() -> anyhow::Result<()> {
                         burst: rate_limit_burst,
                         ..RateLimitSettings::default()
                     },
+                    ..ServerOptions::default()
                 },
             )
             .await?;

@@ -1,5 +1,5 @@
-//! Running the service: HTTP on a listener plus the expiry sweeper, both
-//! stopped by one shutdown signal. Tests start it on port 0 the same way
+//! Running the service: HTTP on a listener, the expiry sweeper and the
+//! webhook dispatcher, all stopped by one shutdown signal. Tests start it on port 0 the same way
 //! `paylink serve` does.
 
 use std::net::SocketAddr;
@@ -13,6 +13,8 @@ use tokio_util::sync::CancellationToken;
 use crate::http::rate_limit::{RateLimitSettings, RateLimits};
 use crate::http::{self, HttpSettings};
 use crate::service::Service;
+use crate::webhooks::dispatcher::{Dispatcher, DispatcherSettings};
+use crate::webhooks::transport::HttpTransport;
 
 /// Links the sweeper expires per round trip to the store.
 const SWEEP_BATCH: usize = 500;
@@ -24,6 +26,7 @@ pub struct ServerOptions {
     pub sweep_interval: Duration,
     pub request_timeout: Duration,
     pub rate_limits: RateLimitSettings,
+    pub webhooks: DispatcherSettings,
 }
 
 impl Default for ServerOptions {
@@ -33,6 +36,7 @@ impl Default for ServerOptions {
             sweep_interval: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             rate_limits: RateLimitSettings::default(),
+            webhooks: DispatcherSettings::default(),
         }
     }
 }
@@ -43,6 +47,7 @@ pub struct RunningServer {
     shutdown: CancellationToken,
     http: JoinHandle<std::io::Result<()>>,
     sweeper: JoinHandle<()>,
+    dispatcher: JoinHandle<()>,
 }
 
 /// Serves on `listener` until [`RunningServer::shutdown`] (or a signal, via
@@ -68,7 +73,17 @@ pub async fn start(
             limits: Arc::clone(&limits),
         },
     );
+    let transport = Arc::new(HttpTransport::new(
+        service.settings().webhook_allow_private,
+    )?);
+    let dispatcher = Dispatcher::new(
+        Arc::clone(&service),
+        transport,
+        &public_url,
+        options.webhooks.clone(),
+    );
     let shutdown = CancellationToken::new();
+    let dispatcher = tokio::spawn(dispatcher.run(shutdown.clone()));
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {
         axum::serve(
@@ -90,15 +105,18 @@ pub async fn start(
         shutdown,
         http,
         sweeper,
+        dispatcher,
     })
 }
 
 impl RunningServer {
-    /// Stops accepting, lets in-flight requests finish, stops the sweeper.
+    /// Stops accepting, lets in-flight requests and webhook attempts
+    /// finish, stops the sweeper.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         self.http.await??;
         self.sweeper.await?;
+        self.dispatcher.await?;
         Ok(())
     }
 

@@ -3,6 +3,10 @@
 //! atomic, version-checked write. A lost race is retried from a fresh read,
 //! so the loser answers from the winner's outcome, never a half-state.
 
+mod webhooks;
+
+pub use webhooks::{EndpointUpdate, EventPage, NewEndpoint};
+
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -100,12 +104,16 @@ impl Caller {
 #[derive(Debug, Clone)]
 pub struct ServiceSettings {
     pub default_link_lifetime: SignedDuration,
+    /// Lets webhook endpoints be loopback or private addresses
+    /// (`PAYLINK_WEBHOOK_ALLOW_PRIVATE=1`; development and tests only).
+    pub webhook_allow_private: bool,
 }
 
 impl Default for ServiceSettings {
     fn default() -> Self {
         Self {
             default_link_lifetime: SignedDuration::from_hours(14 * 24),
+            webhook_allow_private: false,
         }
     }
 }
@@ -150,6 +158,9 @@ pub struct Service {
     test_processor: Arc<dyn PaymentProcessor>,
     /// No live connector exists yet: live links refuse payment.
     live_processor: Option<Arc<dyn PaymentProcessor>>,
+    /// Wakes this node's webhook dispatcher after a write that stored
+    /// events (other nodes' writes are found by its polling).
+    deliveries_waiting: tokio::sync::Notify,
 }
 
 /// What became of a customer's payment attempt.
@@ -173,11 +184,16 @@ impl Service {
             settings,
             test_processor: Arc::new(TestProcessor),
             live_processor: None,
+            deliveries_waiting: tokio::sync::Notify::new(),
         }
     }
 
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    pub fn settings(&self) -> &ServiceSettings {
+        &self.settings
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -276,6 +292,7 @@ impl Service {
             default_lifetime: self.settings.default_link_lifetime,
         })?;
         self.store.insert_link(link.clone(), event).await?;
+        self.deliveries_waiting.notify_one();
         Ok(link)
     }
 
@@ -558,7 +575,11 @@ impl Service {
     /// Stores the expiry of up to `limit` due links; returns how many this
     /// call expired (links another writer got to first are not counted).
     pub async fn expire_due_links(&self, limit: usize) -> ServiceResult<usize> {
-        Ok(self.store.expire_due(self.now(), limit).await?)
+        let expired = self.store.expire_due(self.now(), limit).await?;
+        if expired > 0 {
+            self.deliveries_waiting.notify_one();
+        }
+        Ok(expired)
     }
 
     // ---- the write loop ----
@@ -585,7 +606,10 @@ impl Service {
             if let Some(expiry) = link.expire_if_due(now) {
                 let expired = expiry.link.clone();
                 match self.store.apply_transition(expiry).await? {
-                    Applied::Yes => link = expired,
+                    Applied::Yes => {
+                        self.deliveries_waiting.notify_one();
+                        link = expired;
+                    }
                     Applied::StaleVersion => continue 'attempt,
                 }
             }
@@ -594,7 +618,10 @@ impl Service {
             };
             let changed = transition.link.clone();
             match self.store.apply_transition(transition).await? {
-                Applied::Yes => return Ok(changed),
+                Applied::Yes => {
+                    self.deliveries_waiting.notify_one();
+                    return Ok(changed);
+                }
                 Applied::StaleVersion => continue 'attempt,
             }
         }

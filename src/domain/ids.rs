@@ -48,6 +48,10 @@ pub fn new_payment_id() -> String {
     format!("pay_{}", random_base62(24))
 }
 
+pub fn new_webhook_endpoint_id() -> String {
+    format!("we_{}", random_base62(24))
+}
+
 /// A secret API key, `pl_test_` or `pl_live_` + 32 chars ≈ 190 random bits.
 pub fn new_api_key_secret(livemode: bool) -> String {
     let mode = if livemode { "live" } else { "test" };

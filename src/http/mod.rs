@@ -6,12 +6,14 @@
 
 mod auth;
 pub mod error;
+mod events;
 pub mod extract;
 pub mod idempotency;
 mod links;
 mod ops;
 pub mod rate_limit;
 pub mod request_id;
+mod webhook_endpoints;
 pub mod wire;
 
 use std::sync::Arc;
@@ -81,6 +83,8 @@ impl Modify for SecuritySchemes {
 pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(links::router())
+        .merge(webhook_endpoints::router())
+        .merge(events::router())
         .merge(ops::router())
         .split_for_parts()
 }

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use jiff::Timestamp;
 
-use crate::domain::{Link, LinkEvent, LinkStatus, Transition};
+use crate::domain::{EventType, Link, LinkEvent, LinkStatus, Transition};
+use crate::webhooks::delivery::{Attempt, ClaimedDelivery, Delivery, NextStep};
+use crate::webhooks::endpoint::WebhookEndpoint;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -77,6 +79,13 @@ pub struct StatsRow {
     pub currency: String,
     pub count: i64,
     pub amount: i64,
+}
+
+/// Filters of the event log.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub event_type: Option<EventType>,
+    pub link_id: Option<String>,
 }
 
 /// What became of a transition.
@@ -177,6 +186,72 @@ pub trait Store: Send + Sync + 'static {
     async fn release_idempotency_key(&self, scope: &Scope, key: &str) -> StoreResult<()>;
     /// Deletes keys created before `before`; returns how many.
     async fn purge_idempotency_keys(&self, before: Timestamp) -> StoreResult<u64>;
+
+    // ---- webhooks ----
+    //
+    // Writing an event (in `insert_link`, `apply_transition`, `expire_due`)
+    // also writes, in the same transaction, a pending delivery for every
+    // enabled endpoint of the event's account and mode that wants its type.
+
+    async fn insert_webhook_endpoint(&self, endpoint: WebhookEndpoint) -> StoreResult<()>;
+    /// A live (not deleted) endpoint of the scope.
+    async fn get_webhook_endpoint(
+        &self,
+        scope: &Scope,
+        id: &str,
+    ) -> StoreResult<Option<WebhookEndpoint>>;
+    /// The scope's live endpoints, oldest first.
+    async fn list_webhook_endpoints(&self, scope: &Scope) -> StoreResult<Vec<WebhookEndpoint>>;
+    /// Writes an endpoint's changeable fields; false if it is gone.
+    async fn update_webhook_endpoint(&self, endpoint: WebhookEndpoint) -> StoreResult<bool>;
+    /// Deletes the endpoint; its pending deliveries fail. False if no such endpoint.
+    async fn delete_webhook_endpoint(
+        &self,
+        scope: &Scope,
+        id: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Up to `limit` events of the scope, newest first, older than the
+    /// event `starting_after` (an id of this scope) if given.
+    async fn list_events(
+        &self,
+        scope: &Scope,
+        filter: &EventFilter,
+        limit: usize,
+        starting_after: Option<&str>,
+    ) -> StoreResult<Vec<LinkEvent>>;
+    async fn get_event(&self, scope: &Scope, id: &str) -> StoreResult<Option<LinkEvent>>;
+    /// The event's deliveries, each with its attempts, oldest endpoint first.
+    async fn event_deliveries(&self, event_id: &str) -> StoreResult<Vec<Delivery>>;
+    /// Makes the event's delivery to each endpoint pending again, due at
+    /// `now`, with a fresh schedule (creating deliveries that did not exist).
+    async fn schedule_redelivery(
+        &self,
+        event_id: &str,
+        endpoint_ids: &[String],
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Leases up to `limit` pending deliveries due at `now` to enabled
+    /// endpoints until `now + LEASE`. A leased delivery is claimed by no one
+    /// else (on any node) until it is recorded or its lease runs out.
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Vec<ClaimedDelivery>>;
+    /// Records an attempt and moves the delivery on, in one transaction;
+    /// `EndpointGone` also disables the endpoint. Releases the lease.
+    async fn record_attempt(
+        &self,
+        event_id: &str,
+        endpoint_id: &str,
+        attempt: Attempt,
+        next: NextStep,
+    ) -> StoreResult<()>;
+    /// When the earliest pending delivery to an enabled endpoint falls due
+    /// (or its lease runs out), if any.
+    async fn next_delivery_due(&self) -> StoreResult<Option<Timestamp>>;
+
     /// Is the database answering?
     async fn ping(&self) -> StoreResult<()>;
 }

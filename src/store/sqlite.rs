@@ -17,14 +17,19 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params, params_fro
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{
-    Account, ApiKeyRecord, Applied, IdempotencyClaim, IdempotencyWindow, LinkFilter, Page, Scope,
-    StatsRow, Store, StoreError, StoreResult, StoredResponse,
+    Account, ApiKeyRecord, Applied, EventFilter, IdempotencyClaim, IdempotencyWindow, LinkFilter,
+    Page, Scope, StatsRow, Store, StoreError, StoreResult, StoredResponse,
 };
-use crate::domain::{Link, LinkEvent, LinkStatus, Transition};
+use crate::domain::{EventType, Link, LinkEvent, LinkStatus, Transition};
+use crate::webhooks::delivery::{
+    Attempt, ClaimedDelivery, Delivery, DeliveryStatus, GONE_REASON, LEASE, NextStep,
+};
+use crate::webhooks::endpoint::{PayloadFormat, WebhookEndpoint};
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("sqlite/0001_init.sql")),
     (2, include_str!("sqlite/0002_idempotency.sql")),
+    (3, include_str!("sqlite/0003_webhooks.sql")),
 ];
 const READERS: usize = 4;
 /// Most operations one commit may carry.
@@ -371,8 +376,70 @@ fn insert_event(connection: &Connection, event: &LinkEvent) -> StoreResult<()> {
             event.previous_attributes.as_ref().map(serde_json::Value::to_string),
         ],
     )?;
+    // The event's deliveries, in the same transaction: an event is never
+    // stored without the deliveries it owes.
+    connection
+        .prepare_cached(
+            "insert into webhook_deliveries (event_id, endpoint_id, status, attempt_count, next_attempt_at, created_at, updated_at)
+             select ?1, w.id, 'pending', 0, ?4, ?4, ?4 from webhook_endpoints w
+             where w.account_id = ?2 and w.livemode = ?3 and w.enabled = 1 and w.deleted_at is null
+               and (w.events is null or exists (select 1 from json_each(w.events) where value = ?5))",
+        )?
+        .execute(params![
+            event.id,
+            event.link.account_id,
+            event.link.livemode,
+            micros(event.created_at),
+            event.event_type.as_str(),
+        ])?;
     Ok(())
 }
+
+const ENDPOINT_COLUMNS: &str = "id, account_id, livemode, url, description, events, format, enabled, \
+     disabled_reason, secret, previous_secret, previous_secret_expires_at, created_at, updated_at";
+
+fn endpoint_from_row(row: &Row<'_>) -> rusqlite::Result<WebhookEndpoint> {
+    let format: String = row.get("format")?;
+    let events: Option<Vec<String>> = json_column(row.get("events")?)?;
+    Ok(WebhookEndpoint {
+        id: row.get("id")?,
+        account_id: row.get("account_id")?,
+        livemode: row.get("livemode")?,
+        url: row.get("url")?,
+        description: row.get("description")?,
+        events: events
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|name| {
+                        EventType::parse(name)
+                            .ok_or_else(|| conversion_error(format!("unknown event type {name}")))
+                    })
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .transpose()?,
+        format: PayloadFormat::parse(&format)
+            .ok_or_else(|| conversion_error(format!("unknown format {format}")))?,
+        enabled: row.get("enabled")?,
+        disabled_reason: row.get("disabled_reason")?,
+        secret: row.get("secret")?,
+        previous_secret: row.get("previous_secret")?,
+        previous_secret_expires_at: opt_from_micros(row.get("previous_secret_expires_at")?)?,
+        created_at: from_micros(row.get("created_at")?)?,
+        updated_at: from_micros(row.get("updated_at")?)?,
+    })
+}
+
+fn event_types_json(endpoint: &WebhookEndpoint) -> StoreResult<Option<String>> {
+    optional_json(
+        &endpoint
+            .events
+            .as_ref()
+            .map(|types| types.iter().map(|t| t.as_str()).collect::<Vec<_>>()),
+    )
+}
+
+const EVENT_COLUMNS: &str = "id, type, created_at, actor, reason, link, previous_attributes";
 
 fn optional_json<T: serde::Serialize>(value: &Option<T>) -> StoreResult<Option<String>> {
     Ok(value.as_ref().map(serde_json::to_string).transpose()?)
@@ -646,10 +713,9 @@ impl Store for SqliteStore {
     async fn link_events(&self, link_id: &str) -> StoreResult<Vec<LinkEvent>> {
         let link_id = link_id.to_owned();
         self.read(move |c| {
-            let mut statement = c.prepare_cached(
-                "select id, type, created_at, actor, reason, link, previous_attributes
-                 from events where link_id = ?1 order by seq",
-            )?;
+            let mut statement = c.prepare_cached(&format!(
+                "select {EVENT_COLUMNS} from events where link_id = ?1 order by seq"
+            ))?;
             let events = statement
                 .query_map([link_id], event_from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -813,6 +879,359 @@ impl Store for SqliteStore {
                 "delete from idempotency_keys where created_at < ?1",
                 [micros(before)],
             )? as u64)
+        })
+        .await
+    }
+
+    async fn insert_webhook_endpoint(&self, endpoint: WebhookEndpoint) -> StoreResult<()> {
+        self.write(move |c| {
+            c.execute(
+                &format!(
+                    "insert into webhook_endpoints ({ENDPOINT_COLUMNS})
+                     values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                ),
+                params![
+                    endpoint.id,
+                    endpoint.account_id,
+                    endpoint.livemode,
+                    endpoint.url,
+                    endpoint.description,
+                    event_types_json(&endpoint)?,
+                    endpoint.format.as_str(),
+                    endpoint.enabled,
+                    endpoint.disabled_reason,
+                    endpoint.secret,
+                    endpoint.previous_secret,
+                    endpoint.previous_secret_expires_at.map(micros),
+                    micros(endpoint.created_at),
+                    micros(endpoint.updated_at),
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_webhook_endpoint(
+        &self,
+        scope: &Scope,
+        id: &str,
+    ) -> StoreResult<Option<WebhookEndpoint>> {
+        let (scope, id) = (scope.clone(), id.to_owned());
+        self.read(move |c| {
+            Ok(c.query_row(
+                &format!(
+                    "select {ENDPOINT_COLUMNS} from webhook_endpoints
+                     where id = ?1 and account_id = ?2 and livemode = ?3 and deleted_at is null"
+                ),
+                params![id, scope.account_id, scope.livemode],
+                endpoint_from_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn list_webhook_endpoints(&self, scope: &Scope) -> StoreResult<Vec<WebhookEndpoint>> {
+        let scope = scope.clone();
+        self.read(move |c| {
+            let mut statement = c.prepare_cached(&format!(
+                "select {ENDPOINT_COLUMNS} from webhook_endpoints
+                 where account_id = ?1 and livemode = ?2 and deleted_at is null
+                 order by created_at, id"
+            ))?;
+            let endpoints = statement
+                .query_map(params![scope.account_id, scope.livemode], endpoint_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(endpoints)
+        })
+        .await
+    }
+
+    async fn update_webhook_endpoint(&self, endpoint: WebhookEndpoint) -> StoreResult<bool> {
+        self.write(move |c| {
+            Ok(c.execute(
+                "update webhook_endpoints set url = ?1, description = ?2, events = ?3, format = ?4,
+                    enabled = ?5, disabled_reason = ?6, secret = ?7, previous_secret = ?8,
+                    previous_secret_expires_at = ?9, updated_at = ?10
+                 where id = ?11 and deleted_at is null",
+                params![
+                    endpoint.url,
+                    endpoint.description,
+                    event_types_json(&endpoint)?,
+                    endpoint.format.as_str(),
+                    endpoint.enabled,
+                    endpoint.disabled_reason,
+                    endpoint.secret,
+                    endpoint.previous_secret,
+                    endpoint.previous_secret_expires_at.map(micros),
+                    micros(endpoint.updated_at),
+                    endpoint.id,
+                ],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn delete_webhook_endpoint(
+        &self,
+        scope: &Scope,
+        id: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let (scope, id) = (scope.clone(), id.to_owned());
+        self.write(move |c| {
+            let deleted = c.execute(
+                "update webhook_endpoints set deleted_at = ?1, enabled = 0, updated_at = ?1
+                 where id = ?2 and account_id = ?3 and livemode = ?4 and deleted_at is null",
+                params![micros(now), id, scope.account_id, scope.livemode],
+            )? == 1;
+            if deleted {
+                c.execute(
+                    "update webhook_deliveries set status = 'failed', next_attempt_at = null, updated_at = ?1
+                     where endpoint_id = ?2 and status = 'pending'",
+                    params![micros(now), id],
+                )?;
+            }
+            Ok(deleted)
+        })
+        .await
+    }
+
+    async fn list_events(
+        &self,
+        scope: &Scope,
+        filter: &EventFilter,
+        limit: usize,
+        starting_after: Option<&str>,
+    ) -> StoreResult<Vec<LinkEvent>> {
+        let mut sql =
+            format!("select {EVENT_COLUMNS} from events where account_id = ?1 and livemode = ?2");
+        let mut args = vec![
+            Value::Text(scope.account_id.clone()),
+            Value::Integer(i64::from(scope.livemode)),
+        ];
+        if let Some(event_type) = filter.event_type {
+            args.push(Value::Text(event_type.as_str().into()));
+            sql.push_str(&format!(" and type = ?{}", args.len()));
+        }
+        if let Some(link_id) = &filter.link_id {
+            args.push(Value::Text(link_id.clone()));
+            sql.push_str(&format!(" and link_id = ?{}", args.len()));
+        }
+        if let Some(after) = starting_after {
+            args.push(Value::Text(after.to_owned()));
+            sql.push_str(&format!(
+                " and seq < (select seq from events where id = ?{})",
+                args.len()
+            ));
+        }
+        args.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+        sql.push_str(&format!(" order by seq desc limit ?{}", args.len()));
+        self.read(move |c| {
+            let mut statement = c.prepare_cached(&sql)?;
+            let events = statement
+                .query_map(params_from_iter(args), event_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(events)
+        })
+        .await
+    }
+
+    async fn get_event(&self, scope: &Scope, id: &str) -> StoreResult<Option<LinkEvent>> {
+        let (scope, id) = (scope.clone(), id.to_owned());
+        self.read(move |c| {
+            Ok(c.query_row(
+                &format!(
+                    "select {EVENT_COLUMNS} from events where id = ?1 and account_id = ?2 and livemode = ?3"
+                ),
+                params![id, scope.account_id, scope.livemode],
+                event_from_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn event_deliveries(&self, event_id: &str) -> StoreResult<Vec<Delivery>> {
+        let event_id = event_id.to_owned();
+        self.read(move |c| {
+            let mut deliveries = c
+                .prepare_cached(
+                    "select d.event_id, d.endpoint_id, d.status, d.next_attempt_at, d.created_at
+                     from webhook_deliveries d join webhook_endpoints w on w.id = d.endpoint_id
+                     where d.event_id = ?1 order by w.created_at, w.id",
+                )?
+                .query_map([&event_id], |row| {
+                    let status: String = row.get(2)?;
+                    Ok(Delivery {
+                        event_id: row.get(0)?,
+                        endpoint_id: row.get(1)?,
+                        status: DeliveryStatus::parse(&status)
+                            .ok_or_else(|| conversion_error(format!("unknown status {status}")))?,
+                        next_attempt_at: opt_from_micros(row.get(3)?)?,
+                        attempts: Vec::new(),
+                        created_at: from_micros(row.get(4)?)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut attempts = c.prepare_cached(
+                "select endpoint_id, attempted_at, status_code, latency_ms, error
+                 from webhook_attempts where event_id = ?1 order by id",
+            )?;
+            let rows = attempts.query_map([&event_id], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    Attempt {
+                        attempted_at: from_micros(row.get(1)?)?,
+                        status_code: row.get(2)?,
+                        latency_ms: row.get(3)?,
+                        error: row.get(4)?,
+                    },
+                ))
+            })?;
+            for row in rows {
+                let (endpoint_id, attempt) = row?;
+                if let Some(delivery) = deliveries.iter_mut().find(|d| d.endpoint_id == endpoint_id)
+                {
+                    delivery.attempts.push(attempt);
+                }
+            }
+            Ok(deliveries)
+        })
+        .await
+    }
+
+    async fn schedule_redelivery(
+        &self,
+        event_id: &str,
+        endpoint_ids: &[String],
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let (event_id, endpoint_ids) = (event_id.to_owned(), endpoint_ids.to_vec());
+        self.write(move |c| {
+            let mut statement = c.prepare_cached(
+                "insert into webhook_deliveries (event_id, endpoint_id, status, attempt_count, next_attempt_at, created_at, updated_at)
+                 values (?1, ?2, 'pending', 0, ?3, ?3, ?3)
+                 on conflict (event_id, endpoint_id) do update set
+                    status = 'pending', attempt_count = 0, next_attempt_at = ?3, updated_at = ?3",
+            )?;
+            for endpoint_id in endpoint_ids {
+                statement.execute(params![event_id, endpoint_id, micros(now)])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Vec<ClaimedDelivery>> {
+        // One write job: the single writer makes select-then-lease atomic.
+        self.write(move |c| {
+            let due: Vec<(String, String, u32)> = c
+                .prepare_cached(
+                    "select d.event_id, d.endpoint_id, d.attempt_count
+                     from webhook_deliveries d join webhook_endpoints w on w.id = d.endpoint_id
+                     where d.status = 'pending' and d.next_attempt_at <= ?1
+                       and (d.lease_expires_at is null or d.lease_expires_at <= ?1)
+                       and w.enabled = 1 and w.deleted_at is null
+                     order by d.next_attempt_at limit ?2",
+                )?
+                .query_map(
+                    params![micros(now), i64::try_from(limit).unwrap_or(i64::MAX)],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut claimed = Vec::with_capacity(due.len());
+            for (event_id, endpoint_id, attempts_made) in due {
+                c.prepare_cached(
+                    "update webhook_deliveries set lease_expires_at = ?1
+                     where event_id = ?2 and endpoint_id = ?3",
+                )?
+                .execute(params![micros(now + LEASE), event_id, endpoint_id])?;
+                let event = c
+                    .prepare_cached(&format!("select {EVENT_COLUMNS} from events where id = ?1"))?
+                    .query_row([&event_id], event_from_row)?;
+                let endpoint = c
+                    .prepare_cached(&format!(
+                        "select {ENDPOINT_COLUMNS} from webhook_endpoints where id = ?1"
+                    ))?
+                    .query_row([&endpoint_id], endpoint_from_row)?;
+                claimed.push(ClaimedDelivery {
+                    event,
+                    endpoint,
+                    attempts_made,
+                });
+            }
+            Ok(claimed)
+        })
+        .await
+    }
+
+    async fn record_attempt(
+        &self,
+        event_id: &str,
+        endpoint_id: &str,
+        attempt: Attempt,
+        next: NextStep,
+    ) -> StoreResult<()> {
+        let (event_id, endpoint_id) = (event_id.to_owned(), endpoint_id.to_owned());
+        self.write(move |c| {
+            let now = micros(attempt.attempted_at);
+            c.prepare_cached(
+                "insert into webhook_attempts (event_id, endpoint_id, attempted_at, status_code, latency_ms, error)
+                 values (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                event_id,
+                endpoint_id,
+                now,
+                attempt.status_code,
+                attempt.latency_ms,
+                attempt.error
+            ])?;
+            let (status, next_attempt_at) = match next {
+                NextStep::Succeeded => (DeliveryStatus::Succeeded, None),
+                NextStep::RetryAt(at) => (DeliveryStatus::Pending, Some(micros(at))),
+                NextStep::Failed | NextStep::EndpointGone => (DeliveryStatus::Failed, None),
+            };
+            c.prepare_cached(
+                "update webhook_deliveries set status = ?1, attempt_count = attempt_count + 1,
+                    next_attempt_at = ?2, lease_expires_at = null, updated_at = ?3
+                 where event_id = ?4 and endpoint_id = ?5 and status = 'pending'",
+            )?
+            .execute(params![
+                status.as_str(),
+                next_attempt_at,
+                now,
+                event_id,
+                endpoint_id
+            ])?;
+            if next == NextStep::EndpointGone {
+                c.execute(
+                    "update webhook_endpoints set enabled = 0, disabled_reason = ?1, updated_at = ?2
+                     where id = ?3",
+                    params![GONE_REASON, now, endpoint_id],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn next_delivery_due(&self) -> StoreResult<Option<Timestamp>> {
+        self.read(|c| {
+            let due: Option<i64> = c.query_row(
+                "select min(max(d.next_attempt_at, coalesce(d.lease_expires_at, 0)))
+                 from webhook_deliveries d join webhook_endpoints w on w.id = d.endpoint_id
+                 where d.status = 'pending' and w.enabled = 1 and w.deleted_at is null",
+                [],
+                |row| row.get(0),
+            )?;
+            Ok(opt_from_micros(due)?)
         })
         .await
     }

@@ -4,10 +4,12 @@
 //! private, link-local (169.254/16, the cloud metadata range), CGNAT,
 //! unspecified, multicast, broadcast and IPv4-mapped IPv6 forms of those are
 //! refused. Decimal, octal and hex spellings (`2130706433`, `0177.0.0.1`)
-//! are normalised by the URL parser before the check. The checked address is
-//! returned so the connection can be pinned to it (no DNS rebinding between
-//! check and connect). `PAYLINK_WEBHOOK_ALLOW_PRIVATE=1` lifts the address
-//! check for development and tests.
+//! are normalised by the URL parser before the check. [`check`] runs at
+//! registration; at delivery the transport's resolver applies
+//! [`is_internal`] to the very addresses it connects to, so a name cannot
+//! resolve to something else between check and connect (DNS rebinding).
+//! `PAYLINK_WEBHOOK_ALLOW_PRIVATE=1` lifts the address check for
+//! development and tests.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -59,12 +61,27 @@ fn is_internal_v6(v6: Ipv6Addr) -> bool {
         || v6.to_ipv4().is_some_and(|v4| v6.segments()[..6] == [0; 6] && is_internal_v4(v4)) // IPv4-compatible
 }
 
-/// Parses and checks `url`, resolving its host; returns the address to pin.
-pub async fn check(url: &str, allow_internal: bool) -> Result<(Url, SocketAddr), UnsafeUrl> {
+/// Checks what can be checked without DNS: the scheme, and the address
+/// when the host is an IP literal (in any spelling the URL parser accepts).
+pub fn check_url(url: &str, allow_internal: bool) -> Result<Url, UnsafeUrl> {
     let parsed = Url::parse(url).map_err(|_| UnsafeUrl::Unparsable)?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(UnsafeUrl::Scheme);
     }
+    let literal = match parsed.host().ok_or(UnsafeUrl::Unparsable)? {
+        Host::Ipv4(v4) => Some(IpAddr::V4(v4)),
+        Host::Ipv6(v6) => Some(IpAddr::V6(v6)),
+        Host::Domain(_) => None,
+    };
+    if !allow_internal && let Some(address) = literal.filter(|a| is_internal(*a)) {
+        return Err(UnsafeUrl::Internal(address));
+    }
+    Ok(parsed)
+}
+
+/// Parses and checks `url`, resolving its host; returns the address to pin.
+pub async fn check(url: &str, allow_internal: bool) -> Result<(Url, SocketAddr), UnsafeUrl> {
+    let parsed = check_url(url, allow_internal)?;
     let port = parsed
         .port_or_known_default()
         .ok_or(UnsafeUrl::Unparsable)?;

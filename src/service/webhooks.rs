@@ -1,0 +1,311 @@
+//! Webhook use cases: managing endpoints, reading the event log with its
+//! deliveries, redelivering, and the dispatcher's side (claim, record).
+
+use jiff::Timestamp;
+
+use super::{Caller, Service, ServiceError, ServiceResult};
+use crate::domain::{FieldError, LinkEvent, ids};
+use crate::store::EventFilter;
+use crate::webhooks::delivery::{Attempt, ClaimedDelivery, Delivery, NextStep};
+use crate::webhooks::endpoint::{
+    MAX_ENDPOINTS, MAX_URL_LENGTH, PayloadFormat, WebhookEndpoint, parse_event_types,
+    validate_description,
+};
+use crate::webhooks::{signing, ssrf};
+
+/// A new endpoint as asked for.
+#[derive(Debug, Clone, Default)]
+pub struct NewEndpoint {
+    pub url: String,
+    pub events: Option<Vec<String>>,
+    pub description: Option<String>,
+    /// `None` is the native format.
+    pub format: Option<PayloadFormat>,
+}
+
+/// Changes to an endpoint; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointUpdate {
+    pub url: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub description: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventPage {
+    pub events: Vec<LinkEvent>,
+    pub has_more: bool,
+}
+
+impl Service {
+    /// Refuses what may not receive webhooks: not http(s), too long, or
+    /// (unless allowed) resolving to an internal address.
+    async fn check_endpoint_url(&self, url: &str) -> ServiceResult<()> {
+        if url.len() > MAX_URL_LENGTH {
+            return Err(FieldError::new(
+                "url",
+                format!("`url` is at most {MAX_URL_LENGTH} characters."),
+            )
+            .into());
+        }
+        ssrf::check(url, self.settings.webhook_allow_private)
+            .await
+            .map_err(|refusal| {
+                FieldError::new("url", format!("`url` cannot receive webhooks: {refusal}."))
+            })?;
+        Ok(())
+    }
+
+    pub async fn create_webhook_endpoint(
+        &self,
+        caller: &Caller,
+        request: NewEndpoint,
+    ) -> ServiceResult<WebhookEndpoint> {
+        let events = match &request.events {
+            Some(names) => parse_event_types(names)?,
+            None => None,
+        };
+        let format = request.format.unwrap_or(PayloadFormat::Native);
+        if let Some(description) = &request.description {
+            validate_description(description)?;
+        }
+        self.check_endpoint_url(&request.url).await?;
+        if self
+            .store
+            .list_webhook_endpoints(&caller.scope)
+            .await?
+            .len()
+            >= MAX_ENDPOINTS
+        {
+            return Err(FieldError::new(
+                "url",
+                format!(
+                    "An account has at most {MAX_ENDPOINTS} webhook endpoints per mode; delete one first."
+                ),
+            )
+            .into());
+        }
+        let now = self.now();
+        let endpoint = WebhookEndpoint {
+            id: ids::new_webhook_endpoint_id(),
+            account_id: caller.scope.account_id.clone(),
+            livemode: caller.scope.livemode,
+            url: request.url,
+            description: request.description,
+            events,
+            format,
+            enabled: true,
+            disabled_reason: None,
+            secret: signing::new_secret(),
+            previous_secret: None,
+            previous_secret_expires_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.insert_webhook_endpoint(endpoint.clone()).await?;
+        Ok(endpoint)
+    }
+
+    pub async fn get_webhook_endpoint(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> ServiceResult<WebhookEndpoint> {
+        self.store
+            .get_webhook_endpoint(&caller.scope, id)
+            .await?
+            .ok_or(ServiceError::NotFound)
+    }
+
+    pub async fn list_webhook_endpoints(
+        &self,
+        caller: &Caller,
+    ) -> ServiceResult<Vec<WebhookEndpoint>> {
+        Ok(self.store.list_webhook_endpoints(&caller.scope).await?)
+    }
+
+    pub async fn update_webhook_endpoint(
+        &self,
+        caller: &Caller,
+        id: &str,
+        update: EndpointUpdate,
+    ) -> ServiceResult<WebhookEndpoint> {
+        let mut endpoint = self.get_webhook_endpoint(caller, id).await?;
+        if let Some(names) = &update.events {
+            endpoint.events = parse_event_types(names)?;
+        }
+        if let Some(description) = update.description {
+            validate_description(&description)?;
+            endpoint.description = Some(description);
+        }
+        if let Some(url) = update.url {
+            self.check_endpoint_url(&url).await?;
+            endpoint.url = url;
+        }
+        if let Some(enabled) = update.enabled {
+            endpoint.enabled = enabled;
+            if enabled {
+                endpoint.disabled_reason = None;
+            }
+        }
+        endpoint.updated_at = self.now();
+        if !self.store.update_webhook_endpoint(endpoint.clone()).await? {
+            return Err(ServiceError::NotFound);
+        }
+        // Re-enabling may have made waiting deliveries due.
+        self.deliveries_waiting.notify_one();
+        Ok(endpoint)
+    }
+
+    pub async fn delete_webhook_endpoint(&self, caller: &Caller, id: &str) -> ServiceResult<()> {
+        if self
+            .store
+            .delete_webhook_endpoint(&caller.scope, id, self.now())
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound)
+        }
+    }
+
+    /// A new secret; the previous one keeps signing for 24 hours.
+    pub async fn rotate_webhook_secret(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> ServiceResult<WebhookEndpoint> {
+        let mut endpoint = self.get_webhook_endpoint(caller, id).await?;
+        endpoint.rotate_secret(signing::new_secret(), self.now());
+        if !self.store.update_webhook_endpoint(endpoint.clone()).await? {
+            return Err(ServiceError::NotFound);
+        }
+        Ok(endpoint)
+    }
+
+    // ---- the event log ----
+
+    pub async fn list_events(
+        &self,
+        caller: &Caller,
+        filter: &EventFilter,
+        limit: usize,
+        starting_after: Option<&str>,
+    ) -> ServiceResult<EventPage> {
+        if let Some(after) = starting_after
+            && self.store.get_event(&caller.scope, after).await?.is_none()
+        {
+            return Err(FieldError::new(
+                "starting_after",
+                format!("No event `{after}` to start after."),
+            )
+            .into());
+        }
+        let mut events = self
+            .store
+            .list_events(&caller.scope, filter, limit + 1, starting_after)
+            .await?;
+        let has_more = events.len() > limit;
+        events.truncate(limit);
+        Ok(EventPage { events, has_more })
+    }
+
+    /// The event and its deliveries, each with every attempt.
+    pub async fn get_event(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> ServiceResult<(LinkEvent, Vec<Delivery>)> {
+        let event = self
+            .store
+            .get_event(&caller.scope, id)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        let deliveries = self.store.event_deliveries(&event.id).await?;
+        Ok((event, deliveries))
+    }
+
+    /// Sends the event again, now, with a fresh retry schedule: to
+    /// `endpoint_id` if given (whatever event types it filters on), else to
+    /// every enabled endpoint that wants the event's type.
+    pub async fn redeliver_event(
+        &self,
+        caller: &Caller,
+        id: &str,
+        endpoint_id: Option<&str>,
+    ) -> ServiceResult<(LinkEvent, Vec<Delivery>)> {
+        let event = self
+            .store
+            .get_event(&caller.scope, id)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        let targets: Vec<String> = match endpoint_id {
+            Some(endpoint_id) => {
+                let endpoint = self
+                    .store
+                    .get_webhook_endpoint(&caller.scope, endpoint_id)
+                    .await?
+                    .ok_or_else(|| {
+                        FieldError::new("endpoint", format!("No webhook endpoint `{endpoint_id}`."))
+                    })?;
+                if !endpoint.enabled {
+                    return Err(FieldError::new(
+                        "endpoint",
+                        format!("Webhook endpoint `{endpoint_id}` is disabled; enable it first."),
+                    )
+                    .into());
+                }
+                vec![endpoint.id]
+            }
+            None => self
+                .store
+                .list_webhook_endpoints(&caller.scope)
+                .await?
+                .into_iter()
+                .filter(|endpoint| endpoint.enabled && endpoint.wants(event.event_type))
+                .map(|endpoint| endpoint.id)
+                .collect(),
+        };
+        if targets.is_empty() {
+            return Err(FieldError::new(
+                "endpoint",
+                "No enabled webhook endpoint wants this event's type.",
+            )
+            .into());
+        }
+        self.store
+            .schedule_redelivery(&event.id, &targets, self.now())
+            .await?;
+        self.deliveries_waiting.notify_one();
+        let deliveries = self.store.event_deliveries(&event.id).await?;
+        Ok((event, deliveries))
+    }
+
+    // ---- the dispatcher's side ----
+
+    pub async fn claim_deliveries(&self, limit: usize) -> ServiceResult<Vec<ClaimedDelivery>> {
+        Ok(self.store.claim_deliveries(self.now(), limit).await?)
+    }
+
+    pub async fn record_attempt(
+        &self,
+        claimed: &ClaimedDelivery,
+        attempt: Attempt,
+        next: NextStep,
+    ) -> ServiceResult<()> {
+        Ok(self
+            .store
+            .record_attempt(&claimed.event.id, &claimed.endpoint.id, attempt, next)
+            .await?)
+    }
+
+    pub async fn next_delivery_due(&self) -> ServiceResult<Option<Timestamp>> {
+        Ok(self.store.next_delivery_due().await?)
+    }
+
+    /// Resolves when a write on this node may have made a delivery due.
+    pub async fn deliveries_waiting(&self) {
+        self.deliveries_waiting.notified().await;
+    }
+}
