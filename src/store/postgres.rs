@@ -838,13 +838,18 @@ impl Store for PostgresStore {
     }
 
     async fn event_deliveries(&self, event_id: &str) -> StoreResult<Vec<Delivery>> {
+        // One snapshot for both queries: attempts match their deliveries.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("set transaction isolation level repeatable read, read only")
+            .execute(&mut *tx)
+            .await?;
         let rows = sqlx::query(
             "select d.event_id, d.endpoint_id, d.status, d.next_attempt_at, d.created_at
              from webhook_deliveries d join webhook_endpoints w on w.id = d.endpoint_id
              where d.event_id = $1 order by w.created_at, w.id",
         )
         .bind(event_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
         let mut deliveries = rows
             .iter()
@@ -866,7 +871,7 @@ impl Store for PostgresStore {
              from webhook_attempts where event_id = $1 order by id",
         )
         .bind(event_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
         for row in &attempts {
             let endpoint_id: String = row.try_get("endpoint_id")?;
@@ -881,6 +886,7 @@ impl Store for PostgresStore {
                 delivery.attempts.push(attempt);
             }
         }
+        tx.commit().await?;
         Ok(deliveries)
     }
 

@@ -1056,6 +1056,9 @@ impl Store for SqliteStore {
     async fn event_deliveries(&self, event_id: &str) -> StoreResult<Vec<Delivery>> {
         let event_id = event_id.to_owned();
         self.read(move |c| {
+            // One snapshot for both queries: attempts match their deliveries.
+            let snapshot = c.unchecked_transaction()?;
+            let c = &*snapshot;
             let mut deliveries = c
                 .prepare_cached(
                     "select d.event_id, d.endpoint_id, d.status, d.next_attempt_at, d.created_at
@@ -1097,6 +1100,8 @@ impl Store for SqliteStore {
                     delivery.attempts.push(attempt);
                 }
             }
+            drop(attempts);
+            snapshot.commit()?;
             Ok(deliveries)
         })
         .await

@@ -138,6 +138,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     server: Option<RunningServer>,
     options: ServerOptions,
+    settings: ServiceSettings,
     // Held so the database outlives the server; removed on the last drop.
     database: Arc<TestDatabase>,
 }
@@ -179,9 +180,21 @@ impl TestApp {
     }
 
     pub async fn spawn_with(options: ServerOptions) -> Self {
+        Self::spawn_with_settings(
+            options,
+            ServiceSettings {
+                // Test receivers listen on loopback.
+                webhook_allow_private: true,
+                ..ServiceSettings::default()
+            },
+        )
+        .await
+    }
+
+    pub async fn spawn_with_settings(options: ServerOptions, settings: ServiceSettings) -> Self {
         let database = Arc::new(TestDatabase::create(&current_backend()).await);
         let clock = Arc::new(ShiftedClock::default());
-        let mut app = Self::start(database, clock, options).await;
+        let mut app = Self::start(database, clock, options, settings).await;
         app.key = app.create_key("default", false).await;
         app
     }
@@ -193,6 +206,7 @@ impl TestApp {
             self.database.clone(),
             self.clock.clone(),
             self.options.clone(),
+            self.settings.clone(),
         )
         .await;
         node.key = self.key.clone();
@@ -203,16 +217,13 @@ impl TestApp {
         database: Arc<TestDatabase>,
         clock: Arc<ShiftedClock>,
         options: ServerOptions,
+        settings: ServiceSettings,
     ) -> Self {
         let database_url = database.url.clone();
         let store = paylink::store::open(&database_url, &Default::default())
             .await
             .expect("open store");
-        let service = Arc::new(Service::new(
-            store,
-            clock.clone(),
-            ServiceSettings::default(),
-        ));
+        let service = Arc::new(Service::new(store, clock.clone(), settings.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -228,6 +239,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             server: Some(server),
             options,
+            settings,
             database,
         }
     }
@@ -241,13 +253,14 @@ impl TestApp {
             .await
             .expect("clean shutdown");
         let key = self.key.clone();
-        let (database, clock, interval) = (
+        let (database, clock, options, settings) = (
             self.database.clone(),
             self.clock.clone(),
             self.options.clone(),
+            self.settings.clone(),
         );
         drop(self);
-        let mut app = Self::start(database, clock, interval).await;
+        let mut app = Self::start(database, clock, options, settings).await;
         app.key = key;
         app
     }
@@ -312,6 +325,11 @@ impl TestApp {
 
     pub async fn post(&self, path: &str, body: Value) -> Response {
         self.request(Method::POST, path, Some(&self.key.clone()), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.request(Method::DELETE, path, Some(&self.key.clone()), None)
             .await
     }
 

@@ -25,6 +25,7 @@ macro_rules! backend_tests {
 }
 
 mod helpers;
+mod receiver;
 
 mod auth;
 mod browser;
@@ -40,3 +41,4 @@ mod protocol;
 mod rate_limits;
 mod update;
 mod validation;
+mod webhooks;

@@ -1,0 +1,194 @@
+//! Webhook delivery throughput and lag, measured end to end: a real server
+//! (release build), a real receiver on loopback, a burst of cancellations.
+//!
+//! `cargo bench --bench webhook_delivery` runs it on SQLite, and on
+//! PostgreSQL too when `PAYLINK_BENCH_POSTGRES_URL` names a database it may
+//! fill (e.g. postgres://postgres@127.0.0.1:5432/paylink_bench, created
+//! beforehand). Figures go to stdout; BENCHMARKS.md keeps the latest.
+//!
+//! Lag is the receiver's arrival time minus the event's `created_at` (the
+//! moment the cancel committed), so it includes dispatch, signing, HTTP and
+//! the receiver; throughput is events over the time from the first cancel
+//! to the last delivery.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use futures::StreamExt;
+use jiff::Timestamp;
+use paylink::clock::SystemClock;
+use paylink::domain::NewLink;
+use paylink::http::rate_limit::RateLimitSettings;
+use paylink::server::{self, ServerOptions};
+use paylink::service::{NewEndpoint, Service, ServiceSettings};
+use tokio::sync::Notify;
+
+const LINKS: usize = 2000;
+const CLIENT_CONCURRENCY: usize = 32;
+
+#[derive(Default)]
+struct Arrivals {
+    /// (arrival, event created_at)
+    seen: Mutex<Vec<(Timestamp, Timestamp)>>,
+    notify: Notify,
+}
+
+async fn receive(State(arrivals): State<Arc<Arrivals>>, body: Bytes) -> StatusCode {
+    let now = Timestamp::now();
+    let event: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    let created: Timestamp = event["created_at"].as_str().unwrap().parse().unwrap();
+    arrivals.seen.lock().unwrap().push((now, created));
+    arrivals.notify.notify_waiters();
+    StatusCode::NO_CONTENT
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank]
+}
+
+async fn run(label: &str, database_url: &str) {
+    let store = paylink::store::open(database_url, &Default::default())
+        .await
+        .expect("open store");
+    let service = Arc::new(Service::new(
+        store,
+        Arc::new(SystemClock),
+        ServiceSettings {
+            webhook_allow_private: true,
+            ..ServiceSettings::default()
+        },
+    ));
+    let account = format!("bench-{}", paylink::domain::ids::random_base62(8));
+    let key = service.create_api_key(&account, false).await.unwrap();
+    let caller = service.authenticate(&key.secret).await.unwrap();
+
+    let arrivals = Arc::new(Arrivals::default());
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver_url = format!("http://{}/hook", receiver.local_addr().unwrap());
+    let app = Router::new()
+        .route("/hook", post(receive))
+        .with_state(Arc::clone(&arrivals));
+    tokio::spawn(async move { axum::serve(receiver, app).await.unwrap() });
+
+    service
+        .create_webhook_endpoint(
+            &caller,
+            NewEndpoint {
+                url: receiver_url,
+                events: Some(vec!["payment_link.cancelled".into()]),
+                ..NewEndpoint::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut links = Vec::with_capacity(LINKS);
+    for _ in 0..LINKS {
+        let link = service
+            .create_link(
+                &caller,
+                NewLink {
+                    amount: Some(4995),
+                    currency: Some("USD".into()),
+                    ..NewLink::default()
+                },
+            )
+            .await
+            .unwrap();
+        links.push(link.id);
+    }
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = server::start(
+        listener,
+        Arc::clone(&service),
+        ServerOptions {
+            rate_limits: RateLimitSettings {
+                per_second: 1_000_000,
+                burst: 1_000_000,
+                ..RateLimitSettings::default()
+            },
+            ..ServerOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", running.addr);
+    let client = reqwest::Client::new();
+
+    let started = Instant::now();
+    futures::stream::iter(links)
+        .map(|id| {
+            let (client, base, secret) = (client.clone(), base.clone(), key.secret.clone());
+            async move {
+                let response = client
+                    .post(format!("{base}/v1/payment-links/{id}/cancel"))
+                    .bearer_auth(secret)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+            }
+        })
+        .buffer_unordered(CLIENT_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+    let cancels_done = started.elapsed();
+    loop {
+        let waiting = arrivals.notify.notified();
+        if arrivals.seen.lock().unwrap().len() >= LINKS {
+            break;
+        }
+        tokio::time::timeout(Duration::from_secs(120), waiting)
+            .await
+            .expect("every event delivered within 2 minutes");
+    }
+    let delivered = started.elapsed();
+    running.shutdown().await.unwrap();
+
+    let mut lags: Vec<Duration> = arrivals
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(arrived, created)| {
+            Duration::try_from(arrived.duration_since(*created)).unwrap_or_default()
+        })
+        .collect();
+    lags.sort();
+    println!(
+        "{label}: {LINKS} cancels in {:.2} s ({:.0}/s); all {LINKS} webhooks delivered after {:.2} s = {:.0} events/s; lag p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        cancels_done.as_secs_f64(),
+        LINKS as f64 / cancels_done.as_secs_f64(),
+        delivered.as_secs_f64(),
+        LINKS as f64 / delivered.as_secs_f64(),
+        percentile(&lags, 0.50).as_secs_f64() * 1000.0,
+        percentile(&lags, 0.99).as_secs_f64() * 1000.0,
+        lags.last().unwrap().as_secs_f64() * 1000.0,
+    );
+}
+
+fn main() {
+    // `cargo test` also runs bench targets with `--bench`-less args; only
+    // measure when asked to by `cargo bench`.
+    if !std::env::args().any(|arg| arg == "--bench") {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
+        run("sqlite", &sqlite).await;
+        if let Ok(url) = std::env::var("PAYLINK_BENCH_POSTGRES_URL") {
+            run("postgres", &url).await;
+        }
+    });
+}
