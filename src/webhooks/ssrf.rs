@@ -15,6 +15,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use url::{Host, Url};
 
+/// A name that does not resolve by then is refused rather than left to
+/// hold the request open.
+const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnsafeUrl {
     #[error("the URL could not be parsed")]
@@ -88,11 +92,15 @@ pub async fn check(url: &str, allow_internal: bool) -> Result<(Url, SocketAddr),
     let addresses: Vec<IpAddr> = match parsed.host().ok_or(UnsafeUrl::Unparsable)? {
         Host::Ipv4(v4) => vec![IpAddr::V4(v4)],
         Host::Ipv6(v6) => vec![IpAddr::V6(v6)],
-        Host::Domain(domain) => tokio::net::lookup_host((domain, port))
-            .await
-            .map_err(|_| UnsafeUrl::Unresolvable(domain.to_owned()))?
-            .map(|socket| socket.ip())
-            .collect(),
+        Host::Domain(domain) => {
+            tokio::time::timeout(LOOKUP_TIMEOUT, tokio::net::lookup_host((domain, port)))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .ok_or_else(|| UnsafeUrl::Unresolvable(domain.to_owned()))?
+                .map(|socket| socket.ip())
+                .collect()
+        }
     };
     let first = *addresses
         .first()
