@@ -133,3 +133,75 @@ impl Resolve for GuardedResolver {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::webhooks::signing::sign;
+
+    /// A loopback listener that counts the connections it accepts and
+    /// answers each with `204 No Content`.
+    async fn counting_listener() -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buffer = [0u8; 4096];
+                    let _ = socket.read(&mut buffer).await;
+                    let _ = socket
+                        .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                        .await;
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    fn webhook(url: String) -> OutgoingWebhook {
+        OutgoingWebhook {
+            url,
+            headers: sign(&[&crate::webhooks::signing::new_secret()], "evt_1", 1, b"{}").unwrap(),
+            body: b"{}".to_vec(),
+        }
+    }
+
+    #[tokio::test]
+    async fn internal_addresses_are_refused_at_delivery_by_literal_or_by_name() {
+        let (addr, accepted) = counting_listener().await;
+        let strict = HttpTransport::new(false).unwrap();
+        for url in [
+            format!("http://{addr}/hook"),
+            format!("http://localhost:{}/hook", addr.port()),
+            format!("http://2130706433:{}/hook", addr.port()),
+        ] {
+            match strict.send(webhook(url.clone())).await {
+                SendOutcome::NoResponse { error } => {
+                    assert!(error.contains("internal"), "{url}: {error}")
+                }
+                other => panic!("{url} was sent: {other:?}"),
+            }
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 0, "no connection was made");
+
+        let allowed = HttpTransport::new(true).unwrap();
+        let outcome = allowed
+            .send(webhook(format!("http://localhost:{}/hook", addr.port())))
+            .await;
+        assert_eq!(
+            outcome,
+            SendOutcome::Answered {
+                status: 204,
+                retry_after: None
+            }
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+}
