@@ -168,7 +168,13 @@ mod tests {
     fn webhook(url: String) -> OutgoingWebhook {
         OutgoingWebhook {
             url,
-            headers: sign(&[&crate::webhooks::signing::new_secret()], "evt_1", 1, b"{}").unwrap(),
+            headers: sign(
+                &[&crate::webhooks::signing::new_secret()],
+                "evt_1",
+                1,
+                b"{}",
+            )
+            .unwrap(),
             body: b"{}".to_vec(),
         }
     }
