@@ -79,9 +79,14 @@ async fn wait_for_all(arrivals: &Arrivals) {
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[rank]
+/// The `percent`th percentile (nearest rank) of sorted durations.
+fn percentile(sorted: &[Duration], percent: usize) -> Duration {
+    sorted[((sorted.len() - 1) * percent + 50) / 100]
+}
+
+/// Events per second over `elapsed`.
+fn per_second(events: usize, elapsed: Duration) -> u128 {
+    events as u128 * 1_000_000 / elapsed.as_micros().max(1)
 }
 
 async fn run(label: &str, database_url: &str) {
@@ -184,19 +189,16 @@ async fn run(label: &str, database_url: &str) {
         .collect();
     lags.sort();
     println!(
-        "{label}: backlog of {LINKS} drained in {:.2} s = {:.0} events/s",
-        drained.as_secs_f64(),
-        LINKS as f64 / drained.as_secs_f64(),
+        "{label}: backlog of {LINKS} drained in {drained:.2?} = {} events/s",
+        per_second(LINKS, drained),
     );
     println!(
-        "{label}: burst of {LINKS} HTTP cancels in {:.2} s ({:.0}/s); last webhook after {:.2} s = {:.0} events/s; lag p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        cancels_done.as_secs_f64(),
-        LINKS as f64 / cancels_done.as_secs_f64(),
-        delivered.as_secs_f64(),
-        LINKS as f64 / delivered.as_secs_f64(),
-        percentile(&lags, 0.50).as_secs_f64() * 1000.0,
-        percentile(&lags, 0.99).as_secs_f64() * 1000.0,
-        lags.last().unwrap().as_secs_f64() * 1000.0,
+        "{label}: burst of {LINKS} HTTP cancels in {cancels_done:.2?} ({}/s); last webhook after {delivered:.2?} = {} events/s; lag p50 {:.1?}, p99 {:.1?}, max {:.1?}",
+        per_second(LINKS, cancels_done),
+        per_second(LINKS, delivered),
+        percentile(&lags, 50),
+        percentile(&lags, 99),
+        lags.last().unwrap(),
     );
 }
 
