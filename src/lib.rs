@@ -1,11 +1,13 @@
 //! paylink: self-hostable payment links.
 //!
 //! `domain` holds the rules (no I/O), `store` persists, `service` runs each
-//! use case as one atomic write, `http` speaks the native API, and `server`
+//! use case as one atomic write, `http` speaks the native API, `dialects`
+//! the five providers' formats, `webhooks` delivers events, and `server`
 //! runs it all. The binary in `main.rs` is a thin CLI over this library.
 
 pub mod checkout;
 pub mod clock;
+pub mod dialects;
 pub mod domain;
 pub mod http;
 pub mod payments;

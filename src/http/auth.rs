@@ -15,10 +15,15 @@ use super::extract::api_key_from_headers;
 use super::rate_limit::Verdict;
 use crate::service::ServiceError;
 
-/// Paths that need an API key.
+/// Paths that need an API key: the native API and every dialect.
 pub fn is_merchant_api(path: &str) -> bool {
-    path.starts_with("/v1/")
+    path.starts_with("/v1/") || path.starts_with("/compat/")
 }
+
+/// The message of the "no key at all" 401, which dialects tell apart from
+/// an invalid key (Zelta's `ERR_MISSING_API_KEY`).
+pub const MISSING_KEY_MESSAGE: &str =
+    "No API key provided. Send `Authorization: Bearer pl_test_...` or `X-API-Key: pl_test_...`.";
 
 pub async fn authenticate(
     State(state): State<AppState>,
@@ -39,7 +44,7 @@ pub async fn authenticate(
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 ErrorCode::Unauthorized,
-                "No API key provided. Send `Authorization: Bearer pl_test_...` or `X-API-Key: pl_test_...`.",
+                MISSING_KEY_MESSAGE,
             ),
         );
     };

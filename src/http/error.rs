@@ -63,7 +63,10 @@ pub struct ErrorDetail {
     pub request_id: String,
 }
 
-#[derive(Debug)]
+/// A native error. Its response carries a copy of it as an extension, so
+/// a dialect can re-render errors raised below it (authentication, rate
+/// limits, idempotency, body parsing, routing) in its own envelope.
+#[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: ErrorCode,
@@ -161,6 +164,7 @@ impl From<ServiceError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let original = self.clone();
         let body = ErrorBody {
             error: ErrorDetail {
                 error_type: self.code.error_type().to_owned(),
@@ -176,6 +180,7 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        response.extensions_mut().insert(original);
         response
     }
 }

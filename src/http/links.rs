@@ -331,6 +331,7 @@ async fn bulk_cancel(
         order_reference: request.order_reference,
         product_id: request.product_id,
         metadata: request.metadata.unwrap_or_default().into_iter().collect(),
+        payment_id: None,
     };
     let (items, has_more) = state
         .service

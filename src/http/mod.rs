@@ -4,7 +4,7 @@
 //! SQL. Every error leaves through [`error::ApiError`], so every failure,
 //! down to an unknown route or a malformed body, has the same envelope.
 
-mod auth;
+pub mod auth;
 pub mod error;
 mod events;
 pub mod extract;
@@ -76,6 +76,11 @@ impl Modify for SecuritySchemes {
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
         );
+        // Plexy's form: the raw key in `Authorization`, no scheme.
+        components.add_security_scheme(
+            "raw_authorization",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("Authorization"))),
+        );
     }
 }
 
@@ -85,6 +90,7 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(links::router())
         .merge(webhook_endpoints::router())
         .merge(events::router())
+        .merge(crate::dialects::router())
         .merge(ops::router())
         .split_for_parts()
 }
@@ -105,7 +111,8 @@ pub fn app(service: Arc<Service>, public_url: &str, settings: HttpSettings) -> R
     };
     let timeout = settings.request_timeout;
     // Layers run outside-in from the last added: request id and timeout,
-    // tracing, authentication and rate limits, idempotency, the handler.
+    // tracing, dialect error envelopes, authentication and rate limits,
+    // idempotency, the handler.
     router
         .merge(crate::checkout::router())
         .fallback(unknown_route)
@@ -119,6 +126,7 @@ pub fn app(service: Arc<Service>, public_url: &str, settings: HttpSettings) -> R
             state.clone(),
             auth::authenticate,
         ))
+        .layer(axum::middleware::from_fn(crate::dialects::translate_errors))
         .layer(axum::middleware::from_fn(move |request, next| {
             request_id::layer(timeout, request, next)
         }))

@@ -63,6 +63,8 @@ pub struct LinkFilter {
     pub order_reference: Option<String>,
     pub product_id: Option<String>,
     pub metadata: Vec<(String, String)>,
+    /// The link paid by this payment (`pay_...`).
+    pub payment_id: Option<String>,
 }
 
 /// Newest first; `starting_after` is the (created_at, id) of the last link

@@ -294,6 +294,11 @@ fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &LinkFilter, now: Tim
             .push(" and l.order_reference = ")
             .push_bind(reference.clone());
     }
+    if let Some(payment_id) = &filter.payment_id {
+        query
+            .push(" and l.payment_id = ")
+            .push_bind(payment_id.clone());
+    }
     if let Some(product_id) = &filter.product_id {
         query
             .push(" and l.line_items @> jsonb_build_array(jsonb_build_object('product_id', ")

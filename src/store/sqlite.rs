@@ -481,6 +481,10 @@ fn push_filter(sql: &mut String, args: &mut Vec<Value>, filter: &LinkFilter, now
         args.push(Value::Text(reference.clone()));
         sql.push_str(&format!(" and l.order_reference = ?{}", args.len()));
     }
+    if let Some(payment_id) = &filter.payment_id {
+        args.push(Value::Text(payment_id.clone()));
+        sql.push_str(&format!(" and l.payment_id = ?{}", args.len()));
+    }
     if let Some(product_id) = &filter.product_id {
         args.push(Value::Text(product_id.clone()));
         sql.push_str(&format!(

@@ -1,0 +1,307 @@
+//! The "payments" API (seed 002_118dd7120ce40ebd.txt), under
+//! `/compat/payments`.
+//!
+//! `POST /payments/{id}/cancel`, API key in a header (`X-API-Key`, or
+//! `Authorization: Bearer`). Success is `{"success": true, "data":
+//! {payment}}` where a link is a payment of `kind: "link"`; errors are
+//! `{"success": false, "error": {"type", "code", "message", "param",
+//! "details", "doc_url"}}`. A link that is not paid and not processing
+//! cancels (expired included); cancelling a `canceled` link is a no-op
+//! answering 200 with the same object. A charge never cancels: in paylink a
+//! charge is the payment made on a link (`pay_...`), refused with 400
+//! `charge_not_cancelable`.
+//!
+//! The seed shows six error responses without their statuses; paylink uses
+//! 400 (bad request, or a charge), 401 (key), 403 (account suspended), 404
+//! (no such payment), 409 (`payment_not_cancelable`: paid or processing)
+//! and 429 (rate limit). Status words: `pending` (active), `processing`,
+//! `paid`, `expired`, `canceled` (American spelling, as this API writes
+//! it). `GET /payments/{id}` retrieves (the seed is silent; served so a
+//! client can look before it cancels). `provider` is `paylink`;
+//! `amountSubtotal` and `amountTotal` are the amount, `taxAmount` 0;
+//! `customerId` is null (paylink has no customer objects).
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::json_response;
+use crate::domain::cancel::AlreadyCancelled;
+use crate::domain::{CancelPolicy, Link, LinkStatus, ids};
+use crate::http::AppState;
+use crate::http::error::{ApiError, ErrorCode};
+use crate::http::extract::Authenticated;
+use crate::service::{Caller, ServiceError};
+use crate::store::LinkFilter;
+
+pub const PREFIX: &str = "/compat/payments";
+
+/// Anything not paid and not processing cancels; a second cancel is a no-op.
+pub const POLICY: CancelPolicy = CancelPolicy {
+    cancel_expired: true,
+    already_cancelled: AlreadyCancelled::ReturnUnchanged,
+};
+
+const DOC_URL: &str = "/openapi.json";
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_payment))
+        .routes(routes!(cancel_payment))
+}
+
+fn status_word(status: LinkStatus) -> &'static str {
+    match status {
+        LinkStatus::Active => "pending",
+        LinkStatus::Processing => "processing",
+        LinkStatus::Paid => "paid",
+        LinkStatus::Expired => "expired",
+        LinkStatus::Cancelled => "canceled",
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentsPayment {
+    pub id: String,
+    pub customer_id: Option<String>,
+    /// Always `link`.
+    pub kind: &'static str,
+    /// `pending`, `processing`, `paid`, `expired` or `canceled`.
+    pub status: &'static str,
+    pub provider: &'static str,
+    pub amount_subtotal: i64,
+    pub tax_amount: i64,
+    pub amount_total: i64,
+    pub currency: String,
+    pub description: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub url: String,
+    pub expires_at: jiff::Timestamp,
+    pub created_at: jiff::Timestamp,
+    pub updated_at: jiff::Timestamp,
+    /// Always `payment`.
+    pub object: &'static str,
+    pub livemode: bool,
+}
+
+impl PaymentsPayment {
+    fn new(state: &AppState, link: Link) -> Self {
+        Self {
+            url: super::hosted_url(state, &link),
+            status: status_word(link.status),
+            id: link.id,
+            customer_id: None,
+            kind: "link",
+            provider: "paylink",
+            amount_subtotal: link.amount,
+            tax_amount: 0,
+            amount_total: link.amount,
+            currency: link.currency.code().to_owned(),
+            description: link.description,
+            metadata: link.metadata,
+            expires_at: link.expires_at,
+            created_at: link.created_at,
+            updated_at: link.updated_at,
+            object: "payment",
+            livemode: link.livemode,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentsEnvelope {
+    /// Always true.
+    pub success: bool,
+    pub data: PaymentsPayment,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentsErrorBody {
+    /// Always false.
+    pub success: bool,
+    pub error: PaymentsErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentsErrorDetail {
+    #[serde(rename = "type")]
+    pub error_type: String,
+    pub code: String,
+    pub message: String,
+    pub param: Option<String>,
+    pub details: Option<serde_json::Value>,
+    pub doc_url: String,
+}
+
+pub struct PaymentsError {
+    status: StatusCode,
+    error_type: &'static str,
+    code: &'static str,
+    message: String,
+    param: Option<String>,
+}
+
+impl IntoResponse for PaymentsError {
+    fn into_response(self) -> Response {
+        json_response(
+            self.status,
+            json!({
+                "success": false,
+                "error": {
+                    "type": self.error_type,
+                    "code": self.code,
+                    "message": self.message,
+                    "param": self.param,
+                    "details": null,
+                    "doc_url": DOC_URL,
+                }
+            }),
+        )
+    }
+}
+
+pub fn render_native(error: &ApiError) -> Response {
+    PaymentsError::from(error.clone()).into_response()
+}
+
+impl From<ApiError> for PaymentsError {
+    fn from(error: ApiError) -> Self {
+        let (error_type, code) = match error.code {
+            ErrorCode::InvalidRequest => ("invalid_request_error", "invalid_request"),
+            ErrorCode::Unauthorized => ("authentication_error", "unauthorized"),
+            ErrorCode::AccountSuspended => ("permission_error", "account_suspended"),
+            ErrorCode::NotFound => ("invalid_request_error", "resource_missing"),
+            ErrorCode::InvalidState => ("invalid_request_error", "payment_not_cancelable"),
+            ErrorCode::IdempotencyKeyReused => ("idempotency_error", "idempotency_key_reused"),
+            ErrorCode::IdempotencyKeyInUse => ("idempotency_error", "idempotency_key_in_use"),
+            ErrorCode::RateLimited => ("rate_limit_error", "rate_limited"),
+            ErrorCode::Unavailable => ("api_error", "unavailable"),
+            ErrorCode::Internal => ("api_error", "internal"),
+        };
+        PaymentsError {
+            status: error.status,
+            error_type,
+            code,
+            message: error.message,
+            param: error.param,
+        }
+    }
+}
+
+impl From<ServiceError> for PaymentsError {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::NotFound => PaymentsError {
+                status: StatusCode::NOT_FOUND,
+                error_type: "invalid_request_error",
+                code: "resource_missing",
+                message: "No such payment.".into(),
+                param: Some("id".into()),
+            },
+            ServiceError::InvalidState { status, message } => PaymentsError {
+                status: StatusCode::CONFLICT,
+                error_type: "invalid_request_error",
+                code: "payment_not_cancelable",
+                message: format!(
+                    "This payment is {} and cannot be canceled. {message}",
+                    status_word(status)
+                ),
+                param: None,
+            },
+            other => ApiError::from(other).into(),
+        }
+    }
+}
+
+/// The link a payment id names: a link id, or (for the refusal) a charge.
+async fn find_link(state: &AppState, caller: &Caller, id: &str) -> Result<Link, PaymentsError> {
+    if ids::is_well_formed(id, "pay_") {
+        let filter = LinkFilter {
+            payment_id: Some(id.to_owned()),
+            ..LinkFilter::default()
+        };
+        let found = state.service.list_links(caller, &filter, 1, None).await?;
+        return Err(if found.links.is_empty() {
+            ServiceError::NotFound.into()
+        } else {
+            PaymentsError {
+                status: StatusCode::BAD_REQUEST,
+                error_type: "invalid_request_error",
+                code: "charge_not_cancelable",
+                message: "Charges cannot be canceled; refund the charge instead.".into(),
+                param: Some("id".into()),
+            }
+        });
+    }
+    if !ids::is_well_formed(id, "plink_") {
+        return Err(ServiceError::NotFound.into());
+    }
+    Ok(state.service.get_link(caller, id).await?)
+}
+
+/// Retrieve a payment (a link).
+#[utoipa::path(get, path = "/payments/{id}", tag = "payments",
+    params(("id" = String, Path, description = "The payment's id (`plink_...`)")),
+    responses(
+        (status = 200, description = "The payment", body = PaymentsEnvelope),
+        (status = 400, description = "A charge id (charges are not links)", body = PaymentsErrorBody),
+        (status = 401, description = "Invalid or missing API key", body = PaymentsErrorBody),
+        (status = 403, description = "Account suspended", body = PaymentsErrorBody),
+        (status = 404, description = "No such payment", body = PaymentsErrorBody),
+        (status = 429, description = "Too many requests", body = PaymentsErrorBody),
+        (status = 503, description = "Database unavailable", body = PaymentsErrorBody),
+    ),
+    security(("api_key" = []), ("bearer" = [])))]
+async fn get_payment(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<PaymentsEnvelope>, PaymentsError> {
+    let link = find_link(&state, &caller, &id).await?;
+    Ok(Json(PaymentsEnvelope {
+        success: true,
+        data: PaymentsPayment::new(&state, link),
+    }))
+}
+
+/// Cancel a payment link. Only a link that has not been paid or started
+/// processing can be canceled; canceling a canceled link is a no-op.
+/// Charges cannot be canceled.
+#[utoipa::path(post, path = "/payments/{id}/cancel", tag = "payments",
+    params(("id" = String, Path, description = "The payment's id")),
+    responses(
+        (status = 200, description = "The canceled payment (or the already canceled one)", body = PaymentsEnvelope),
+        (status = 400, description = "`charge_not_cancelable`", body = PaymentsErrorBody),
+        (status = 401, description = "Invalid or missing API key", body = PaymentsErrorBody),
+        (status = 403, description = "Account suspended", body = PaymentsErrorBody),
+        (status = 404, description = "No such payment", body = PaymentsErrorBody),
+        (status = 409, description = "`payment_not_cancelable`: paid or processing (or an Idempotency-Key in use)", body = PaymentsErrorBody),
+        (status = 422, description = "Idempotency-Key reused with another request", body = PaymentsErrorBody),
+        (status = 429, description = "Too many requests", body = PaymentsErrorBody),
+        (status = 503, description = "Database unavailable", body = PaymentsErrorBody),
+    ),
+    security(("api_key" = []), ("bearer" = [])))]
+async fn cancel_payment(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<PaymentsEnvelope>, PaymentsError> {
+    let link = find_link(&state, &caller, &id).await?;
+    let cancelled = state
+        .service
+        .cancel_link(&caller, &link.id, None, &POLICY)
+        .await?;
+    Ok(Json(PaymentsEnvelope {
+        success: true,
+        data: PaymentsPayment::new(&state, cancelled),
+    }))
+}
