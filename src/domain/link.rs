@@ -5,6 +5,7 @@
 //! the version it was computed from. A store applies it only if the stored
 //! version still matches, which is what makes racing writers safe.
 
+use crate::clock::truncate_to_micros;
 use std::collections::BTreeMap;
 
 use jiff::{SignedDuration, Timestamp};
@@ -241,7 +242,8 @@ impl NewLink {
         let expires_at = match self.expires_at {
             Some(at) => {
                 validate_expires_at(at, ctx.now)?;
-                at
+                // Times are kept to the microsecond: answer what a read will.
+                truncate_to_micros(at)
             }
             None => ctx.now + ctx.default_lifetime,
         };
@@ -503,7 +505,7 @@ impl Link {
         let mut next = self.next(now);
         if let Some(at) = update.expires_at {
             validate_expires_at(at, now).map_err(UpdateError::Field)?;
-            next.expires_at = at;
+            next.expires_at = truncate_to_micros(at);
         }
         if let Some(description) = &update.description {
             if let Some(text) = description {

@@ -1,0 +1,520 @@
+//! The five providers' formats, built from their seeds: every request
+//! example reproduced against a live server, each documented error, the
+//! cancellable and non-cancellable statuses, and cross-dialect cancels.
+
+use jiff::SignedDuration;
+use paylink::http::rate_limit::RateLimitSettings;
+use paylink::server::ServerOptions;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::{Response, TestApp};
+
+/// A request with exactly these headers (each provider authenticates its way).
+async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Response {
+    let mut request = app.client.request(method, format!("{}{}", app.base, path));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if let Some(body) = body {
+        request = request.body(body.to_owned());
+    }
+    TestApp::read(request.send().await.expect("sent")).await
+}
+
+fn bearer(app: &TestApp) -> String {
+    format!("Bearer {}", app.key)
+}
+
+async fn slug(app: &TestApp, id: &str) -> String {
+    app.link(id).await["slug"].as_str().unwrap().to_owned()
+}
+
+/// Links in each status: active, paid, expired, cancelled, processing.
+struct Statuses {
+    active: String,
+    paid: String,
+    expired: String,
+    cancelled: String,
+    processing: String,
+}
+
+async fn links_in_every_status(app: &TestApp) -> Statuses {
+    let expiring = app
+        .create_link_with(json!({"expires_at": (jiff::Timestamp::now() + SignedDuration::from_secs(2)).to_string()}))
+        .await
+        .id();
+    let paid = app.create_link().await;
+    app.pay(&paid).await;
+    let cancelled = app.create_link().await;
+    assert_eq!(
+        app.cancel(&cancelled, json!({})).await.status,
+        StatusCode::OK
+    );
+    let processing = app.create_link().await;
+    app.start_payment(&processing).await;
+    app.advance(SignedDuration::from_secs(3));
+    let active = app.create_link().await;
+    assert_eq!(app.link(&expiring).await["status"], "expired");
+    Statuses {
+        active,
+        paid,
+        expired: expiring,
+        cancelled,
+        processing,
+    }
+}
+
+backend_tests! {
+    async fn gale_cancel_as_its_seed_documents() {
+        let app = TestApp::spawn().await;
+        let auth = bearer(&app);
+        let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+        let links = links_in_every_status(&app).await;
+
+        // "Basic Cancellation" (curl) with a reason.
+        let path = format!("/compat/gale/v2/payment-links/{}/cancel", links.active);
+        let cancelled = call(&app, Method::POST, &path, &headers, Some(r#"{"reason": "Order cancelled by customer"}"#)).await;
+        assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+        let body = &cancelled.body;
+        assert_eq!(body["id"], links.active.as_str());
+        assert_eq!(body["status"], "cancelled");
+        assert_eq!(body["cancellation_reason"], "Order cancelled by customer");
+        assert_eq!(body["amount_cents"], 4995);
+        assert_eq!(body["currency"], "USD");
+        assert_eq!(body["payment_type"], "one_time");
+        assert_eq!(body["description"], "Premium Blood Pressure Monitor");
+        let cancelled_at = body["cancelled_at"].as_str().unwrap();
+        assert!(cancelled_at.ends_with('Z') && cancelled_at.len() == 20, "{cancelled_at}");
+        assert!(body["url"].as_str().unwrap().ends_with(&format!("/pay/{}", slug(&app, &links.active).await)));
+        for field in ["success_url", "cancel_url", "metadata", "expires_at", "created_at", "customer"] {
+            assert!(body.get(field).is_some(), "{field}");
+        }
+
+        // "Without Reason": `{}`.
+        let other = app.create_link().await;
+        let path = format!("/compat/gale/v2/payment-links/{other}/cancel");
+        let cancelled = call(&app, Method::POST, &path, &headers, Some("{}")).await;
+        assert_eq!(cancelled.status, StatusCode::OK);
+        assert!(cancelled.body["cancellation_reason"].is_null());
+
+        // Only active cancels; each refusal exactly as documented.
+        for (id, word) in [(&links.paid, "paid"), (&links.expired, "expired"), (&links.cancelled, "cancelled")] {
+            let path = format!("/compat/gale/v2/payment-links/{id}/cancel");
+            let refused = call(&app, Method::POST, &path, &headers, Some("{}")).await;
+            assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{word}");
+            assert_eq!(
+                refused.body,
+                json!({"error": {"code": "invalid_state", "message": format!("Cannot cancel payment link with status '{word}'"), "param": "status"}})
+            );
+        }
+        let path = format!("/compat/gale/v2/payment-links/{}/cancel", links.processing);
+        let refused = call(&app, Method::POST, &path, &headers, Some("{}")).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+        assert_eq!(refused.body["error"]["code"], "invalid_state");
+
+        // 401, 404, and a reason over 500 characters.
+        let path = format!("/compat/gale/v2/payment-links/{other}/cancel");
+        for auth in [None, Some("Bearer glm_test_YOUR_API_KEY")] {
+            let mut headers = vec![("Content-Type", "application/json")];
+            headers.extend(auth.map(|a| ("Authorization", a)));
+            let refused = call(&app, Method::POST, &path, &headers, Some("{}")).await;
+            assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+            assert_eq!(refused.body["error"]["code"], "unauthorized");
+            assert!(refused.body["error"]["message"].is_string());
+        }
+        let missing = call(&app, Method::POST, "/compat/gale/v2/payment-links/plink_abc123xyz/cancel", &headers, Some("{}")).await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        assert_eq!(missing.body["error"]["code"], "not_found");
+        let stranger = app.create_key("another-shop", false).await;
+        let stranger = format!("Bearer {stranger}");
+        let theirs = call(&app, Method::POST, &format!("/compat/gale/v2/payment-links/{}/cancel", app.create_link().await), &[("Authorization", stranger.as_str())], None).await;
+        assert_eq!(theirs.status, StatusCode::NOT_FOUND, "another account's link does not exist");
+        let long = json!({"reason": "x".repeat(501)}).to_string();
+        let fresh = app.create_link().await;
+        let too_long = call(&app, Method::POST, &format!("/compat/gale/v2/payment-links/{fresh}/cancel"), &headers, Some(&long)).await;
+        assert_eq!(too_long.status, StatusCode::BAD_REQUEST);
+        assert_eq!(too_long.body["error"]["param"], "reason");
+        assert_eq!(app.link(&fresh).await["status"], "active", "a refused request changes nothing");
+    }
+
+    async fn gale_create_list_and_retrieve_for_its_use_cases() {
+        let app = TestApp::spawn().await;
+        let auth = bearer(&app);
+        let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+        let created = call(&app, Method::POST, "/compat/gale/v2/payment-links", &headers, Some(&json!({
+            "amount_cents": 4995,
+            "currency": "USD",
+            "description": "Premium Blood Pressure Monitor",
+            "customer": {"email": "customer@example.com", "first_name": "Jane", "last_name": "Doe"},
+            "success_url": "https://yoursite.com/success",
+            "cancel_url": "https://yoursite.com/cancel",
+            "metadata": {"order_id": "ORD-12345"},
+            "products": [{"merchant_product_id": "bp-monitor", "name": "Monitor", "quantity": 1, "price_cents": 4995}]
+        }).to_string())).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        let id = created.id();
+        assert_eq!(created.body["customer"]["email"], "customer@example.com");
+        assert_eq!(created.body["products"][0]["merchant_product_id"], "bp-monitor");
+        assert_eq!(created.body["status"], "active");
+
+        let bad = call(&app, Method::POST, "/compat/gale/v2/payment-links", &headers, Some(r#"{"amount_cents": 0, "currency": "USD"}"#)).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        assert_eq!(bad.body["error"]["param"], "amount_cents");
+
+        let retrieved = call(&app, Method::GET, &format!("/compat/gale/v2/payment-links/{id}"), &headers, None).await;
+        assert_eq!(retrieved.body, created.body);
+        // The "cleanup" use case: active links created before a moment.
+        let later = (jiff::Timestamp::now() + SignedDuration::from_secs(60)).to_string();
+        let listed = call(&app, Method::GET, &format!("/compat/gale/v2/payment-links?status=active&created_before={later}"), &headers, None).await;
+        assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+        assert_eq!(listed.body["data"][0]["id"], id.as_str());
+        assert!(listed.body["data"][0]["products"].as_array().unwrap().iter().any(|p| p["merchant_product_id"] == "bp-monitor"));
+        let none = call(&app, Method::GET, "/compat/gale/v2/payment-links?status=paid", &headers, None).await;
+        assert_eq!(none.body["data"], json!([]));
+        let bad = call(&app, Method::GET, "/compat/gale/v2/payment-links?status=pending", &headers, None).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        assert_eq!(bad.body["error"]["code"], "invalid_request");
+    }
+
+    async fn zelta_cancel_as_its_seed_documents() {
+        let app = TestApp::spawn().await;
+        let headers = [("X-API-Key", app.key.as_str()), ("Content-Type", "application/json")];
+        let links = links_in_every_status(&app).await;
+
+        // The cURL / Node / Python examples: PATCH by hashUrl, no body.
+        let hash = slug(&app, &links.active).await;
+        let cancelled = call(&app, Method::PATCH, &format!("/compat/zelta/v1/payment-links/{hash}/cancel"), &headers, None).await;
+        assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+        assert_eq!(cancelled.body["success"], true);
+        assert_eq!(cancelled.body["message"], "Payment link cancelled successfully");
+        let link = &cancelled.body["data"]["paymentLink"];
+        assert_eq!(link["id"], links.active.as_str());
+        assert_eq!(link["status"], "cancelled");
+        assert_eq!(link["amount"], 4995);
+        assert_eq!(link["isTest"], true);
+        assert!(link["completedAt"].is_null());
+        assert!(link["paymentLinkUrl"].as_str().unwrap().ends_with(&hash), "hashUrl is the URL's last segment");
+        let stamp = cancelled.body["timestamp"].as_str().unwrap();
+        assert!(stamp.ends_with('Z') && stamp.len() == 24, "{stamp}");
+        assert_eq!(link["cancelledAt"].as_str().unwrap().len(), 24);
+
+        // Expired links cancel too; by link id as well as by hashUrl.
+        let expired = call(&app, Method::PATCH, &format!("/compat/zelta/v1/payment-links/{}/cancel", links.expired), &headers, None).await;
+        assert_eq!(expired.status, StatusCode::OK, "{}", expired.body);
+        assert_eq!(expired.body["data"]["paymentLink"]["status"], "cancelled");
+
+        // Completed and cancelled are refused.
+        for (id, details) in [(&links.paid, "Payment link is already completed"), (&links.cancelled, "Payment link is already cancelled")] {
+            let refused = call(&app, Method::PATCH, &format!("/compat/zelta/v1/payment-links/{id}/cancel"), &headers, None).await;
+            assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+            assert_eq!(refused.body["success"], false);
+            assert_eq!(refused.body["message"], "Payment link cannot be cancelled");
+            assert_eq!(refused.body["error"], json!({"code": "ERR_INVALID_STATE", "details": details}));
+            assert!(refused.body["timestamp"].is_string());
+        }
+        let refused = call(&app, Method::PATCH, &format!("/compat/zelta/v1/payment-links/{}/cancel", links.processing), &headers, None).await;
+        assert_eq!(refused.body["error"]["code"], "ERR_INVALID_STATE");
+
+        // 404 (unknown, and another account's), 401 missing and invalid, 403.
+        let missing = call(&app, Method::PATCH, "/compat/zelta/v1/payment-links/abc123/cancel", &headers, None).await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        assert_eq!(missing.body["message"], "Payment link not found");
+        assert_eq!(missing.body["error"], json!({"code": "ERR_PAYMENT_LINK_NOT_FOUND"}));
+        let stranger = app.create_key("another-shop", false).await;
+        let theirs = app.create_link().await;
+        let theirs = call(&app, Method::PATCH, &format!("/compat/zelta/v1/payment-links/{}/cancel", slug(&app, &theirs).await), &[("X-API-Key", stranger.as_str())], None).await;
+        assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+        assert_eq!(theirs.body["error"]["code"], "ERR_PAYMENT_LINK_NOT_FOUND");
+        let no_key = call(&app, Method::PATCH, "/compat/zelta/v1/payment-links/abc123/cancel", &[("Content-Type", "application/json")], None).await;
+        assert_eq!(no_key.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(no_key.body["message"], "Missing X-API-Key header");
+        assert_eq!(no_key.body["error"], json!({"code": "ERR_MISSING_API_KEY"}));
+        let bad_key = call(&app, Method::PATCH, "/compat/zelta/v1/payment-links/abc123/cancel", &[("X-API-Key", "your-api-key-here")], None).await;
+        assert_eq!(bad_key.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(bad_key.body["error"]["code"], "ERR_INVALID_API_KEY");
+        app.service.set_account_suspended("another-shop", true).await.unwrap();
+        let suspended = call(&app, Method::GET, "/compat/zelta/v1/payment-links", &[("X-API-Key", stranger.as_str())], None).await;
+        assert_eq!(suspended.status, StatusCode::FORBIDDEN);
+        assert_eq!(suspended.body["error"]["code"], "ERR_ACCOUNT_SUSPENDED");
+        assert_eq!(suspended.body["success"], false);
+
+        // Retrieve (used by safeCancelPaymentLink) and list (getAllPaymentLinks).
+        let got = call(&app, Method::GET, &format!("/compat/zelta/v1/payment-links/{hash}"), &headers, None).await;
+        assert_eq!(got.body["data"]["paymentLink"]["status"], "cancelled");
+        let all = call(&app, Method::GET, "/compat/zelta/v1/payment-links?limit=100", &headers, None).await;
+        assert_eq!(all.status, StatusCode::OK);
+        assert!(all.body["data"]["paymentLinks"].as_array().unwrap().len() >= 6);
+        let created = call(&app, Method::POST, "/compat/zelta/v1/payment-links", &headers, Some(r#"{"amount": 2500, "concept": "Consulting Service", "customerName": "John Doe", "metadata": {"orderId": "ORD-001"}}"#)).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        assert_eq!(created.body["data"]["paymentLink"]["customerName"], "John Doe");
+        assert_eq!(created.body["data"]["paymentLink"]["status"], "pending");
+    }
+
+    async fn gale_and_zelta_rate_limits_use_their_envelopes() {
+        let app = TestApp::spawn_with(ServerOptions {
+            rate_limits: RateLimitSettings { per_second: 1, burst: 1, ..RateLimitSettings::default() },
+            ..ServerOptions::default()
+        })
+        .await;
+        let auth = bearer(&app);
+        call(&app, Method::GET, "/compat/gale/v2/payment-links", &[("Authorization", auth.as_str())], None).await;
+        let limited = call(&app, Method::GET, "/compat/gale/v2/payment-links", &[("Authorization", auth.as_str())], None).await;
+        assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.body["error"]["code"], "rate_limit_exceeded");
+        assert!(limited.headers.contains_key("retry-after"));
+        let limited = call(&app, Method::GET, "/compat/zelta/v1/payment-links", &[("X-API-Key", app.key.as_str())], None).await;
+        assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.body["error"]["code"], "ERR_RATE_LIMIT_EXCEEDED");
+        assert_eq!(limited.body["success"], false);
+    }
+
+    async fn payments_cancel_as_its_seed_documents() {
+        let app = TestApp::spawn().await;
+        let headers = [("X-API-Key", app.key.as_str())];
+        let links = links_in_every_status(&app).await;
+
+        // The curl example: POST /payments/{id}/cancel.
+        let path = format!("/compat/payments/payments/{}/cancel", links.active);
+        let cancelled = call(&app, Method::POST, &path, &headers, None).await;
+        assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+        assert_eq!(cancelled.body["success"], true);
+        let data = &cancelled.body["data"];
+        assert_eq!(data["id"], links.active.as_str());
+        assert_eq!(data["kind"], "link");
+        assert_eq!(data["status"], "canceled");
+        assert_eq!(data["object"], "payment");
+        assert_eq!(data["livemode"], false);
+        assert_eq!(data["amountTotal"], 4995);
+        for field in ["customerId", "provider", "amountSubtotal", "taxAmount", "currency", "description", "metadata", "url", "expiresAt", "createdAt", "updatedAt"] {
+            assert!(data.get(field).is_some(), "{field}");
+        }
+        // A second cancel is a no-op: 200, the same object.
+        let again = call(&app, Method::POST, &path, &headers, None).await;
+        assert_eq!(again.status, StatusCode::OK);
+        assert_eq!(again.body, cancelled.body);
+        assert_eq!(app.event_types(&links.active).await.iter().filter(|t| *t == "payment_link.cancelled").count(), 1);
+        // Not paid, not processing: an expired link cancels.
+        let expired = call(&app, Method::POST, &format!("/compat/payments/payments/{}/cancel", links.expired), &headers, None).await;
+        assert_eq!(expired.status, StatusCode::OK);
+        assert_eq!(expired.body["data"]["status"], "canceled");
+
+        // Paid and processing are refused, in the six-field envelope.
+        for (id, word) in [(&links.paid, "paid"), (&links.processing, "processing")] {
+            let refused = call(&app, Method::POST, &format!("/compat/payments/payments/{id}/cancel"), &headers, None).await;
+            assert_eq!(refused.status, StatusCode::CONFLICT, "{word}");
+            assert_eq!(refused.body["success"], false);
+            let error = refused.body["error"].as_object().unwrap();
+            let mut fields: Vec<_> = error.keys().map(String::as_str).collect();
+            fields.sort();
+            assert_eq!(fields, ["code", "details", "doc_url", "message", "param", "type"]);
+            assert_eq!(error["code"], "payment_not_cancelable");
+            assert!(error["message"].as_str().unwrap().contains(word));
+        }
+        // A charge never cancels.
+        let charge = app.link(&links.paid).await["payment_id"].as_str().unwrap().to_owned();
+        let refused = call(&app, Method::POST, &format!("/compat/payments/payments/{charge}/cancel"), &headers, None).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+        assert_eq!(refused.body["error"]["code"], "charge_not_cancelable");
+
+        let missing = call(&app, Method::POST, "/compat/payments/payments/plink_nothing/cancel", &headers, None).await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        assert_eq!(missing.body["error"]["code"], "resource_missing");
+        let unknown_charge = call(&app, Method::POST, "/compat/payments/payments/pay_nothing/cancel", &headers, None).await;
+        assert_eq!(unknown_charge.status, StatusCode::NOT_FOUND);
+        let no_key = call(&app, Method::POST, &path, &[], None).await;
+        assert_eq!(no_key.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(no_key.body["error"]["type"], "authentication_error");
+        assert_eq!(no_key.body["success"], false);
+        let stranger = app.create_key("another-shop", false).await;
+        app.service.set_account_suspended("another-shop", true).await.unwrap();
+        let suspended = call(&app, Method::POST, &path, &[("X-API-Key", stranger.as_str())], None).await;
+        assert_eq!(suspended.status, StatusCode::FORBIDDEN);
+        assert_eq!(suspended.body["error"]["code"], "account_suspended");
+    }
+
+    async fn connect_cancel_and_its_idempotency_keys() {
+        let app = TestApp::spawn().await;
+        let links = links_in_every_status(&app).await;
+        let cancel = |id: &str, key: Option<&'static str>| {
+            let path = format!("/compat/connect/payment-links/{id}/cancel");
+            let api_key = app.key.clone();
+            let app = &app;
+            async move {
+                let mut headers = vec![("X-API-Key", api_key.as_str())];
+                headers.extend(key.map(|k| ("X-Idempotency-Key", k)));
+                call(app, Method::POST, &path, &headers, None).await
+            }
+        };
+        let cancelled = cancel(&links.active, Some("order-77-cancel")).await;
+        assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+        assert_eq!(cancelled.body["paymentLinkId"], links.active.as_str());
+        assert_eq!(cancelled.body["status"], "CANCELLED");
+        for field in ["url", "description", "paymentId", "expiresAt", "completedAt", "createdAt", "updatedAt", "metadata"] {
+            assert!(cancelled.body.get(field).is_some(), "{field}");
+        }
+        // Same key, same request: the same result, replayed.
+        let replayed = cancel(&links.active, Some("order-77-cancel")).await;
+        assert_eq!(replayed.status, StatusCode::OK);
+        assert_eq!(replayed.body, cancelled.body);
+        assert_eq!(replayed.headers["idempotent-replayed"], "true");
+        // Same key, modified request: 409 Conflict, and nothing happens.
+        let conflict = cancel(&links.expired, Some("order-77-cancel")).await;
+        assert_eq!(conflict.status, StatusCode::CONFLICT, "{}", conflict.body);
+        assert_eq!(conflict.body["error"]["code"], "IDEMPOTENCY_KEY_REUSED");
+        let bad_key = cancel(&links.expired, Some("")).await;
+        assert_eq!(bad_key.status, StatusCode::BAD_REQUEST);
+
+        // Status words, and what is refused.
+        let get = |id: String| {
+            let app = &app;
+            async move { call(app, Method::GET, &format!("/compat/connect/payment-links/{id}"), &[("X-API-Key", app.key.as_str())], None).await }
+        };
+        assert_eq!(get(links.processing.clone()).await.body["status"], "ACTIVE");
+        assert_eq!(get(links.paid.clone()).await.body["status"], "COMPLETED");
+        assert!(get(links.paid.clone()).await.body["completedAt"].is_string());
+        assert_eq!(get(links.expired.clone()).await.body["status"], "EXPIRED");
+        for id in [&links.paid, &links.expired, &links.processing] {
+            let refused = cancel(id, None).await;
+            assert_eq!(refused.status, StatusCode::CONFLICT);
+            assert_eq!(refused.body["error"]["code"], "PAYMENT_LINK_NOT_CANCELLABLE");
+        }
+        let again = cancel(&links.cancelled, None).await;
+        assert_eq!(again.status, StatusCode::OK, "cancelling a cancelled link is a no-op");
+        let missing = cancel("plink_nothing", None).await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        assert_eq!(missing.body["error"]["code"], "NOT_FOUND");
+        let no_key = call(&app, Method::POST, &format!("/compat/connect/payment-links/{}/cancel", links.active), &[], None).await;
+        assert_eq!(no_key.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(no_key.body["error"]["code"], "UNAUTHORIZED");
+    }
+
+    async fn plexy_cancel_and_its_menu() {
+        let app = TestApp::spawn().await;
+        let headers = [("Authorization", app.key.as_str())];
+        let links = links_in_every_status(&app).await;
+
+        // The seed's request: DELETE with the raw key; 204, empty body.
+        let deleted = call(&app, Method::DELETE, &format!("/compat/plexy/v1/payment-links/{}", links.active), &headers, None).await;
+        assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+        assert!(deleted.body.is_null(), "empty body");
+        assert_eq!(app.link(&links.active).await["status"], "cancelled");
+        // The seed's literal example id, quotes and all, is malformed: 400.
+        let malformed = call(&app, Method::DELETE, "/compat/plexy/v1/payment-links/%22abcd1234-efgh-5678-ijkl-9012mnop3456%22", &headers, None).await;
+        assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
+        assert_eq!(malformed.body["error"]["code"], "bad_request");
+        let missing = call(&app, Method::DELETE, "/compat/plexy/v1/payment-links/plink_nothing", &headers, None).await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        for id in [&links.paid, &links.expired, &links.cancelled, &links.processing] {
+            let refused = call(&app, Method::DELETE, &format!("/compat/plexy/v1/payment-links/{id}"), &headers, None).await;
+            assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{id}");
+            assert_eq!(refused.body["error"]["code"], "unprocessable_entity");
+        }
+        let no_key = call(&app, Method::DELETE, &format!("/compat/plexy/v1/payment-links/{}", links.paid), &[], None).await;
+        assert_eq!(no_key.status, StatusCode::UNAUTHORIZED);
+
+        // The rest of the menu.
+        let json_headers = [("Authorization", app.key.as_str()), ("Content-Type", "application/json")];
+        let created = call(&app, Method::POST, "/compat/plexy/v1/payment-links", &json_headers, Some(r#"{"amount": 1500, "currency": "EUR", "order_reference": "ORD-9"}"#)).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        let id = created.body["external_id"].as_str().unwrap().to_owned();
+        assert_eq!(created.body["status"], "Active");
+        let by_reference = call(&app, Method::GET, "/compat/plexy/v1/payment-links/order-reference/ORD-9", &headers, None).await;
+        assert_eq!(by_reference.body["external_id"], id.as_str());
+        let no_reference = call(&app, Method::GET, "/compat/plexy/v1/payment-links/order-reference/ORD-0", &headers, None).await;
+        assert_eq!(no_reference.status, StatusCode::NOT_FOUND);
+        let later = (jiff::Timestamp::now() + SignedDuration::from_hours(48)).round(jiff::Unit::Second).unwrap().to_string();
+        let moved = call(&app, Method::PATCH, &format!("/compat/plexy/v1/payment-links/{id}"), &json_headers, Some(&json!({"expires_at": later}).to_string())).await;
+        assert_eq!(moved.status, StatusCode::OK, "{}", moved.body);
+        assert_eq!(moved.body["expires_at"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap(), later.parse::<jiff::Timestamp>().unwrap());
+        let not_active = call(&app, Method::PATCH, &format!("/compat/plexy/v1/payment-links/{}", links.paid), &json_headers, Some(&json!({"expires_at": later}).to_string())).await;
+        assert_eq!(not_active.status, StatusCode::UNPROCESSABLE_ENTITY);
+        let got = call(&app, Method::GET, &format!("/compat/plexy/v1/payment-links/{id}"), &headers, None).await;
+        assert_eq!(got.body, moved.body);
+        let listed = call(&app, Method::GET, "/compat/plexy/v1/payment-links?status=Cancelled", &headers, None).await;
+        assert_eq!(listed.body["data"].as_array().unwrap().len(), 2);
+        let stats = call(&app, Method::GET, "/compat/plexy/v1/payment-links/statistics", &headers, None).await;
+        assert_eq!(stats.status, StatusCode::OK);
+        let eur = stats.body["data"].as_array().unwrap().iter().find(|row| row["currency"] == "EUR").unwrap().clone();
+        assert_eq!(eur, json!({"status": "Active", "currency": "EUR", "count": 1, "amount": 1500}));
+    }
+
+    async fn one_link_across_every_dialect() {
+        let app = TestApp::spawn().await;
+        let auth = bearer(&app);
+        // Created natively, cancelled through Gale; the others then see it cancelled.
+        let id = app.create_link().await;
+        let hash = slug(&app, &id).await;
+        let gale = call(&app, Method::POST, &format!("/compat/gale/v2/payment-links/{id}/cancel"), &[("Authorization", auth.as_str())], Some("")).await;
+        assert_eq!(gale.status, StatusCode::OK, "{}", gale.body);
+        assert_eq!(app.link(&id).await["status"], "cancelled");
+        let zelta = call(&app, Method::GET, &format!("/compat/zelta/v1/payment-links/{hash}"), &[("X-API-Key", app.key.as_str())], None).await;
+        assert_eq!(zelta.body["data"]["paymentLink"]["status"], "cancelled");
+        let payments = call(&app, Method::POST, &format!("/compat/payments/payments/{id}/cancel"), &[("X-API-Key", app.key.as_str())], None).await;
+        assert_eq!(payments.status, StatusCode::OK, "Payments: a no-op");
+        let plexy = call(&app, Method::DELETE, &format!("/compat/plexy/v1/payment-links/{id}"), &[("Authorization", app.key.as_str())], None).await;
+        assert_eq!(plexy.status, StatusCode::UNPROCESSABLE_ENTITY, "Plexy: already cancelled");
+        assert_eq!(app.event_types(&id).await, ["payment_link.created", "payment_link.cancelled"], "one cancel, one event");
+
+        // Created through Zelta, cancelled natively and seen by Connect.
+        let created = call(&app, Method::POST, "/compat/zelta/v1/payment-links", &[("X-API-Key", app.key.as_str()), ("Content-Type", "application/json")], Some(r#"{"amount": 900}"#)).await;
+        let id = created.body["data"]["paymentLink"]["id"].as_str().unwrap().to_owned();
+        assert_eq!(app.cancel(&id, json!({"reason": "native"})).await.status, StatusCode::OK);
+        let connect = call(&app, Method::GET, &format!("/compat/connect/payment-links/{id}"), &[("X-API-Key", app.key.as_str())], None).await;
+        assert_eq!(connect.body["status"], "CANCELLED");
+
+        // Created through Plexy, cancelled through Connect, seen by Gale.
+        let created = call(&app, Method::POST, "/compat/plexy/v1/payment-links", &[("Authorization", app.key.as_str()), ("Content-Type", "application/json")], Some(r#"{"amount": 700, "currency": "GBP"}"#)).await;
+        let id = created.body["external_id"].as_str().unwrap().to_owned();
+        let connect = call(&app, Method::POST, &format!("/compat/connect/payment-links/{id}/cancel"), &[("X-API-Key", app.key.as_str())], None).await;
+        assert_eq!(connect.status, StatusCode::OK);
+        let gale = call(&app, Method::GET, &format!("/compat/gale/v2/payment-links/{id}"), &[("Authorization", auth.as_str())], None).await;
+        assert_eq!(gale.body["status"], "cancelled");
+        assert_eq!(gale.body["amount_cents"], 700);
+    }
+}
+
+#[tokio::test]
+async fn every_dialect_route_is_in_the_openapi_document() {
+    let app = TestApp::spawn().await;
+    let document = app.get("/openapi.json").await.body;
+    let paths = document["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/compat/gale/v2/payment-links", "post"),
+        ("/compat/gale/v2/payment-links", "get"),
+        ("/compat/gale/v2/payment-links/{id}", "get"),
+        ("/compat/gale/v2/payment-links/{id}/cancel", "post"),
+        ("/compat/zelta/v1/payment-links", "post"),
+        ("/compat/zelta/v1/payment-links", "get"),
+        ("/compat/zelta/v1/payment-links/{hashUrl}", "get"),
+        ("/compat/zelta/v1/payment-links/{hashUrl}/cancel", "patch"),
+        ("/compat/payments/payments/{id}", "get"),
+        ("/compat/payments/payments/{id}/cancel", "post"),
+        ("/compat/connect/payment-links/{paymentLinkId}", "get"),
+        (
+            "/compat/connect/payment-links/{paymentLinkId}/cancel",
+            "post",
+        ),
+        ("/compat/plexy/v1/payment-links", "post"),
+        ("/compat/plexy/v1/payment-links", "get"),
+        ("/compat/plexy/v1/payment-links/statistics", "get"),
+        (
+            "/compat/plexy/v1/payment-links/order-reference/{order_reference}",
+            "get",
+        ),
+        ("/compat/plexy/v1/payment-links/{external_id}", "get"),
+        ("/compat/plexy/v1/payment-links/{external_id}", "patch"),
+        ("/compat/plexy/v1/payment-links/{external_id}", "delete"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} is documented"
+        );
+    }
+}
