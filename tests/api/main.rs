@@ -38,6 +38,7 @@ mod expiry;
 mod idempotency;
 mod list;
 mod multi_node;
+mod node_examples;
 mod protocol;
 mod rate_limits;
 mod update;
