@@ -11,7 +11,9 @@ use crate::helpers::TestApp;
 /// Runs a script with `env`; `None` when Node is not installed (a skip,
 /// which CI does not allow).
 async fn node(script: &str, env: &[(&str, String)]) -> Option<Value> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node").join(script);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/node")
+        .join(script);
     let mut command = tokio::process::Command::new("node");
     command.arg(&path);
     for (name, value) in env {
@@ -24,7 +26,9 @@ async fn node(script: &str, env: &[(&str, String)]) -> Option<Value> {
                 std::env::var("CI").as_deref() != Ok("true"),
                 "CI=true requires Node.js for the seeds' JavaScript examples"
             );
-            eprintln!("SKIPPED: Node.js is not installed; the seeds' JavaScript examples did not run");
+            eprintln!(
+                "SKIPPED: Node.js is not installed; the seeds' JavaScript examples did not run"
+            );
             return None;
         }
         Err(error) => panic!("running node: {error}"),
