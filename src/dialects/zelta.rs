@@ -323,7 +323,8 @@ async fn create_link(
         },
         _ => (None, None),
     };
-    let customer = (first_name.is_some() || request.customer_email.is_some()).then(|| Customer {
+    let has_customer = first_name.is_some() || request.customer_email.is_some();
+    let customer = has_customer.then_some(Customer {
         email: request.customer_email,
         first_name,
         last_name,
