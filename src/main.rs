@@ -61,6 +61,12 @@ enum Command {
         /// Burst of requests per API key (per node).
         #[arg(long, env = "PAYLINK_RATE_LIMIT_BURST", default_value_t = 200)]
         rate_limit_burst: u32,
+        /// Requests with a missing or bad key allowed per second per client address.
+        #[arg(long, env = "PAYLINK_FAILED_AUTH_PER_SECOND", default_value_t = 10)]
+        failed_auth_per_second: u32,
+        /// Burst of requests with a missing or bad key per client address.
+        #[arg(long, env = "PAYLINK_FAILED_AUTH_BURST", default_value_t = 30)]
+        failed_auth_burst: u32,
         /// Let webhook endpoints be loopback or private addresses
         /// (development only: it opens the door to SSRF).
         #[arg(long, env = "PAYLINK_WEBHOOK_ALLOW_PRIVATE")]
@@ -156,6 +162,8 @@ async fn main() -> anyhow::Result<()> {
             request_timeout_secs,
             rate_limit_per_second,
             rate_limit_burst,
+            failed_auth_per_second,
+            failed_auth_burst,
             webhook_allow_private,
         } => {
             let settings = ServiceSettings {
@@ -180,7 +188,8 @@ async fn main() -> anyhow::Result<()> {
                     rate_limits: RateLimitSettings {
                         per_second: rate_limit_per_second,
                         burst: rate_limit_burst,
-                        ..RateLimitSettings::default()
+                        failed_auth_per_second,
+                        failed_auth_burst,
                     },
                     ..ServerOptions::default()
                 },

@@ -25,6 +25,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::domain::{Link, ids};
 use crate::http::AppState;
 use crate::http::error::ApiError;
+use crate::http::extract::KeyHeader;
 use crate::service::{Caller, ServiceError, ServiceResult};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -67,6 +68,23 @@ pub async fn translate_errors(request: Request, next: Next) -> Response {
         }
     }
     translated
+}
+
+/// The header form a path's API key must come in: each provider's own
+/// (a key in another header is not looked at, as that provider would not).
+pub fn key_header(path: &str) -> KeyHeader {
+    if path.starts_with(gale::PREFIX) {
+        KeyHeader::Bearer
+    } else if path.starts_with(zelta::PREFIX)
+        || path.starts_with(payments::PREFIX)
+        || path.starts_with(connect::PREFIX)
+    {
+        KeyHeader::ApiKey
+    } else if path.starts_with(plexy::PREFIX) {
+        KeyHeader::RawAuthorization
+    } else {
+        KeyHeader::BearerOrApiKey
+    }
 }
 
 /// A link of the caller's, named by its id (`plink_...`) or by the last

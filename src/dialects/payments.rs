@@ -1,8 +1,8 @@
 //! The "payments" API (seed 002_118dd7120ce40ebd.txt), under
 //! `/compat/payments`.
 //!
-//! `POST /payments/{id}/cancel`, API key in a header (`X-API-Key`, or
-//! `Authorization: Bearer`). Success is `{"success": true, "data":
+//! `POST /payments/{id}/cancel`, API key in a header (`X-API-Key`; the
+//! seed names no header, so paylink's own API-key header is the one). Success is `{"success": true, "data":
 //! {payment}}` where a link is a payment of `kind: "link"`; errors are
 //! `{"success": false, "error": {"type", "code", "message", "param",
 //! "details", "doc_url"}}`. A link that is not paid and not processing
@@ -260,7 +260,7 @@ async fn find_link(state: &AppState, caller: &Caller, id: &str) -> Result<Link, 
         (status = 429, description = "Too many requests", body = PaymentsErrorBody),
         (status = 503, description = "Database unavailable", body = PaymentsErrorBody),
     ),
-    security(("api_key" = []), ("bearer" = [])))]
+    security(("api_key" = [])))]
 async fn get_payment(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -289,7 +289,7 @@ async fn get_payment(
         (status = 429, description = "Too many requests", body = PaymentsErrorBody),
         (status = 503, description = "Database unavailable", body = PaymentsErrorBody),
     ),
-    security(("api_key" = []), ("bearer" = [])))]
+    security(("api_key" = [])))]
 async fn cancel_payment(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,

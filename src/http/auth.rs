@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::{ApiError, ErrorCode};
-use super::extract::api_key_from_headers;
+use super::extract::api_key_in;
 use super::rate_limit::Verdict;
 use crate::service::ServiceError;
 
@@ -37,7 +37,8 @@ pub async fn authenticate(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
-    let Some(secret) = api_key_from_headers(request.headers()) else {
+    let form = crate::dialects::key_header(request.uri().path());
+    let Some(secret) = api_key_in(request.headers(), form) else {
         return failed_authentication(
             &state,
             address,

@@ -151,25 +151,52 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
+/// Where a request's API key is read from: each API surface has its form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyHeader {
+    /// Native: `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+    BearerOrApiKey,
+    /// `Authorization: Bearer <key>` only.
+    Bearer,
+    /// `X-API-Key: <key>` only.
+    ApiKey,
+    /// `Authorization: <key>`, the raw key (a `Bearer ` prefix is tolerated).
+    RawAuthorization,
+}
+
 /// The API key of `Authorization: Bearer <key>` (or a bare key) or `X-API-Key: <key>`.
 pub fn api_key_from_headers(headers: &axum::http::HeaderMap) -> Option<String> {
-    if let Some(value) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        let value = value.trim();
-        let token = value
+    api_key_in(headers, KeyHeader::BearerOrApiKey)
+}
+
+/// The API key in the header form `form` accepts.
+pub fn api_key_in(headers: &axum::http::HeaderMap, form: KeyHeader) -> Option<String> {
+    let authorization = || {
+        let value = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())?
+            .trim();
+        let bearer = value
             .split_once(' ')
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map_or(value, |(_, token)| token.trim());
-        if !token.is_empty() {
-            return Some(token.to_owned());
-        }
+            .map(|(_, token)| token.trim());
+        let token = match form {
+            KeyHeader::Bearer => bearer?,
+            _ => bearer.unwrap_or(value),
+        };
+        Some(token.to_owned()).filter(|t| !t.is_empty())
+    };
+    let api_key = || {
+        headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    match form {
+        KeyHeader::BearerOrApiKey => authorization().or_else(api_key),
+        KeyHeader::Bearer | KeyHeader::RawAuthorization => authorization(),
+        KeyHeader::ApiKey => api_key(),
     }
-    headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(str::to_owned)
 }

@@ -115,13 +115,15 @@ pub fn app(service: Arc<Service>, public_url: &str, settings: HttpSettings) -> R
     // idempotency, the handler.
     router
         .merge(crate::checkout::router())
-        .fallback(unknown_route)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(
+        // Only on a matched route and method: a 404 or 405 is answered as
+        // such, never from (or into) an idempotency key.
+        .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             idempotency::idempotency,
         ))
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

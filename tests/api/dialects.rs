@@ -236,6 +236,10 @@ backend_tests! {
         assert_eq!(no_key.status, StatusCode::UNAUTHORIZED);
         assert_eq!(no_key.body["message"], "Missing X-API-Key header");
         assert_eq!(no_key.body["error"], json!({"code": "ERR_MISSING_API_KEY"}));
+        let auth = bearer(&app);
+        let wrong_header = call(&app, Method::PATCH, "/compat/zelta/v1/payment-links/abc123/cancel", &[("Authorization", auth.as_str())], None).await;
+        assert_eq!(wrong_header.status, StatusCode::UNAUTHORIZED, "Zelta reads X-API-Key only");
+        assert_eq!(wrong_header.body["error"]["code"], "ERR_MISSING_API_KEY");
         let bad_key = call(&app, Method::PATCH, "/compat/zelta/v1/payment-links/abc123/cancel", &[("X-API-Key", "your-api-key-here")], None).await;
         assert_eq!(bad_key.status, StatusCode::UNAUTHORIZED);
         assert_eq!(bad_key.body["error"]["code"], "ERR_INVALID_API_KEY");
