@@ -132,6 +132,39 @@ fn json_response(status: axum::http::StatusCode, body: serde_json::Value) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{CancelDecision, LinkStatus};
+
+    /// Each provider's cancel rules, as its seed states them.
+    #[test]
+    fn each_dialect_hands_the_core_its_providers_rules() {
+        use LinkStatus::*;
+        let unchanged = |policy: crate::domain::CancelPolicy| -> Vec<LinkStatus> {
+            [Active, Processing, Paid, Expired, Cancelled]
+                .into_iter()
+                .filter(|s| policy.decide(*s) == CancelDecision::Unchanged)
+                .collect()
+        };
+        let cancellable = |policy: crate::domain::CancelPolicy| -> Vec<LinkStatus> {
+            [Active, Processing, Paid, Expired, Cancelled]
+                .into_iter()
+                .filter(|s| policy.decide(*s) == CancelDecision::Cancel)
+                .collect()
+        };
+        assert_eq!(cancellable(gale::POLICY), [Active]);
+        assert_eq!(unchanged(gale::POLICY), [], "Gale refuses a second cancel");
+        assert_eq!(cancellable(zelta::POLICY), [Active, Expired]);
+        assert_eq!(unchanged(zelta::POLICY), []);
+        assert_eq!(cancellable(payments::POLICY), [Active, Expired]);
+        assert_eq!(
+            unchanged(payments::POLICY),
+            [Cancelled],
+            "a no-op for Payments"
+        );
+        assert_eq!(cancellable(connect::POLICY), [Active]);
+        assert_eq!(unchanged(connect::POLICY), [Cancelled]);
+        assert_eq!(cancellable(plexy::POLICY), [Active]);
+        assert_eq!(unchanged(plexy::POLICY), []);
+    }
 
     #[test]
     fn time_spellings() {

@@ -261,7 +261,7 @@ backend_tests! {
         assert_eq!(created.body["data"]["paymentLink"]["status"], "pending");
     }
 
-    async fn gale_and_zelta_rate_limits_use_their_envelopes() {
+    async fn every_dialect_answers_rate_limits_in_its_envelope() {
         let app = TestApp::spawn_with(ServerOptions {
             rate_limits: RateLimitSettings { per_second: 1, burst: 1, ..RateLimitSettings::default() },
             ..ServerOptions::default()
@@ -277,6 +277,16 @@ backend_tests! {
         assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(limited.body["error"]["code"], "ERR_RATE_LIMIT_EXCEEDED");
         assert_eq!(limited.body["success"], false);
+        let limited = call(&app, Method::POST, "/compat/payments/payments/plink_x/cancel", &[("X-API-Key", app.key.as_str())], None).await;
+        assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.body["error"]["type"], "rate_limit_error");
+        assert_eq!(limited.body["success"], false);
+        let limited = call(&app, Method::POST, "/compat/connect/payment-links/plink_x/cancel", &[("X-API-Key", app.key.as_str())], None).await;
+        assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.body["error"]["code"], "RATE_LIMITED");
+        let limited = call(&app, Method::DELETE, "/compat/plexy/v1/payment-links/plink_x", &[("Authorization", app.key.as_str())], None).await;
+        assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.body["error"]["code"], "too_many_requests");
     }
 
     async fn payments_cancel_as_its_seed_documents() {
