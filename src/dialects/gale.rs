@@ -39,7 +39,7 @@ use crate::domain::cancel::AlreadyCancelled;
 use crate::domain::{CancelPolicy, Customer, LineItem, Link, LinkStatus, NewLink};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorCode};
-use crate::http::extract::{Authenticated, JsonBody};
+use crate::http::extract::{Authenticated, JsonBody, page_limit};
 use crate::service::ServiceError;
 use crate::store::LinkFilter;
 use crate::webhooks::payload::gale_status;
@@ -382,13 +382,9 @@ async fn list_links(
             "created_before" => filter.created_before = Some(time("created_before")?),
             "created_after" => filter.created_after = Some(time("created_after")?),
             "limit" => {
-                limit = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|l| (1..=100).contains(l))
-                    .ok_or_else(|| {
-                        invalid("limit", "`limit` is an integer from 1 to 100.".into())
-                    })?
+                limit = page_limit(&value).ok_or_else(|| {
+                    invalid("limit", "`limit` is an integer from 1 to 100.".into())
+                })?
             }
             "starting_after" => starting_after = Some(value),
             other => {

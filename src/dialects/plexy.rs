@@ -37,7 +37,7 @@ use crate::domain::link::LinkUpdate;
 use crate::domain::{CancelPolicy, Link, LinkStatus, NewLink, ids};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorCode};
-use crate::http::extract::{Authenticated, JsonBody};
+use crate::http::extract::{Authenticated, JsonBody, page_limit};
 use crate::service::ServiceError;
 use crate::store::LinkFilter;
 
@@ -317,13 +317,9 @@ async fn list_links(
                 )
             }
             "limit" => {
-                limit = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|l| (1..=100).contains(l))
-                    .ok_or_else(|| {
-                        invalid("limit", "`limit` is an integer from 1 to 100.".into())
-                    })?
+                limit = page_limit(&value).ok_or_else(|| {
+                    invalid("limit", "`limit` is an integer from 1 to 100.".into())
+                })?
             }
             "starting_after" => starting_after = Some(value.into_owned()),
             other => {

@@ -43,7 +43,7 @@ use crate::domain::{CancelPolicy, Customer, Link, LinkStatus, NewLink};
 use crate::http::AppState;
 use crate::http::auth::MISSING_KEY_MESSAGE;
 use crate::http::error::{ApiError, ErrorCode};
-use crate::http::extract::{Authenticated, JsonBody};
+use crate::http::extract::{Authenticated, JsonBody, page_limit};
 use crate::service::ServiceError;
 use crate::store::LinkFilter;
 
@@ -376,16 +376,12 @@ async fn list_links(
     for (key, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
         match key.as_ref() {
             "limit" => {
-                limit = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|l| (1..=100).contains(l))
-                    .ok_or_else(|| {
-                        ZeltaError::from(ApiError::invalid(
-                            "limit",
-                            "`limit` is an integer from 1 to 100.",
-                        ))
-                    })?
+                limit = page_limit(&value).ok_or_else(|| {
+                    ZeltaError::from(ApiError::invalid(
+                        "limit",
+                        "`limit` is an integer from 1 to 100.",
+                    ))
+                })?
             }
             "startingAfter" => starting_after = Some(value.into_owned()),
             other => {

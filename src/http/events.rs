@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{Authenticated, JsonBody};
+use super::extract::{Authenticated, JsonBody, page_limit};
 use super::wire::*;
 use crate::domain::{EventType, ids};
 use crate::service::ServiceError;
@@ -88,13 +88,9 @@ async fn list_events(
             }
             "payment_link" => filter.link_id = Some(value),
             "limit" => {
-                limit = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|limit| (1..=100).contains(limit))
-                    .ok_or_else(|| {
-                        ApiError::invalid("limit", "`limit` must be an integer from 1 to 100.")
-                    })?;
+                limit = page_limit(&value).ok_or_else(|| {
+                    ApiError::invalid("limit", "`limit` must be an integer from 1 to 100.")
+                })?;
             }
             "starting_after" => starting_after = Some(value),
             other => {

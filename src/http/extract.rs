@@ -151,6 +151,11 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
+/// A list's `limit` query parameter: an integer from 1 to 100.
+pub fn page_limit(value: &str) -> Option<usize> {
+    value.parse().ok().filter(|limit| (1..=100).contains(limit))
+}
+
 /// Where a request's API key is read from: each API surface has its form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyHeader {

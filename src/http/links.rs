@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{Authenticated, JsonBody};
+use super::extract::{Authenticated, JsonBody, page_limit};
 use super::wire::*;
 use crate::domain::{CancelPolicy, LinkStatus, ids};
 use crate::service::{BulkOutcome, MAX_BULK_CANCEL, ServiceError};
@@ -165,13 +165,9 @@ fn parse_list_query(raw: Option<&str>, allow_paging: bool) -> ApiResult<ListQuer
             "order_reference" => query.filter.order_reference = Some(value),
             "product_id" => query.filter.product_id = Some(value),
             "limit" if allow_paging => {
-                query.limit = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|limit| (1..=100).contains(limit))
-                    .ok_or_else(|| {
-                        ApiError::invalid("limit", "`limit` must be an integer from 1 to 100.")
-                    })?;
+                query.limit = page_limit(&value).ok_or_else(|| {
+                    ApiError::invalid("limit", "`limit` must be an integer from 1 to 100.")
+                })?;
             }
             "starting_after" if allow_paging => query.starting_after = Some(value),
             other => match other
