@@ -78,14 +78,26 @@ impl Transport for HttpTransport {
             .send()
             .await;
         match sent {
-            Ok(response) => SendOutcome::Answered {
-                status: response.status().as_u16(),
-                retry_after: response
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|value| value.to_str().ok())
-                    .and_then(|value| parse_retry_after(value, jiff::Timestamp::now())),
-            },
+            Ok(mut response) => {
+                let outcome = SendOutcome::Answered {
+                    status: response.status().as_u16(),
+                    retry_after: response
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|value| value.to_str().ok())
+                        .and_then(|value| parse_retry_after(value, jiff::Timestamp::now())),
+                };
+                // Read (and discard) a small answer so the connection can be
+                // reused; stop at 64 KiB, as nothing in it matters.
+                let mut read = 0;
+                while let Ok(Some(chunk)) = response.chunk().await {
+                    read += chunk.len();
+                    if read > 64 * 1024 {
+                        break;
+                    }
+                }
+                outcome
+            }
             Err(error) => SendOutcome::NoResponse {
                 error: describe(&error),
             },
