@@ -202,10 +202,15 @@ impl TestApp {
     /// Another node on the same database (its own store, service and port),
     /// sharing the clock. Meaningful on PostgreSQL, where nodes share one server.
     pub async fn second_node(&self) -> Self {
+        self.second_node_with(self.options.clone()).await
+    }
+
+    /// Another node on the same database, with its own server options.
+    pub async fn second_node_with(&self, options: ServerOptions) -> Self {
         let mut node = Self::start(
             self.database.clone(),
             self.clock.clone(),
-            self.options.clone(),
+            options,
             self.settings.clone(),
         )
         .await;

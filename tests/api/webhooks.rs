@@ -433,16 +433,19 @@ backend_tests! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_deliver_a_burst_once_at_a_time() {
     crate::helpers::on_postgres(async {
-        let first = TestApp::spawn_with(ServerOptions {
+        // Each node gets its own public URL, which the links inside its
+        // payloads carry: that is how the receiver tells the senders apart.
+        let options = |node: &str| ServerOptions {
+            public_url: Some(format!("http://{node}.paylink.test")),
             rate_limits: RateLimitSettings {
                 per_second: 100_000,
                 burst: 100_000,
                 ..RateLimitSettings::default()
             },
             ..ServerOptions::default()
-        })
-        .await;
-        let second = first.second_node().await;
+        };
+        let first = TestApp::spawn_with(options("first")).await;
+        let second = first.second_node_with(options("second")).await;
         let receiver = Receiver::start().await;
         receiver.hold_each_request(Duration::from_millis(5));
         register(
@@ -489,8 +492,17 @@ async fn two_nodes_deliver_a_burst_once_at_a_time() {
         }
         assert_eq!(per_id.len(), 500, "every event delivered");
         assert_eq!(receiver.overlaps(), 0, "no event in flight twice at once");
+        let sent_by = |node: &str| {
+            received
+                .iter()
+                .filter(|r| r.json()["data"]["object"]["url"].as_str().unwrap().starts_with(&format!("http://{node}.")))
+                .count()
+        };
+        let (by_first, by_second) = (sent_by("first"), sent_by("second"));
+        assert_eq!(by_first + by_second, received.len());
+        assert!(by_first > 0 && by_second > 0, "both nodes delivered ({by_first} and {by_second})");
         let duplicates = per_id.values().filter(|count| **count > 1).count();
-        eprintln!("500 events delivered by two nodes; {duplicates} delivered more than once");
+        eprintln!("500 events: {by_first} delivered by the first node, {by_second} by the second; {duplicates} more than once");
         assert_eq!(
             duplicates, 0,
             "with a healthy receiver, nothing is sent twice"
