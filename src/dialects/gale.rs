@@ -42,7 +42,6 @@ use crate::http::error::{ApiError, ErrorCode};
 use crate::http::extract::{Authenticated, JsonBody, page_limit};
 use crate::service::ServiceError;
 use crate::store::LinkFilter;
-use crate::webhooks::payload::gale_status;
 
 pub const PREFIX: &str = "/compat/gale";
 
@@ -51,6 +50,17 @@ pub const POLICY: CancelPolicy = CancelPolicy {
     cancel_expired: false,
     already_cancelled: AlreadyCancelled::Refuse,
 };
+
+/// Gale knows `active, paid, expired, cancelled`; a payment in progress
+/// is still `active` to it (it has no word for the moment in between).
+pub fn status_word(status: LinkStatus) -> &'static str {
+    match status {
+        LinkStatus::Active | LinkStatus::Processing => "active",
+        LinkStatus::Paid => "paid",
+        LinkStatus::Expired => "expired",
+        LinkStatus::Cancelled => "cancelled",
+    }
+}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -100,7 +110,7 @@ impl GalePaymentLink {
     fn new(state: &AppState, link: Link) -> Self {
         Self {
             url: super::hosted_url(state, &link),
-            status: gale_status(link.status),
+            status: status_word(link.status),
             customer: link
                 .customer
                 .map(|c| GaleCustomer {
@@ -239,7 +249,7 @@ impl From<ServiceError> for GaleError {
                 param: Some("id".into()),
             },
             ServiceError::InvalidState { status, .. } => {
-                let word = gale_status(status);
+                let word = status_word(status);
                 let message = if status == LinkStatus::Processing {
                     format!(
                         "Cannot cancel payment link with status '{word}': a payment is in progress"

@@ -42,9 +42,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// routing) in that dialect's envelope, keeping the response's headers
 /// (`Retry-After`, `RateLimit-*`, `WWW-Authenticate`).
 pub async fn translate_errors(request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
-    let response = next.run(request).await;
-    let render: fn(&ApiError) -> Response = if path.starts_with(gale::PREFIX) {
+    let path = request.uri().path();
+    let render: fn(&ApiError) -> Response = if !path.starts_with("/compat/") {
+        return next.run(request).await;
+    } else if path.starts_with(gale::PREFIX) {
         gale::render_native
     } else if path.starts_with(zelta::PREFIX) {
         zelta::render_native
@@ -55,8 +56,9 @@ pub async fn translate_errors(request: Request, next: Next) -> Response {
     } else if path.starts_with(plexy::PREFIX) {
         plexy::render_native
     } else {
-        return response;
+        return next.run(request).await;
     };
+    let response = next.run(request).await;
     let Some(error) = response.extensions().get::<ApiError>().cloned() else {
         return response;
     };
@@ -111,7 +113,7 @@ pub async fn find_link(state: &AppState, caller: &Caller, reference: &str) -> Se
 }
 
 pub fn hosted_url(state: &AppState, link: &Link) -> String {
-    format!("{}/pay/{}", state.public_url, link.slug)
+    crate::http::wire::hosted_url(&state.public_url, &link.slug)
 }
 
 /// `2024-01-15T12:00:00.000Z`: JavaScript's `toISOString()` spelling.
@@ -171,6 +173,8 @@ mod tests {
         let at: Timestamp = "2024-01-15T12:00:00.123456Z".parse().unwrap();
         assert_eq!(iso_millis(at), "2024-01-15T12:00:00.123Z");
         assert_eq!(iso_seconds(at), "2024-01-15T12:00:00Z");
+        let gale: Timestamp = "2025-10-18T16:00:00.123456Z".parse().unwrap();
+        assert_eq!(iso_seconds(gale), "2025-10-18T16:00:00Z");
         let whole: Timestamp = "2024-01-15T12:00:00Z".parse().unwrap();
         assert_eq!(iso_millis(whole), "2024-01-15T12:00:00.000Z");
     }

@@ -229,10 +229,15 @@ pub struct PaymentLinkResource {
     pub payment_id: Option<String>,
 }
 
+/// The hosted page of the link with `slug`.
+pub fn hosted_url(public_url: &str, slug: &str) -> String {
+    format!("{}/pay/{}", public_url.trim_end_matches('/'), slug)
+}
+
 impl PaymentLinkResource {
     pub fn new(link: domain::Link, public_url: &str) -> Self {
         Self {
-            url: format!("{}/pay/{}", public_url.trim_end_matches('/'), link.slug),
+            url: hosted_url(public_url, &link.slug),
             id: link.id,
             object: "payment_link",
             livemode: link.livemode,

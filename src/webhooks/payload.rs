@@ -2,11 +2,11 @@
 //! event each time, deterministically, so every retry carries the same
 //! bytes (and the same `webhook-id`).
 
-use jiff::Timestamp;
 use serde::Serialize;
 
 use super::endpoint::PayloadFormat;
-use crate::domain::{LinkEvent, LinkStatus};
+use crate::dialects::{gale, iso_seconds};
+use crate::domain::LinkEvent;
 use crate::http::wire::EventResource;
 
 pub fn body(format: PayloadFormat, event: &LinkEvent, public_url: &str) -> Vec<u8> {
@@ -42,37 +42,10 @@ impl<'a> GaleEvent<'a> {
             event_type: event.event_type.as_str(),
             data: GaleLinkState {
                 id: &link.id,
-                status: gale_status(link.status),
-                cancelled_at: link.cancelled_at.map(gale_time),
+                status: gale::status_word(link.status),
+                cancelled_at: link.cancelled_at.map(iso_seconds),
                 cancellation_reason: link.cancellation_reason.as_deref(),
             },
         }
-    }
-}
-
-/// Gale knows `active, paid, expired, cancelled`; a payment in progress
-/// is still `active` to it (it has no word for the moment in between).
-pub fn gale_status(status: LinkStatus) -> &'static str {
-    match status {
-        LinkStatus::Active | LinkStatus::Processing => "active",
-        LinkStatus::Paid => "paid",
-        LinkStatus::Expired => "expired",
-        LinkStatus::Cancelled => "cancelled",
-    }
-}
-
-/// `2025-10-18T16:00:00Z`, Gale's spelling of a time.
-pub fn gale_time(at: Timestamp) -> String {
-    at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gale_times_are_whole_seconds_in_utc() {
-        let at: Timestamp = "2025-10-18T16:00:00.123456Z".parse().unwrap();
-        assert_eq!(gale_time(at), "2025-10-18T16:00:00Z");
     }
 }
