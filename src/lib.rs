@@ -7,6 +7,7 @@
 
 pub mod checkout;
 pub mod clock;
+pub mod connections;
 pub mod dialects;
 pub mod domain;
 pub mod http;

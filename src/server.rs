@@ -1,15 +1,25 @@
-//! Running the service: HTTP on a listener, the expiry sweeper and the
-//! webhook dispatcher, all stopped by one shutdown signal. Tests start it on port 0 the same way
-//! `paylink serve` does.
+//! Running the service: HTTP on a listener, the expiry sweeper, the
+//! payment reconciler and the webhook dispatcher, all stopped by one
+//! shutdown signal. Tests start it on port 0 the same way `paylink serve`
+//! does.
+//!
+//! Start-up finishes what a crash of the previous run left (abandoned
+//! idempotency claims, stale payment attempts) before the listener
+//! answers; the reconciler then keeps doing so every few seconds.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use jiff::SignedDuration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use crate::checkout::csrf::CsrfKey;
+use crate::checkout::limits::{CheckoutLimitSettings, CheckoutLimits};
+use crate::connections::{self, ConnectionSettings};
 use crate::http::rate_limit::{RateLimitSettings, RateLimits};
 use crate::http::{self, HttpSettings};
 use crate::service::Service;
@@ -27,6 +37,13 @@ pub struct ServerOptions {
     pub request_timeout: Duration,
     pub rate_limits: RateLimitSettings,
     pub webhooks: DispatcherSettings,
+    pub connections: ConnectionSettings,
+    pub checkout_limits: CheckoutLimitSettings,
+    /// How often the reconciler looks for stale payment attempts.
+    pub reconcile_interval: Duration,
+    /// A payment attempt still pending this long after it started is
+    /// settled by asking its processor.
+    pub reconcile_after: Duration,
 }
 
 impl Default for ServerOptions {
@@ -37,6 +54,10 @@ impl Default for ServerOptions {
             request_timeout: Duration::from_secs(30),
             rate_limits: RateLimitSettings::default(),
             webhooks: DispatcherSettings::default(),
+            connections: ConnectionSettings::default(),
+            checkout_limits: CheckoutLimitSettings::default(),
+            reconcile_interval: Duration::from_secs(5),
+            reconcile_after: Duration::from_secs(60),
         }
     }
 }
@@ -45,9 +66,11 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     pub public_url: String,
     shutdown: CancellationToken,
-    http: JoinHandle<std::io::Result<()>>,
+    http: JoinHandle<()>,
     sweeper: JoinHandle<()>,
+    reconciler: JoinHandle<()>,
     dispatcher: JoinHandle<()>,
+    tasks: TaskTracker,
 }
 
 /// Serves on `listener` until [`RunningServer::shutdown`] (or a signal, via
@@ -58,6 +81,15 @@ pub async fn start(
     options: ServerOptions,
 ) -> anyhow::Result<RunningServer> {
     let addr = listener.local_addr()?;
+    let reconcile_after = SignedDuration::try_from(options.reconcile_after)?;
+    // What the previous run left unfinished, before anything is answered.
+    service.recover_after_start().await?;
+    if let Err(error) = service.reconcile_payments(reconcile_after).await {
+        tracing::warn!(%error, "reconciling payments at start-up failed; the reconciler retries");
+    }
+    let tasks = TaskTracker::new();
+    let csrf = CsrfKey::new(service.checkout_csrf_key().await?.as_bytes())?;
+    let checkout_limits = Arc::new(CheckoutLimits::new(options.checkout_limits));
     let public_url = options
         .public_url
         .clone()
@@ -71,6 +103,9 @@ pub async fn start(
         HttpSettings {
             request_timeout: options.request_timeout,
             limits: Arc::clone(&limits),
+            tasks: tasks.clone(),
+            csrf,
+            checkout_limits: Arc::clone(&checkout_limits),
         },
     );
     let transport = Arc::new(HttpTransport::new(
@@ -84,18 +119,22 @@ pub async fn start(
     );
     let shutdown = CancellationToken::new();
     let dispatcher = tokio::spawn(dispatcher.run(shutdown.clone()));
-    let http_shutdown = shutdown.clone();
-    let http = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-        .await
-    });
+    let http = tokio::spawn(connections::serve(
+        listener,
+        app,
+        options.connections.clone(),
+        shutdown.clone(),
+    ));
+    let reconciler = tokio::spawn(run_reconciler(
+        Arc::clone(&service),
+        options.reconcile_interval,
+        reconcile_after,
+        shutdown.clone(),
+    ));
     let sweeper = tokio::spawn(run_sweeper(
         service,
         limits,
+        checkout_limits,
         options.sweep_interval,
         shutdown.clone(),
     ));
@@ -105,7 +144,9 @@ pub async fn start(
         shutdown,
         http,
         sweeper,
+        reconciler,
         dispatcher,
+        tasks,
     })
 }
 
@@ -114,8 +155,13 @@ impl RunningServer {
     /// finish, stops the sweeper.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
-        self.http.await??;
+        self.http.await?;
+        // Writes whose clients left run on; wait for them (each is bounded
+        // by the store's and the processor's own timeouts).
+        self.tasks.close();
+        self.tasks.wait().await;
         self.sweeper.await?;
+        self.reconciler.await?;
         self.dispatcher.await?;
         Ok(())
     }
@@ -132,6 +178,7 @@ impl RunningServer {
 async fn run_sweeper(
     service: Arc<Service>,
     limits: Arc<RateLimits>,
+    checkout_limits: Arc<CheckoutLimits>,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
@@ -141,6 +188,7 @@ async fn run_sweeper(
             () = tokio::time::sleep(interval) => {}
         }
         limits.forget_idle();
+        checkout_limits.forget_idle();
         if let Err(error) = service.purge_expired_idempotency_keys().await {
             tracing::warn!(%error, "purging idempotency keys failed; retrying next interval");
         }
@@ -159,6 +207,29 @@ async fn run_sweeper(
                     tracing::warn!(%error, "expiry sweep failed; retrying next interval");
                     break;
                 }
+            }
+        }
+    }
+}
+
+/// Every `interval`, settles payment attempts pending longer than
+/// `older_than`, so no link stays `processing` past that age.
+async fn run_reconciler(
+    service: Arc<Service>,
+    interval: Duration,
+    older_than: SignedDuration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        match service.reconcile_payments(older_than).await {
+            Ok(0) => {}
+            Ok(settled) => tracing::info!(settled, "reconciler settled stale payment attempts"),
+            Err(error) => {
+                tracing::warn!(%error, "reconciling payments failed; retrying next interval");
             }
         }
     }

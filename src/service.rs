@@ -16,15 +16,17 @@ use sha2::{Digest, Sha256};
 use crate::clock::Clock;
 use crate::domain::cancel::CancelRefusal;
 use crate::domain::card::Card;
-use crate::domain::link::{Creation, LinkUpdate, StateConflict, UpdateError, validate_reason};
-use crate::domain::{
-    Actor, CancelDecision, CancelPolicy, FieldError, Link, LinkEvent, LinkStatus, NewLink,
-    Transition, ids,
+use crate::domain::link::{
+    AttemptStart, Creation, LinkUpdate, StateConflict, UpdateError, validate_reason,
 };
-use crate::payments::{ChargeOutcome, PaymentProcessor, TestProcessor};
+use crate::domain::{
+    Actor, AttemptState, CancelDecision, CancelPolicy, ChargeOutcome, FieldError, Link, LinkEvent,
+    LinkStatus, NewLink, PaymentAttempt, Transition, ids,
+};
+use crate::payments::{PaymentProcessor, TestProcessor};
 use crate::store::{
-    Account, ApiKeyRecord, Applied, IdempotencyClaim, IdempotencyWindow, LinkFilter, Page, Scope,
-    StatsRow, Store, StoreError, StoredResponse,
+    Account, ApiKeyRecord, Applied, IdempotencyClaim, IdempotencyMark, IdempotencyWindow,
+    LinkFilter, Page, Scope, StatsRow, Store, StoreError, StoredResponse,
 };
 
 /// Attempts before a write that keeps losing races gives up (each loss means
@@ -38,6 +40,38 @@ pub const IDEMPOTENCY_KEY_LIFETIME: SignedDuration = SignedDuration::from_hours(
 /// A claimed key whose request never finished (its node died) is free
 /// again after this; longer than any request may run.
 const IDEMPOTENCY_LEASE: SignedDuration = SignedDuration::from_secs(120);
+/// Longest the checkout waits for a processor's answer; past it the
+/// attempt stays pending and the reconciler asks the processor later.
+const PROCESSOR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// Pending attempts the reconciler resolves per round.
+const RECONCILE_BATCH: usize = 100;
+
+tokio::task_local! {
+    /// The idempotency key the current request runs under, set by the HTTP
+    /// layer around the handler.
+    static IDEMPOTENCY: IdempotencyContext;
+}
+
+/// The idempotency key a request runs under: its single change is marked
+/// with it in the change's transaction, and `recall` (the event of a change
+/// an earlier, crashed run committed) is answered instead of changing again.
+#[derive(Debug, Clone)]
+pub struct IdempotencyContext {
+    pub mark: IdempotencyMark,
+    pub recall: Option<String>,
+}
+
+/// Runs `work` (a request's handler) under `context`.
+pub async fn under_idempotency_key<F: std::future::Future>(
+    context: IdempotencyContext,
+    work: F,
+) -> F::Output {
+    IDEMPOTENCY.scope(context, work).await
+}
+
+fn current_idempotency() -> Option<IdempotencyContext> {
+    IDEMPOTENCY.try_with(Clone::clone).ok()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -168,6 +202,8 @@ pub struct Service {
 pub enum PaymentResult {
     Paid(Link),
     Declined { link: Link, message: String },
+    /// The processor has not answered yet; the reconciler will settle it.
+    Processing(Link),
 }
 
 /// The stored form of an API key secret. Keys carry ~190 random bits, so a
@@ -179,10 +215,10 @@ pub fn hash_api_key(secret: &str) -> String {
 impl Service {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: ServiceSettings) -> Self {
         Self {
-            store,
+            store: Arc::clone(&store),
             clock,
             settings,
-            test_processor: Arc::new(TestProcessor),
+            test_processor: Arc::new(TestProcessor::new(Arc::clone(&store))),
             live_processor: None,
             deliveries_waiting: tokio::sync::Notify::new(),
         }
@@ -284,6 +320,10 @@ impl Service {
     // ---- links ----
 
     pub async fn create_link(&self, caller: &Caller, new_link: NewLink) -> ServiceResult<Link> {
+        let idempotency = current_idempotency();
+        if let Some(link) = self.recalled(idempotency.as_ref()).await? {
+            return Ok(link);
+        }
         let (link, event) = new_link.create(Creation {
             account_id: &caller.scope.account_id,
             livemode: caller.scope.livemode,
@@ -291,9 +331,26 @@ impl Service {
             now: self.now(),
             default_lifetime: self.settings.default_link_lifetime,
         })?;
-        self.store.insert_link(link.clone(), event).await?;
+        self.store
+            .insert_link(link.clone(), event, idempotency.map(|c| c.mark))
+            .await?;
         self.deliveries_waiting.notify_one();
         Ok(link)
+    }
+
+    /// The link as the change an earlier run of this request committed
+    /// left it (that run died before its answer was stored), if any.
+    async fn recalled(
+        &self,
+        idempotency: Option<&IdempotencyContext>,
+    ) -> ServiceResult<Option<Link>> {
+        let Some(event_id) = idempotency.and_then(|c| c.recall.as_deref()) else {
+            return Ok(None);
+        };
+        let event = self.store.event_by_id(event_id).await?.ok_or_else(|| {
+            StoreError::Internal(format!("recalled event {event_id} is missing"))
+        })?;
+        Ok(Some(event.link))
     }
 
     pub async fn get_link(&self, caller: &Caller, id: &str) -> ServiceResult<Link> {
@@ -357,6 +414,7 @@ impl Service {
         let actor = caller.actor();
         self.change(
             &LinkKey::Id(caller.scope.clone(), id.to_owned()),
+            current_idempotency(),
             |link, now| {
                 link.update(&update, actor.clone(), now)
                     .map_err(|error| match error {
@@ -375,12 +433,25 @@ impl Service {
         reason: Option<String>,
         policy: &CancelPolicy,
     ) -> ServiceResult<Link> {
+        self.cancel_one(caller, id, reason, policy, current_idempotency())
+            .await
+    }
+
+    async fn cancel_one(
+        &self,
+        caller: &Caller,
+        id: &str,
+        reason: Option<String>,
+        policy: &CancelPolicy,
+        idempotency: Option<IdempotencyContext>,
+    ) -> ServiceResult<Link> {
         if let Some(reason) = &reason {
             validate_reason(reason)?;
         }
         let actor = caller.actor();
         self.change(
             &LinkKey::Id(caller.scope.clone(), id.to_owned()),
+            idempotency,
             |link, now| Ok(link.cancel(policy, reason.clone(), actor.clone(), now)?),
         )
         .await
@@ -417,7 +488,10 @@ impl Service {
                         return BulkCancelItem { link, outcome };
                     }
                     let was_cancelled = link.status == LinkStatus::Cancelled;
-                    match self.cancel_link(caller, &link.id, reason, &policy).await {
+                    // Not under the request's idempotency key: a bulk
+                    // cancel makes many changes, and a rerun after a crash
+                    // finds the cancelled ones already cancelled.
+                    match self.cancel_one(caller, &link.id, reason, &policy, None).await {
                         Ok(after) if was_cancelled || after.version == link.version => {
                             BulkCancelItem {
                                 link: after,
@@ -462,65 +536,252 @@ impl Service {
 
     // ---- payments (the hosted checkout's side of the state machine) ----
 
-    /// The hosted page's payment: claims the link (active -> processing,
-    /// so concurrent submits and cancels cannot also win), charges with no
-    /// transaction open, then records paid or failed.
+    /// The hosted page's payment. Claims the link (active -> processing,
+    /// with the pending attempt, in one transaction, so concurrent submits
+    /// and cancels cannot also win), calls the processor with no
+    /// transaction open and the attempt id as idempotency key, then settles
+    /// the attempt. The HTTP layer runs this where a disconnect cannot cut
+    /// it; a crash is finished by [`Service::reconcile_payments`].
     pub async fn pay_link(&self, slug: &str, card: &Card) -> ServiceResult<PaymentResult> {
         let link = self.get_link_by_slug(slug).await?;
-        let processor = if link.livemode {
-            self.live_processor
-                .clone()
-                .ok_or(ServiceError::PaymentsUnavailable)?
-        } else {
-            Arc::clone(&self.test_processor)
-        };
-        let processing = self.begin_payment(slug).await?;
-        match processor
-            .charge(processing.amount, processing.currency, card)
-            .await
-        {
-            ChargeOutcome::Succeeded => Ok(PaymentResult::Paid(self.complete_payment(slug).await?)),
-            ChargeOutcome::Declined { message } => {
-                // Only brand and last four digits are ever recorded.
-                let detail = format!("{message} ({} ending {})", card.brand(), card.last4());
-                let link = self.fail_payment(slug, &detail).await?;
-                Ok(PaymentResult::Declined { link, message })
+        if self.account(&link.account_id).await?.suspended {
+            return Err(ServiceError::AccountSuspended);
+        }
+        let processor = self.processor_for(&link)?;
+        let (processing, attempt) = self
+            .start_attempt(
+                slug,
+                processor.name(),
+                Some(card.brand()),
+                Some(&card.last4()),
+            )
+            .await?;
+        match tokio::time::timeout(PROCESSOR_TIMEOUT, processor.charge(&attempt, card)).await {
+            Ok(Ok(outcome)) => self.settle_attempt(&attempt, &outcome).await,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, attempt_id = %attempt.id, "processor call failed; the reconciler will ask again");
+                Ok(PaymentResult::Processing(processing))
+            }
+            Err(_) => {
+                tracing::warn!(attempt_id = %attempt.id, "processor did not answer in time; the reconciler will ask again");
+                Ok(PaymentResult::Processing(processing))
             }
         }
     }
 
-    pub async fn account_name(&self, account_id: &str) -> ServiceResult<String> {
-        Ok(self
-            .store
+    fn processor_for(&self, link: &Link) -> ServiceResult<Arc<dyn PaymentProcessor>> {
+        if link.livemode {
+            self.live_processor
+                .clone()
+                .ok_or(ServiceError::PaymentsUnavailable)
+        } else {
+            Ok(Arc::clone(&self.test_processor))
+        }
+    }
+
+    fn processor_named(&self, name: &str) -> Option<Arc<dyn PaymentProcessor>> {
+        [Some(&self.test_processor), self.live_processor.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|processor| processor.name() == name)
+            .cloned()
+    }
+
+    pub async fn account(&self, account_id: &str) -> ServiceResult<Account> {
+        self.store
             .get_account(account_id)
             .await?
-            .map(|account| account.name)
-            .unwrap_or_default())
+            .ok_or(ServiceError::NotFound)
     }
 
-    pub async fn begin_payment(&self, slug: &str) -> ServiceResult<Link> {
-        self.change(&LinkKey::Slug(slug.to_owned()), |link, now| {
-            Ok(Some(link.begin_payment(now)?))
-        })
-        .await
+    pub async fn account_name(&self, account_id: &str) -> ServiceResult<String> {
+        Ok(self.account(account_id).await?.name)
     }
 
-    pub async fn complete_payment(&self, slug: &str) -> ServiceResult<Link> {
-        let payment_id = ids::new_payment_id();
-        self.change(&LinkKey::Slug(slug.to_owned()), |link, now| {
-            Ok(Some(link.complete_payment(payment_id.clone(), now)?))
-        })
-        .await
+    /// active -> processing with a new pending attempt at `processor`.
+    async fn start_attempt(
+        &self,
+        slug: &str,
+        processor: &str,
+        card_brand: Option<&str>,
+        card_last4: Option<&str>,
+    ) -> ServiceResult<(Link, PaymentAttempt)> {
+        let attempt_id = ids::new_attempt_id();
+        let mut started = None;
+        let link = self
+            .change(&LinkKey::Slug(slug.to_owned()), None, |link, now| {
+                let transition = link.begin_payment(
+                    AttemptStart {
+                        attempt_id: &attempt_id,
+                        processor,
+                        card_brand,
+                        card_last4,
+                    },
+                    now,
+                )?;
+                started = transition.attempt.clone();
+                Ok(Some(transition))
+            })
+            .await?;
+        let attempt = started
+            .ok_or_else(|| StoreError::Internal("a started payment has no attempt".into()))?;
+        Ok((link, attempt))
     }
 
-    pub async fn fail_payment(&self, slug: &str, message: &str) -> ServiceResult<Link> {
-        let key = LinkKey::Slug(slug.to_owned());
-        self.change(&key, |link, now| {
-            Ok(Some(link.fail_payment(message.to_owned(), now)?))
-        })
-        .await?;
+    /// Records the processor's `outcome` for the pending `attempt` (once:
+    /// whoever settles first, the request or the reconciler, wins, and the
+    /// other answers from what was recorded).
+    pub async fn settle_attempt(
+        &self,
+        attempt: &PaymentAttempt,
+        outcome: &ChargeOutcome,
+    ) -> ServiceResult<PaymentResult> {
+        let key = LinkKey::Id(
+            Scope {
+                account_id: attempt.account_id.clone(),
+                livemode: attempt.livemode,
+            },
+            attempt.link_id.clone(),
+        );
+        let settled = self
+            .change(&key, None, |link, now| {
+                Ok(Some(link.settle_payment(attempt, outcome, now)?))
+            })
+            .await;
+        match settled {
+            Ok(link) => {
+                tracing::info!(attempt_id = %attempt.id, link_id = %link.id, status = link.status.as_str(), "payment attempt settled");
+            }
+            Err(ServiceError::InvalidState { .. }) => {
+                tracing::info!(attempt_id = %attempt.id, "payment attempt was settled by someone else");
+            }
+            Err(error) => return Err(error),
+        }
         // Reloading through `change` stores an expiry that fell due meanwhile.
-        self.change(&key, |_, _| Ok(None)).await
+        let link = self.change(&key, None, |_, _| Ok(None)).await?;
+        let recorded = self
+            .store
+            .link_attempts(&attempt.link_id)
+            .await?
+            .into_iter()
+            .find(|a| a.id == attempt.id);
+        Ok(match recorded {
+            Some(a) if a.state == AttemptState::Succeeded => PaymentResult::Paid(link),
+            Some(a) if a.state == AttemptState::Failed => PaymentResult::Declined {
+                link,
+                message: a.failure_message.unwrap_or_default(),
+            },
+            _ => PaymentResult::Processing(link),
+        })
+    }
+
+    /// Settles every attempt still pending `older_than` after it started,
+    /// by asking its processor what became of it (an attempt the processor
+    /// never saw is closed as failed). Returns how many it settled.
+    pub async fn reconcile_payments(&self, older_than: SignedDuration) -> ServiceResult<usize> {
+        let mut settled = 0;
+        loop {
+            let stale = self
+                .store
+                .pending_attempts(self.now() - older_than, RECONCILE_BATCH)
+                .await?;
+            let batch = stale.len();
+            let mut progressed = 0;
+            for attempt in stale {
+                let Some(processor) = self.processor_named(&attempt.processor) else {
+                    tracing::warn!(attempt_id = %attempt.id, processor = %attempt.processor, "no processor to reconcile this attempt with");
+                    continue;
+                };
+                let outcome = match processor.outcome(&attempt).await {
+                    Ok(outcome) => outcome,
+                    Err(error) => {
+                        tracing::warn!(%error, attempt_id = %attempt.id, "could not ask the processor; retrying next round");
+                        continue;
+                    }
+                };
+                self.settle_attempt(&attempt, &outcome).await?;
+                tracing::info!(attempt_id = %attempt.id, "reconciled a stale payment attempt");
+                progressed += 1;
+            }
+            settled += progressed;
+            if batch < RECONCILE_BATCH || progressed == 0 {
+                return Ok(settled);
+            }
+        }
+    }
+
+    /// What a restart must finish before serving: on a store this process
+    /// owns alone, every idempotency claim left without an answer was cut
+    /// by the previous run's death.
+    pub async fn recover_after_start(&self) -> ServiceResult<()> {
+        if self.store.single_process() {
+            let abandoned = self.store.abandon_idempotency_claims().await?;
+            if abandoned > 0 {
+                tracing::warn!(abandoned, "idempotency claims cut by the previous run are free for retries");
+            }
+        }
+        Ok(())
+    }
+
+    /// The key of the checkout's CSRF tokens, shared by every node (made
+    /// on first use).
+    pub async fn checkout_csrf_key(&self) -> ServiceResult<String> {
+        Ok(self
+            .store
+            .server_secret("checkout_csrf", &ids::random_base62(43))
+            .await?)
+    }
+
+    /// The link's payment attempts, oldest first.
+    pub async fn link_attempts(&self, link_id: &str) -> ServiceResult<Vec<PaymentAttempt>> {
+        Ok(self.store.link_attempts(link_id).await?)
+    }
+
+    /// Starts a test-processor attempt without a card (tests and tools
+    /// drive the state machine this way); returns the processing link.
+    pub async fn begin_payment(&self, slug: &str) -> ServiceResult<Link> {
+        let processor = self.test_processor.name();
+        Ok(self.start_attempt(slug, processor, None, None).await?.0)
+    }
+
+    /// Settles the link's pending attempt as paid, through the test
+    /// processor's ledger.
+    pub async fn complete_payment(&self, slug: &str) -> ServiceResult<Link> {
+        let outcome = ChargeOutcome::Succeeded {
+            payment_id: ids::new_payment_id(),
+        };
+        self.settle_pending(slug, outcome).await
+    }
+
+    /// Settles the link's pending attempt as declined with `message`.
+    pub async fn fail_payment(&self, slug: &str, message: &str) -> ServiceResult<Link> {
+        let outcome = ChargeOutcome::Declined {
+            message: message.to_owned(),
+        };
+        self.settle_pending(slug, outcome).await
+    }
+
+    async fn settle_pending(&self, slug: &str, outcome: ChargeOutcome) -> ServiceResult<Link> {
+        let link = self.load(&LinkKey::Slug(slug.to_owned())).await?;
+        let attempt = self
+            .store
+            .link_attempts(&link.id)
+            .await?
+            .into_iter()
+            .find(|a| a.state == AttemptState::Pending)
+            .ok_or_else(|| ServiceError::InvalidState {
+                status: link.status,
+                message: "No payment is in progress on this link.".into(),
+            })?;
+        let outcome = self
+            .store
+            .record_test_charge(&attempt.id, &outcome, self.now())
+            .await?;
+        Ok(match self.settle_attempt(&attempt, &outcome).await? {
+            PaymentResult::Paid(link)
+            | PaymentResult::Declined { link, .. }
+            | PaymentResult::Processing(link) => link,
+        })
     }
 
     // ---- idempotency ----
@@ -595,17 +856,26 @@ impl Service {
     /// Reads the link, stores a due expiry first (so a write sees what a
     /// read sees), then applies what `decide` returns. `decide` answering
     /// `None` means "nothing to change": the current link is returned.
+    ///
+    /// With `idempotency`, the decided transition marks the request's key
+    /// in its own transaction, and a change an earlier run of the request
+    /// committed is recalled instead of decided again.
     async fn change(
         &self,
         key: &LinkKey,
+        idempotency: Option<IdempotencyContext>,
         mut decide: impl FnMut(&Link, Timestamp) -> ServiceResult<Option<Transition>>,
     ) -> ServiceResult<Link> {
+        if let Some(link) = self.recalled(idempotency.as_ref()).await? {
+            return Ok(link);
+        }
+        let mark = idempotency.map(|c| c.mark);
         'attempt: for _ in 0..MAX_ATTEMPTS {
             let now = self.now();
             let mut link = self.load(key).await?;
             if let Some(expiry) = link.expire_if_due(now) {
                 let expired = expiry.link.clone();
-                match self.store.apply_transition(expiry).await? {
+                match self.store.apply_transition(expiry, None).await? {
                     Applied::Yes => {
                         self.deliveries_waiting.notify_one();
                         link = expired;
@@ -617,7 +887,7 @@ impl Service {
                 return Ok(link);
             };
             let changed = transition.link.clone();
-            match self.store.apply_transition(transition).await? {
+            match self.store.apply_transition(transition, mark.clone()).await? {
                 Applied::Yes => {
                     self.deliveries_waiting.notify_one();
                     return Ok(changed);

@@ -1,14 +1,20 @@
 //! The hosted checkout page, `GET/POST /pay/{slug}`: server-rendered, no
 //! JavaScript, with a strict Content-Security-Policy, no framing, no
-//! referrer, and a double-submit CSRF token (cookie + hidden field, so it
-//! needs no server-side session and works across nodes).
+//! referrer, a CSRF token the server issued for the link (see [`csrf`]),
+//! its own rate limits (see [`limits`]), and no payment for a suspended
+//! account. A submitted payment runs in the request's detached task (see
+//! `http::detach`), so closing the tab cannot leave it half done.
 
+pub mod csrf;
+pub mod limits;
 mod pages;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use axum::Form;
 use axum::Router;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -16,9 +22,10 @@ use maud::Markup;
 use serde::Deserialize;
 
 use crate::domain::card::Card;
-use crate::domain::{FieldError, Link, LinkStatus, ids};
+use crate::domain::{FieldError, Link, LinkStatus};
 use crate::http::AppState;
 use crate::service::{PaymentResult, ServiceError};
+use crate::store::Account;
 
 const CSRF_COOKIE: &str = "pl_csrf";
 const STYLESHEET: &str = include_str!("checkout.css");
@@ -84,9 +91,12 @@ fn page(
         HeaderValue::from_static("nosniff"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Some(token) = csrf {
+    if let (Some(token), Some(link)) = (csrf, link) {
         let secure = if secure_cookie { "; Secure" } else { "" };
-        let cookie = format!("{CSRF_COOKIE}={token}; Path=/pay; HttpOnly; SameSite=Strict{secure}");
+        let cookie = format!(
+            "{CSRF_COOKIE}={token}; Path=/pay/{}; HttpOnly; SameSite=Strict{secure}",
+            link.slug
+        );
         if let Ok(value) = HeaderValue::from_str(&cookie) {
             headers.insert(header::SET_COOKIE, value);
         }
@@ -94,25 +104,23 @@ fn page(
     response
 }
 
-fn csrf_cookie(headers: &HeaderMap) -> Option<String> {
+/// The CSRF token in the request's cookie, only if this server issued it
+/// for this link.
+fn csrf_cookie(state: &AppState, slug: &str, headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == CSRF_COOKIE)
-        .map(|(_, value)| value.to_owned())
-        .filter(|token| ids::is_well_formed(&format!("t_{token}"), "t_"))
+        .filter(|(name, _)| *name == CSRF_COOKIE)
+        .map(|(_, value)| value)
+        .find(|token| state.csrf.verify(slug, token))
+        .map(str::to_owned)
 }
 
-/// Equal-time comparison, so the token cannot be guessed byte by byte.
-fn same_token(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+fn client_address(connect: Option<&ConnectInfo<SocketAddr>>) -> IpAddr {
+    connect.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip())
 }
 
 struct Context {
@@ -127,16 +135,30 @@ impl Context {
     }
 }
 
-async fn load(state: &AppState, slug: &str) -> Result<(Link, String), Response> {
+async fn load(
+    state: &AppState,
+    slug: &str,
+    address: IpAddr,
+) -> Result<(Link, Account), Response> {
     let ctx = Context::new(state);
-    match state.service.get_link_by_slug(slug).await {
-        Ok(link) => {
-            let merchant = state
-                .service
-                .account_name(&link.account_id)
-                .await
-                .unwrap_or_default();
-            Ok((link, merchant))
+    let found = match state.service.get_link_by_slug(slug).await {
+        Ok(link) => state
+            .service
+            .account(&link.account_id)
+            .await
+            .map(|account| (link, account)),
+        Err(error) => Err(error),
+    };
+    match found {
+        Ok(found) => Ok(found),
+        Err(ServiceError::NotFound) if !state.checkout_limits.unknown_slug_budget_left(address) => {
+            Err(page(
+                StatusCode::TOO_MANY_REQUESTS,
+                pages::too_many_requests(),
+                None,
+                None,
+                ctx.secure_cookie,
+            ))
         }
         Err(ServiceError::NotFound) => Err(page(
             StatusCode::NOT_FOUND,
@@ -159,8 +181,15 @@ async fn load(state: &AppState, slug: &str) -> Result<(Link, String), Response> 
 }
 
 /// The page for a link that cannot take a payment now, or `None` if it can.
-fn closed_page(link: &Link, merchant: &str) -> Option<(StatusCode, Markup)> {
+fn closed_page(link: &Link, account: &Account) -> Option<(StatusCode, Markup)> {
+    let merchant = account.name.as_str();
     let markup = match link.status {
+        LinkStatus::Active if account.suspended => pages::closed(
+            link,
+            merchant,
+            "Payments are not available for this link.",
+            Some("The merchant cannot take payments at the moment. You have not been charged."),
+        ),
         LinkStatus::Active if link.livemode => pages::closed(
             link,
             merchant,
@@ -194,17 +223,20 @@ fn closed_page(link: &Link, merchant: &str) -> Option<(StatusCode, Markup)> {
 async fn show(
     State(state): State<AppState>,
     Path(slug): Path<String>,
+    connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
 ) -> Response {
     let ctx = Context::new(&state);
-    let (link, merchant) = match load(&state, &slug).await {
+    let address = client_address(connect.as_ref().map(|c| &c.0));
+    let (link, account) = match load(&state, &slug, address).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    if let Some((status, markup)) = closed_page(&link, &merchant) {
+    let merchant = account.name.as_str();
+    if let Some((status, markup)) = closed_page(&link, &account) {
         return page(status, markup, Some(&link), None, ctx.secure_cookie);
     }
-    let token = csrf_cookie(&headers).unwrap_or_else(|| ids::random_base62(32));
+    let token = csrf_cookie(&state, &slug, &headers).unwrap_or_else(|| state.csrf.issue(&slug));
     let form = pages::PayForm {
         csrf_token: &token,
         errors: &[],
@@ -213,7 +245,7 @@ async fn show(
     };
     page(
         StatusCode::OK,
-        pages::payable(&link, &merchant, &form),
+        pages::payable(&link, merchant, &form),
         Some(&link),
         Some(&token),
         ctx.secure_cookie,
@@ -223,16 +255,20 @@ async fn show(
 async fn pay(
     State(state): State<AppState>,
     Path(slug): Path<String>,
+    connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     form: Result<Form<PayRequest>, FormRejection>,
 ) -> Response {
     let ctx = Context::new(&state);
-    let (link, merchant) = match load(&state, &slug).await {
+    let address = client_address(connect.as_ref().map(|c| &c.0));
+    let (link, account) = match load(&state, &slug, address).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    // A link that cannot be paid answers 409 (403 for live mode) and changes nothing.
-    if let Some((_, markup)) = closed_page(&link, &merchant) {
+    let merchant = account.name.as_str();
+    // A link that cannot be paid answers 409 (403 for live mode or a
+    // suspended account) and changes nothing.
+    if let Some((_, markup)) = closed_page(&link, &account) {
         let status = if link.status == LinkStatus::Active {
             StatusCode::FORBIDDEN
         } else {
@@ -240,9 +276,18 @@ async fn pay(
         };
         return page(status, markup, Some(&link), None, ctx.secure_cookie);
     }
+    if !state.checkout_limits.allow_payment(&slug, address) {
+        return page(
+            StatusCode::TOO_MANY_REQUESTS,
+            pages::too_many_requests(),
+            Some(&link),
+            None,
+            ctx.secure_cookie,
+        );
+    }
     let request = form.map(|Form(request)| request).unwrap_or_default();
-    let cookie = csrf_cookie(&headers);
-    let token = cookie.clone().unwrap_or_else(|| ids::random_base62(32));
+    let cookie = csrf_cookie(&state, &slug, &headers);
+    let token = cookie.clone().unwrap_or_else(|| state.csrf.issue(&slug));
     let render = |status: StatusCode, errors: &[FieldError], notice: Option<&str>, expiry: &str| {
         let form = pages::PayForm {
             csrf_token: &token,
@@ -252,13 +297,13 @@ async fn pay(
         };
         page(
             status,
-            pages::payable(&link, &merchant, &form),
+            pages::payable(&link, merchant, &form),
             Some(&link),
             Some(&token),
             ctx.secure_cookie,
         )
     };
-    if !cookie.is_some_and(|cookie| same_token(&cookie, &request.csrf_token)) {
+    if !cookie.is_some_and(|cookie| csrf::same_bytes(cookie.as_bytes(), request.csrf_token.as_bytes())) {
         return render(
             StatusCode::FORBIDDEN,
             &[],
@@ -291,7 +336,7 @@ async fn pay(
                 .unwrap_or_else(|| format!("/pay/{slug}"));
             let mut response = page(
                 StatusCode::SEE_OTHER,
-                pages::receipt(&paid, &merchant),
+                pages::receipt(&paid, merchant),
                 Some(&paid),
                 None,
                 ctx.secure_cookie,
@@ -306,7 +351,7 @@ async fn pay(
             message,
         }) => {
             tracing::info!(link_id = %after.id, brand = card.brand(), last4 = card.last4(), "payment declined");
-            if let Some((_, markup)) = closed_page(&after, &merchant) {
+            if let Some((_, markup)) = closed_page(&after, &account) {
                 return page(
                     StatusCode::CONFLICT,
                     markup,
@@ -317,11 +362,26 @@ async fn pay(
             }
             render(StatusCode::PAYMENT_REQUIRED, &[], Some(&message), "")
         }
-        Err(ServiceError::InvalidState { .. } | ServiceError::PaymentsUnavailable) => {
+        Ok(PaymentResult::Processing(processing)) => {
+            let (_, markup) = closed_page(&processing, &account)
+                .unwrap_or((StatusCode::ACCEPTED, pages::not_found()));
+            page(
+                StatusCode::ACCEPTED,
+                markup,
+                Some(&processing),
+                None,
+                ctx.secure_cookie,
+            )
+        }
+        Err(
+            ServiceError::InvalidState { .. }
+            | ServiceError::PaymentsUnavailable
+            | ServiceError::AccountSuspended,
+        ) => {
             // Lost a race (another submit, a cancel, expiry): show what won.
             match state.service.get_link_by_slug(&slug).await {
                 Ok(now) => {
-                    let (_, markup) = closed_page(&now, &merchant)
+                    let (_, markup) = closed_page(&now, &account)
                         .unwrap_or((StatusCode::CONFLICT, pages::not_found()));
                     page(
                         StatusCode::CONFLICT,

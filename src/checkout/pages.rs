@@ -165,6 +165,24 @@ pub fn receipt(link: &Link, merchant: &str) -> Markup {
     )
 }
 
+pub fn too_many_requests() -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "Too many attempts" }
+                link rel="stylesheet" href="/pay/assets/checkout.css";
+            }
+            body { main { div class="card" {
+                h1 { "Too many attempts" }
+                p class="muted" { "Please wait a few minutes before trying again. You have not been charged." }
+            } } }
+        }
+    }
+}
+
 pub fn not_found() -> Markup {
     html! {
         (DOCTYPE)

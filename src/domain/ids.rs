@@ -48,6 +48,11 @@ pub fn new_payment_id() -> String {
     format!("pay_{}", random_base62(24))
 }
 
+/// A payment attempt; the processor's idempotency key for it.
+pub fn new_attempt_id() -> String {
+    format!("pa_{}", random_base62(24))
+}
+
 pub fn new_webhook_endpoint_id() -> String {
     format!("we_{}", random_base62(24))
 }

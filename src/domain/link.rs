@@ -15,6 +15,7 @@ use super::cancel::{CancelDecision, CancelPolicy, CancelRefusal};
 use super::event::{Actor, EventType, LinkEvent};
 use super::ids;
 use super::money::{Currency, MAX_AMOUNT};
+use super::payment::{AttemptState, ChargeOutcome, PaymentAttempt};
 use super::validation::{
     FieldError, check_email, check_http_url, check_max_chars, check_not_blank,
 };
@@ -131,6 +132,18 @@ pub struct Transition {
     pub expected_version: i64,
     pub link: Link,
     pub event: LinkEvent,
+    /// The payment attempt this transition starts (written new) or settles
+    /// (written only if it is still pending), in the same transaction.
+    pub attempt: Option<PaymentAttempt>,
+}
+
+/// What a new payment attempt needs beyond the link.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptStart<'a> {
+    pub attempt_id: &'a str,
+    pub processor: &'a str,
+    pub card_brand: Option<&'a str>,
+    pub card_last4: Option<&'a str>,
 }
 
 /// What a merchant asks for when creating a link, before validation.
@@ -442,6 +455,7 @@ impl Link {
             expected_version: self.version,
             link: next,
             event,
+            attempt: None,
         }
     }
 
@@ -535,7 +549,13 @@ impl Link {
     }
 
     /// A customer starts paying: active -> processing.
-    pub fn begin_payment(&self, now: Timestamp) -> Result<Transition, StateConflict> {
+    /// A customer starts paying: active -> processing, with the pending
+    /// attempt `attempt_id` at `processor` written in the same transaction.
+    pub fn begin_payment(
+        &self,
+        start: AttemptStart<'_>,
+        now: Timestamp,
+    ) -> Result<Transition, StateConflict> {
         if self.status != LinkStatus::Active {
             return Err(StateConflict {
                 status: self.status,
@@ -544,41 +564,71 @@ impl Link {
         }
         let mut next = self.next(now);
         next.status = LinkStatus::Processing;
-        Ok(self.transition(next, EventType::PaymentStarted, Actor::Customer, None, now))
+        let mut transition =
+            self.transition(next, EventType::PaymentStarted, Actor::Customer, None, now);
+        transition.attempt = Some(PaymentAttempt {
+            id: start.attempt_id.to_owned(),
+            link_id: self.id.clone(),
+            account_id: self.account_id.clone(),
+            livemode: self.livemode,
+            amount: self.amount,
+            currency: self.currency,
+            processor: start.processor.to_owned(),
+            state: AttemptState::Pending,
+            payment_id: None,
+            failure_message: None,
+            card_brand: start.card_brand.map(str::to_owned),
+            card_last4: start.card_last4.map(str::to_owned),
+            created_at: now,
+            updated_at: now,
+        });
+        Ok(transition)
     }
 
-    /// The attempt succeeded: processing -> paid.
-    pub fn complete_payment(
+    /// The processor's answer for the pending `attempt`: processing -> paid
+    /// or back to active, with the attempt settled in the same transaction.
+    /// If the link's time ran out meanwhile, the caller's next
+    /// [`Link::expire_if_due`] stores the expiry as its own transition, so
+    /// each fact keeps its own event.
+    pub fn settle_payment(
         &self,
-        payment_id: String,
+        attempt: &PaymentAttempt,
+        outcome: &ChargeOutcome,
         now: Timestamp,
     ) -> Result<Transition, StateConflict> {
         self.require_processing()?;
+        if attempt.state != AttemptState::Pending || attempt.link_id != self.id {
+            return Err(StateConflict {
+                status: self.status,
+                message: format!("The payment attempt {} is already settled.", attempt.id),
+            });
+        }
         let mut next = self.next(now);
-        next.status = LinkStatus::Paid;
-        next.paid_at = Some(now);
-        next.payment_id = Some(payment_id);
-        Ok(self.transition(next, EventType::Paid, Actor::Customer, None, now))
-    }
-
-    /// The attempt failed: processing -> active. If the link's time ran out
-    /// meanwhile, the caller's next [`Link::expire_if_due`] stores the expiry
-    /// as its own transition, so each fact keeps its own event.
-    pub fn fail_payment(
-        &self,
-        message: String,
-        now: Timestamp,
-    ) -> Result<Transition, StateConflict> {
-        self.require_processing()?;
-        let mut next = self.next(now);
-        next.status = LinkStatus::Active;
-        Ok(self.transition(
-            next,
-            EventType::PaymentFailed,
-            Actor::Customer,
-            Some(message),
-            now,
-        ))
+        let mut transition = match outcome {
+            ChargeOutcome::Succeeded { payment_id } => {
+                next.status = LinkStatus::Paid;
+                next.paid_at = Some(now);
+                next.payment_id = Some(payment_id.clone());
+                self.transition(next, EventType::Paid, Actor::Customer, None, now)
+            }
+            ChargeOutcome::Declined { message } => {
+                next.status = LinkStatus::Active;
+                // Only brand and last four digits are ever recorded.
+                let detail = match (&attempt.card_brand, &attempt.card_last4) {
+                    (Some(brand), Some(last4)) => format!("{message} ({brand} ending {last4})"),
+                    _ => message.clone(),
+                };
+                self.transition(
+                    next,
+                    EventType::PaymentFailed,
+                    Actor::Customer,
+                    Some(detail),
+                    now,
+                )
+            }
+        };
+        transition.attempt = Some(attempt.settled(outcome, now));
+        Ok(transition)
     }
 
     fn require_processing(&self) -> Result<(), StateConflict> {

@@ -11,10 +11,12 @@ pub mod event;
 pub mod ids;
 pub mod link;
 pub mod money;
+pub mod payment;
 pub mod validation;
 
 pub use cancel::{AlreadyCancelled, CancelDecision, CancelPolicy, CancelRefusal};
 pub use event::{Actor, EventType, LinkEvent};
 pub use link::{Customer, LineItem, Link, LinkStatus, NewLink, PaymentType, Transition};
 pub use money::{Currency, MAX_AMOUNT};
+pub use payment::{AttemptState, ChargeOutcome, PaymentAttempt};
 pub use validation::FieldError;

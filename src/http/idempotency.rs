@@ -8,6 +8,12 @@
 //! are remembered: success and business outcomes (404, 409). Requests
 //! refused before running (validation 400, 413, 415) and transient failures
 //! (429, 5xx) release the key so a corrected retry runs anew.
+//!
+//! This runs inside the detached task of [`super::detach`], so a client
+//! that hangs up never leaves a claim without its answer. What a crash can
+//! still cut is covered by the store: the change a request makes marks its
+//! key in the change's own transaction, and a retry that takes over the
+//! abandoned claim recalls that change instead of making it again.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -19,8 +25,8 @@ use sha2::{Digest, Sha256};
 use super::AppState;
 use super::error::{ApiError, ErrorCode};
 use super::extract::MAX_BODY_BYTES;
-use crate::service::Caller;
-use crate::store::{IdempotencyClaim, StoredResponse};
+use crate::service::{Caller, IdempotencyContext, under_idempotency_key};
+use crate::store::{IdempotencyClaim, IdempotencyMark, StoredResponse};
 
 pub const MAX_KEY_CHARS: usize = 256;
 /// Set on a replayed response.
@@ -96,8 +102,16 @@ pub async fn idempotency(State(state): State<AppState>, request: Request, next: 
         )
         .into_response(),
         Ok(IdempotencyClaim::Existing { response: Some(stored), .. }) => replay(stored),
-        Ok(IdempotencyClaim::Claimed) => {
-            let response = next.run(Request::from_parts(parts, Body::from(body))).await;
+        Ok(IdempotencyClaim::Claimed { committed_event }) => {
+            let context = IdempotencyContext {
+                mark: IdempotencyMark {
+                    scope: caller.scope.clone(),
+                    key: key.clone(),
+                },
+                recall: committed_event,
+            };
+            let request = Request::from_parts(parts, Body::from(body));
+            let response = under_idempotency_key(context, next.run(request)).await;
             let (mut head, body) = response.into_parts();
             let body = match axum::body::to_bytes(body, usize::MAX).await {
                 Ok(body) => body,

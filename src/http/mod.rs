@@ -5,6 +5,7 @@
 //! down to an unknown route or a malformed body, has the same envelope.
 
 pub mod auth;
+mod detach;
 pub mod error;
 mod events;
 pub mod extract;
@@ -39,6 +40,10 @@ pub struct AppState {
     pub public_url: Arc<str>,
     pub openapi: Arc<serde_json::Value>,
     pub limits: Arc<rate_limit::RateLimits>,
+    /// Requests' detached work (see [`detach`]); shutdown waits for it.
+    pub tasks: tokio_util::task::TaskTracker,
+    pub csrf: crate::checkout::csrf::CsrfKey,
+    pub checkout_limits: Arc<crate::checkout::limits::CheckoutLimits>,
 }
 
 impl AppState {
@@ -98,6 +103,9 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 pub struct HttpSettings {
     pub request_timeout: Duration,
     pub limits: Arc<rate_limit::RateLimits>,
+    pub tasks: tokio_util::task::TaskTracker,
+    pub csrf: crate::checkout::csrf::CsrfKey,
+    pub checkout_limits: Arc<crate::checkout::limits::CheckoutLimits>,
 }
 
 /// The whole application: routes, fallbacks, limits, request ids, tracing.
@@ -108,11 +116,14 @@ pub fn app(service: Arc<Service>, public_url: &str, settings: HttpSettings) -> R
         public_url: public_url.trim_end_matches('/').into(),
         openapi: Arc::new(serde_json::to_value(&openapi).expect("the OpenAPI document serializes")),
         limits: settings.limits,
+        tasks: settings.tasks,
+        csrf: settings.csrf,
+        checkout_limits: settings.checkout_limits,
     };
     let timeout = settings.request_timeout;
     // Layers run outside-in from the last added: request id and timeout,
     // tracing, dialect error envelopes, authentication and rate limits,
-    // idempotency, the handler.
+    // the detached task of a write, idempotency, the handler.
     router
         .merge(crate::checkout::router())
         // Only on a matched route and method: a 404 or 405 is answered as
@@ -120,6 +131,12 @@ pub fn app(service: Arc<Service>, public_url: &str, settings: HttpSettings) -> R
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             idempotency::idempotency,
+        ))
+        // Outside idempotency: a change, its key's answer and a payment's
+        // processor call all run in a task no disconnect can cut.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            detach::run_to_completion,
         ))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)

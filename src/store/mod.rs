@@ -12,7 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use jiff::Timestamp;
 
-use crate::domain::{EventType, Link, LinkEvent, LinkStatus, Transition};
+use crate::domain::{ChargeOutcome, EventType, Link, LinkEvent, LinkStatus, PaymentAttempt, Transition};
 use crate::webhooks::delivery::{Attempt, ClaimedDelivery, Delivery, NextStep};
 use crate::webhooks::endpoint::WebhookEndpoint;
 
@@ -110,13 +110,24 @@ pub struct StoredResponse {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdempotencyClaim {
     /// This request owns the key: run it, then complete or release the key.
-    Claimed,
+    /// `committed_event` is set when this is a takeover of a claim whose
+    /// request committed its change and then died before storing its
+    /// answer: the change must be recalled from that event, not run again.
+    Claimed { committed_event: Option<String> },
     /// Another request has the key: its fingerprint, and its response once
     /// it finished (`None` while it is still running).
     Existing {
         fingerprint: String,
         response: Option<StoredResponse>,
     },
+}
+
+/// The idempotency key a change is made under: the store marks the key
+/// with the change's event in the change's own transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyMark {
+    pub scope: Scope,
+    pub key: String,
 }
 
 /// Times that bound an idempotency claim.
@@ -141,7 +152,14 @@ pub trait Store: Send + Sync + 'static {
     async fn get_account(&self, id: &str) -> StoreResult<Option<Account>>;
     async fn find_api_key(&self, key_hash: &str) -> StoreResult<Option<(ApiKeyRecord, Account)>>;
 
-    async fn insert_link(&self, link: Link, event: LinkEvent) -> StoreResult<()>;
+    /// Writes the link and its creation event; with `mark`, the idempotency
+    /// key is marked with the event in the same transaction.
+    async fn insert_link(
+        &self,
+        link: Link,
+        event: LinkEvent,
+        mark: Option<IdempotencyMark>,
+    ) -> StoreResult<()>;
     async fn get_link(&self, scope: &Scope, id: &str) -> StoreResult<Option<Link>>;
     async fn get_link_by_slug(&self, slug: &str) -> StoreResult<Option<Link>>;
     /// Up to `page.limit` links matching `filter`, newest first.
@@ -153,8 +171,16 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> StoreResult<Vec<Link>>;
     /// Writes the new link state and its event in one transaction, only if
-    /// the stored version is still `transition.expected_version`.
-    async fn apply_transition(&self, transition: Transition) -> StoreResult<Applied>;
+    /// the stored version is still `transition.expected_version` (and a
+    /// settled attempt it carries is still pending); with `mark`, the
+    /// idempotency key is marked with the event in that transaction.
+    async fn apply_transition(
+        &self,
+        transition: Transition,
+        mark: Option<IdempotencyMark>,
+    ) -> StoreResult<Applied>;
+    /// An event by id, in any scope (the caller has already scoped it).
+    async fn event_by_id(&self, id: &str) -> StoreResult<Option<LinkEvent>>;
     /// The link's events, oldest first.
     async fn link_events(&self, link_id: &str) -> StoreResult<Vec<LinkEvent>>;
     async fn stats(
@@ -185,7 +211,35 @@ pub trait Store: Send + Sync + 'static {
         response: StoredResponse,
     ) -> StoreResult<()>;
     /// Gives a claimed key up (the request stored nothing worth replaying).
+    /// A key marked with a committed change is never released.
     async fn release_idempotency_key(&self, scope: &Scope, key: &str) -> StoreResult<()>;
+    /// Treats every claim still without a response as abandoned; only for
+    /// a store one process owns alone, at its start.
+    async fn abandon_idempotency_claims(&self) -> StoreResult<u64>;
+
+    // ---- payment attempts ----
+
+    /// The link's attempts, oldest first.
+    async fn link_attempts(&self, link_id: &str) -> StoreResult<Vec<PaymentAttempt>>;
+    /// Up to `limit` pending attempts created before `before`, oldest first.
+    async fn pending_attempts(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Vec<PaymentAttempt>>;
+    /// The test processor's ledger: records `outcome` for `attempt_id`
+    /// unless one is recorded already, and returns the recorded one.
+    async fn record_test_charge(
+        &self,
+        attempt_id: &str,
+        outcome: &ChargeOutcome,
+        now: Timestamp,
+    ) -> StoreResult<ChargeOutcome>;
+    /// The secret named `name`, set to `candidate` if it has none yet.
+    async fn server_secret(&self, name: &str, candidate: &str) -> StoreResult<String>;
+    /// Whether this store is one process's alone (SQLite), so that what a
+    /// previous run left unfinished is known abandoned at start-up.
+    fn single_process(&self) -> bool;
     /// Deletes keys created before `before`; returns how many.
     async fn purge_idempotency_keys(&self, before: Timestamp) -> StoreResult<u64>;
 

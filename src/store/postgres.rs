@@ -15,10 +15,14 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row};
 
 use super::{
-    Account, ApiKeyRecord, Applied, EventFilter, IdempotencyClaim, IdempotencyWindow, LinkFilter,
-    Page, Scope, StatsRow, Store, StoreError, StoreResult, StoredResponse,
+    Account, ApiKeyRecord, Applied, EventFilter, IdempotencyClaim, IdempotencyMark,
+    IdempotencyWindow, LinkFilter, Page, Scope, StatsRow, Store, StoreError, StoreResult,
+    StoredResponse,
 };
-use crate::domain::{Currency, EventType, Link, LinkEvent, LinkStatus, PaymentType, Transition};
+use crate::domain::{
+    AttemptState, ChargeOutcome, Currency, EventType, Link, LinkEvent, LinkStatus, PaymentAttempt,
+    PaymentType, Transition,
+};
 use crate::webhooks::delivery::{
     Attempt, ClaimedDelivery, Delivery, DeliveryStatus, GONE_REASON, LEASE, NextStep,
 };
@@ -255,8 +259,97 @@ async fn write_transition(
     if changed == 0 {
         return Ok(Applied::StaleVersion);
     }
+    if let Some(attempt) = &transition.attempt {
+        // Its own savepoint: an attempt settled already undoes the link's
+        // update, not the caller's whole transaction.
+        sqlx::query("savepoint transition").execute(&mut *tx).await?;
+        if write_attempt(tx, attempt).await? == 0 {
+            sqlx::query("rollback to savepoint transition")
+                .execute(&mut *tx)
+                .await?;
+            return Ok(Applied::StaleVersion);
+        }
+        sqlx::query("release savepoint transition")
+            .execute(&mut *tx)
+            .await?;
+    }
     insert_event(tx, &transition.event).await?;
     Ok(Applied::Yes)
+}
+
+const ATTEMPT_COLUMNS: &str = "id, link_id, account_id, livemode, amount, currency, processor, state, \
+     payment_id, failure_message, card_brand, card_last4, created_at, updated_at";
+
+/// Inserts a new pending attempt, or settles a stored one that is still
+/// pending; returns the rows written (0: it was settled already).
+async fn write_attempt(tx: &mut sqlx::PgConnection, attempt: &PaymentAttempt) -> StoreResult<u64> {
+    Ok(sqlx::query(AssertSqlSafe(format!(
+        "insert into payment_attempts ({ATTEMPT_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+         on conflict (id) do update set state = excluded.state, payment_id = excluded.payment_id,
+             failure_message = excluded.failure_message, updated_at = excluded.updated_at
+         where payment_attempts.state = 'pending'"
+    )))
+    .bind(&attempt.id)
+    .bind(&attempt.link_id)
+    .bind(&attempt.account_id)
+    .bind(attempt.livemode)
+    .bind(attempt.amount)
+    .bind(attempt.currency.code())
+    .bind(&attempt.processor)
+    .bind(attempt.state.as_str())
+    .bind(&attempt.payment_id)
+    .bind(&attempt.failure_message)
+    .bind(&attempt.card_brand)
+    .bind(&attempt.card_last4)
+    .bind(attempt.created_at.to_sqlx())
+    .bind(attempt.updated_at.to_sqlx())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected())
+}
+
+fn attempt_from_row(row: &PgRow) -> sqlx::Result<PaymentAttempt> {
+    let currency: String = row.try_get("currency")?;
+    let state: String = row.try_get("state")?;
+    Ok(PaymentAttempt {
+        id: row.try_get("id")?,
+        link_id: row.try_get("link_id")?,
+        account_id: row.try_get("account_id")?,
+        livemode: row.try_get("livemode")?,
+        amount: row.try_get("amount")?,
+        currency: Currency::parse(&currency).map_err(internal)?,
+        processor: row.try_get("processor")?,
+        state: AttemptState::parse(&state)
+            .ok_or_else(|| internal(format!("unknown attempt state {state}")))?,
+        payment_id: row.try_get("payment_id")?,
+        failure_message: row.try_get("failure_message")?,
+        card_brand: row.try_get("card_brand")?,
+        card_last4: row.try_get("card_last4")?,
+        created_at: ts(row, "created_at")?,
+        updated_at: ts(row, "updated_at")?,
+    })
+}
+
+/// Marks the idempotency key a change was made under with its event, in
+/// the change's transaction.
+async fn mark_idempotency_key(
+    tx: &mut sqlx::PgConnection,
+    mark: Option<&IdempotencyMark>,
+    event_id: &str,
+) -> StoreResult<()> {
+    if let Some(mark) = mark {
+        sqlx::query(
+            "update idempotency_keys set committed_event = $4
+             where account_id = $1 and livemode = $2 and key = $3 and response_status is null",
+        )
+        .bind(&mark.scope.account_id)
+        .bind(mark.scope.livemode)
+        .bind(&mark.key)
+        .bind(event_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Appends the filter's conditions on alias `l`.
@@ -396,7 +489,12 @@ impl Store for PostgresStore {
         Ok(Some((key, account_from_row(&row)?)))
     }
 
-    async fn insert_link(&self, link: Link, event: LinkEvent) -> StoreResult<()> {
+    async fn insert_link(
+        &self,
+        link: Link,
+        event: LinkEvent,
+        mark: Option<IdempotencyMark>,
+    ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(AssertSqlSafe(format!(
             "insert into payment_links ({LINK_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"
@@ -427,6 +525,7 @@ impl Store for PostgresStore {
         .execute(&mut *tx)
         .await?;
         insert_event(&mut tx, &event).await?;
+        mark_idempotency_key(&mut tx, mark.as_ref(), &event.id).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -486,11 +585,30 @@ impl Store for PostgresStore {
             .collect::<sqlx::Result<Vec<_>>>()?)
     }
 
-    async fn apply_transition(&self, transition: Transition) -> StoreResult<Applied> {
+    async fn apply_transition(
+        &self,
+        transition: Transition,
+        mark: Option<IdempotencyMark>,
+    ) -> StoreResult<Applied> {
         let mut tx = self.pool.begin().await?;
         let applied = write_transition(&mut tx, &transition).await?;
-        tx.commit().await?;
+        if applied == Applied::Yes {
+            mark_idempotency_key(&mut tx, mark.as_ref(), &transition.event.id).await?;
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
         Ok(applied)
+    }
+
+    async fn event_by_id(&self, id: &str) -> StoreResult<Option<LinkEvent>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "select {EVENT_COLUMNS} from events where id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(event_from_row).transpose()?)
     }
 
     async fn link_events(&self, link_id: &str) -> StoreResult<Vec<LinkEvent>> {
@@ -577,21 +695,19 @@ impl Store for PostgresStore {
     ) -> StoreResult<IdempotencyClaim> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "delete from idempotency_keys where account_id = $1 and livemode = $2 and key = $3
-               and (created_at < $4 or (response_status is null and created_at < $5))",
+            "delete from idempotency_keys where account_id = $1 and livemode = $2 and key = $3 and created_at < $4",
         )
         .bind(&scope.account_id)
         .bind(scope.livemode)
         .bind(key)
         .bind(window.expired_before.to_sqlx())
-        .bind(window.abandoned_before.to_sqlx())
         .execute(&mut *tx)
         .await?;
         // A concurrent claim of the same key waits here for the other
         // transaction, then inserts nothing and reads the winner's row.
         let inserted = sqlx::query(
-            "insert into idempotency_keys (account_id, livemode, key, fingerprint, created_at)
-             values ($1, $2, $3, $4, $5) on conflict do nothing",
+            "insert into idempotency_keys (account_id, livemode, key, fingerprint, created_at, claimed_at)
+             values ($1, $2, $3, $4, $5, $5) on conflict do nothing",
         )
         .bind(&scope.account_id)
         .bind(scope.livemode)
@@ -602,11 +718,14 @@ impl Store for PostgresStore {
         .await?
         .rows_affected();
         let claim = if inserted == 1 {
-            IdempotencyClaim::Claimed
+            IdempotencyClaim::Claimed {
+                committed_event: None,
+            }
         } else {
+            // `for update`: two takeovers of one abandoned claim cannot both win.
             let row = sqlx::query(
-                "select fingerprint, response_status, response_headers, response_body from idempotency_keys
-                 where account_id = $1 and livemode = $2 and key = $3",
+                "select fingerprint, response_status, response_headers, response_body, claimed_at, committed_event
+                 from idempotency_keys where account_id = $1 and livemode = $2 and key = $3 for update",
             )
             .bind(&scope.account_id)
             .bind(scope.livemode)
@@ -614,23 +733,45 @@ impl Store for PostgresStore {
             .fetch_one(&mut *tx)
             .await?;
             let status: Option<i32> = row.try_get("response_status")?;
-            let response = match status {
-                Some(status) => Some(StoredResponse {
-                    status: u16::try_from(status)
-                        .map_err(|_| StoreError::Internal("stored status out of range".into()))?,
-                    headers: row
-                        .try_get::<Option<Json<Vec<(String, String)>>>, _>("response_headers")?
-                        .map(|j| j.0)
-                        .unwrap_or_default(),
-                    body: row
-                        .try_get::<Option<Vec<u8>>, _>("response_body")?
-                        .unwrap_or_default(),
-                }),
-                None => None,
-            };
-            IdempotencyClaim::Existing {
-                fingerprint: row.try_get("fingerprint")?,
-                response,
+            let stored_fingerprint: String = row.try_get("fingerprint")?;
+            let committed_event: Option<String> = row.try_get("committed_event")?;
+            let claimed_at = row
+                .try_get::<Option<jiff_sqlx::Timestamp>, _>("claimed_at")?
+                .map(|t| t.to_jiff());
+            let abandoned =
+                status.is_none() && claimed_at.is_none_or(|at| at < window.abandoned_before);
+            if abandoned && (stored_fingerprint == fingerprint || committed_event.is_none()) {
+                sqlx::query(
+                    "update idempotency_keys set fingerprint = $4, claimed_at = $5
+                     where account_id = $1 and livemode = $2 and key = $3",
+                )
+                .bind(&scope.account_id)
+                .bind(scope.livemode)
+                .bind(key)
+                .bind(fingerprint)
+                .bind(window.now.to_sqlx())
+                .execute(&mut *tx)
+                .await?;
+                IdempotencyClaim::Claimed { committed_event }
+            } else {
+                let response = match status {
+                    Some(status) => Some(StoredResponse {
+                        status: u16::try_from(status)
+                            .map_err(|_| StoreError::Internal("stored status out of range".into()))?,
+                        headers: row
+                            .try_get::<Option<Json<Vec<(String, String)>>>, _>("response_headers")?
+                            .map(|j| j.0)
+                            .unwrap_or_default(),
+                        body: row
+                            .try_get::<Option<Vec<u8>>, _>("response_body")?
+                            .unwrap_or_default(),
+                    }),
+                    None => None,
+                };
+                IdempotencyClaim::Existing {
+                    fingerprint: stored_fingerprint,
+                    response,
+                }
             }
         };
         tx.commit().await?;
@@ -659,15 +800,128 @@ impl Store for PostgresStore {
     }
 
     async fn release_idempotency_key(&self, scope: &Scope, key: &str) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "delete from idempotency_keys where account_id = $1 and livemode = $2 and key = $3 and response_status is null",
+            "delete from idempotency_keys where account_id = $1 and livemode = $2 and key = $3
+               and response_status is null and committed_event is null",
         )
         .bind(&scope.account_id)
         .bind(scope.livemode)
         .bind(key)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        // A committed change keeps its key; the next retry recalls it.
+        sqlx::query(
+            "update idempotency_keys set claimed_at = null
+             where account_id = $1 and livemode = $2 and key = $3 and response_status is null",
+        )
+        .bind(&scope.account_id)
+        .bind(scope.livemode)
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    async fn abandon_idempotency_claims(&self) -> StoreResult<u64> {
+        // Other nodes may be running requests: their claims are not ours to
+        // abandon. The lease frees claims of nodes that died.
+        Ok(0)
+    }
+
+    async fn link_attempts(&self, link_id: &str) -> StoreResult<Vec<PaymentAttempt>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "select {ATTEMPT_COLUMNS} from payment_attempts where link_id = $1 order by created_at, id"
+        )))
+        .bind(link_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(attempt_from_row)
+            .collect::<sqlx::Result<Vec<_>>>()?)
+    }
+
+    async fn pending_attempts(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Vec<PaymentAttempt>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "select {ATTEMPT_COLUMNS} from payment_attempts
+             where state = 'pending' and created_at < $1 order by created_at limit $2"
+        )))
+        .bind(before.to_sqlx())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(attempt_from_row)
+            .collect::<sqlx::Result<Vec<_>>>()?)
+    }
+
+    async fn record_test_charge(
+        &self,
+        attempt_id: &str,
+        outcome: &ChargeOutcome,
+        now: Timestamp,
+    ) -> StoreResult<ChargeOutcome> {
+        let row = sqlx::query(
+            "with inserted as (
+                 insert into test_processor_charges (attempt_id, outcome, created_at) values ($1, $2, $3)
+                 on conflict do nothing returning outcome)
+             select outcome from inserted
+             union all select outcome from test_processor_charges where attempt_id = $1
+             limit 1",
+        )
+        .bind(attempt_id)
+        .bind(Json(outcome))
+        .bind(now.to_sqlx())
+        .fetch_optional(&self.pool)
+        .await?;
+        // None: a concurrent insert committed after this statement's
+        // snapshot; a new statement sees it.
+        let row = match row {
+            Some(row) => row,
+            None => {
+                sqlx::query("select outcome from test_processor_charges where attempt_id = $1")
+                    .bind(attempt_id)
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+        };
+        Ok(row.try_get::<Json<ChargeOutcome>, _>("outcome")?.0)
+    }
+
+    async fn server_secret(&self, name: &str, candidate: &str) -> StoreResult<String> {
+        let row = sqlx::query(
+            "with inserted as (
+                 insert into server_secrets (name, value) values ($1, $2)
+                 on conflict do nothing returning value)
+             select value from inserted
+             union all select value from server_secrets where name = $1
+             limit 1",
+        )
+        .bind(name)
+        .bind(candidate)
+        .fetch_optional(&self.pool)
+        .await?;
+        let row = match row {
+            Some(row) => row,
+            None => {
+                sqlx::query("select value from server_secrets where name = $1")
+                    .bind(name)
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+        };
+        Ok(row.try_get("value")?)
+    }
+
+    fn single_process(&self) -> bool {
+        false
     }
 
     async fn purge_idempotency_keys(&self, before: Timestamp) -> StoreResult<u64> {

@@ -17,10 +17,13 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params, params_fro
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{
-    Account, ApiKeyRecord, Applied, EventFilter, IdempotencyClaim, IdempotencyWindow, LinkFilter,
+    Account, ApiKeyRecord, Applied, EventFilter, IdempotencyClaim, IdempotencyMark,
+    IdempotencyWindow, LinkFilter,
     Page, Scope, StatsRow, Store, StoreError, StoreResult, StoredResponse,
 };
-use crate::domain::{EventType, Link, LinkEvent, LinkStatus, Transition};
+use crate::domain::{
+    AttemptState, ChargeOutcome, EventType, Link, LinkEvent, LinkStatus, PaymentAttempt, Transition,
+};
 use crate::webhooks::delivery::{
     Attempt, ClaimedDelivery, Delivery, DeliveryStatus, GONE_REASON, LEASE, NextStep,
 };
@@ -30,6 +33,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("sqlite/0001_init.sql")),
     (2, include_str!("sqlite/0002_idempotency.sql")),
     (3, include_str!("sqlite/0003_webhooks.sql")),
+    (4, include_str!("sqlite/0004_durability.sql")),
 ];
 const READERS: usize = 4;
 /// Most operations one commit may carry.
@@ -68,7 +72,7 @@ pub struct SqliteStore {
 
 struct ReaderPool {
     connections: Mutex<Vec<Connection>>,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
 }
 
 impl SqliteStore {
@@ -108,7 +112,7 @@ impl SqliteStore {
             writer,
             readers: Arc::new(ReaderPool {
                 connections: Mutex::new(readers),
-                permits: Semaphore::new(READERS),
+                permits: Arc::new(Semaphore::new(READERS)),
             }),
         })
     }
@@ -143,30 +147,77 @@ impl SqliteStore {
         &self,
         query: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
-        let _permit = self
-            .readers
-            .permits
-            .acquire()
+        // The permit moves into the blocking task and is released only
+        // after the connection is back in the pool, so a caller that gives
+        // up (its request future dropped) never frees a permit whose
+        // connection is still in use.
+        let permit = Arc::clone(&self.readers.permits)
+            .acquire_owned()
             .await
             .map_err(|_| StoreError::Unavailable("reader pool closed".into()))?;
-        let connection = self
-            .readers
-            .connections
-            .lock()
-            .expect("reader pool lock poisoned")
-            .pop()
-            .expect("a permit guarantees a free connection");
         let pool = Arc::clone(&self.readers);
         tokio::task::spawn_blocking(move || {
-            let result = query(&connection);
-            pool.connections
-                .lock()
-                .expect("reader pool lock poisoned")
-                .push(connection);
-            result
+            let lease = ReaderLease::take(pool, permit)?;
+            match &lease.connection {
+                Some(connection) => query(connection),
+                None => Err(StoreError::Internal("reader lease without a connection".into())),
+            }
         })
         .await
         .map_err(|error| StoreError::Internal(format!("reader task failed: {error}")))?
+    }
+
+    /// Runs a no-op through the writer: answers only if the writer thread
+    /// is alive and can open a transaction.
+    async fn ping_writer(&self) -> StoreResult<()> {
+        self.write(|c| {
+            c.query_row("select 1", [], |row| row.get::<_, i64>(0))?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+impl ReaderPool {
+    /// The connection list holds no invariant a panic could break halfway,
+    /// so a poisoned lock is taken as it is rather than failing every read.
+    fn connections(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
+        self.connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A reader connection out of the pool; it goes back on drop, on every
+/// path (a query's error or panic included), before its permit is released.
+struct ReaderLease {
+    pool: Arc<ReaderPool>,
+    connection: Option<Connection>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl ReaderLease {
+    fn take(
+        pool: Arc<ReaderPool>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> StoreResult<Self> {
+        let connection = pool.connections().pop().ok_or_else(|| {
+            StoreError::Internal("no reader connection free despite a permit".into())
+        })?;
+        Ok(Self {
+            pool,
+            connection: Some(connection),
+            _permit: permit,
+        })
+    }
+
+}
+
+impl Drop for ReaderLease {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            self.pool.connections().push(connection);
+        }
     }
 }
 
@@ -609,7 +660,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn insert_link(&self, link: Link, event: LinkEvent) -> StoreResult<()> {
+    async fn insert_link(
+        &self,
+        link: Link,
+        event: LinkEvent,
+        mark: Option<IdempotencyMark>,
+    ) -> StoreResult<()> {
         self.write(move |c| {
             c.execute(
                 &format!("insert into payment_links ({LINK_COLUMNS}) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"),
@@ -639,7 +695,8 @@ impl Store for SqliteStore {
                     link.version,
                 ],
             )?;
-            insert_event(c, &event)
+            insert_event(c, &event)?;
+            mark_idempotency_key(c, mark.as_ref(), &event.id)
         })
         .await
     }
@@ -710,8 +767,32 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn apply_transition(&self, transition: Transition) -> StoreResult<Applied> {
-        self.write(move |c| write_transition(c, &transition)).await
+    async fn apply_transition(
+        &self,
+        transition: Transition,
+        mark: Option<IdempotencyMark>,
+    ) -> StoreResult<Applied> {
+        self.write(move |c| {
+            let applied = write_transition(c, &transition)?;
+            if applied == Applied::Yes {
+                mark_idempotency_key(c, mark.as_ref(), &transition.event.id)?;
+            }
+            Ok(applied)
+        })
+        .await
+    }
+
+    async fn event_by_id(&self, id: &str) -> StoreResult<Option<LinkEvent>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row(
+                &format!("select {EVENT_COLUMNS} from events where id = ?1"),
+                [id],
+                event_from_row,
+            )
+            .optional()?)
+        })
+        .await
     }
 
     async fn link_events(&self, link_id: &str) -> StoreResult<Vec<LinkEvent>> {
@@ -802,21 +883,20 @@ impl Store for SqliteStore {
         let (scope, key, fingerprint) = (scope.clone(), key.to_owned(), fingerprint.to_owned());
         self.write(move |c| {
             c.execute(
-                "delete from idempotency_keys where account_id = ?1 and livemode = ?2 and key = ?3
-                   and (created_at < ?4 or (response_status is null and created_at < ?5))",
-                params![scope.account_id, scope.livemode, key, micros(window.expired_before), micros(window.abandoned_before)],
+                "delete from idempotency_keys where account_id = ?1 and livemode = ?2 and key = ?3 and created_at < ?4",
+                params![scope.account_id, scope.livemode, key, micros(window.expired_before)],
             )?;
             let inserted = c.execute(
-                "insert into idempotency_keys (account_id, livemode, key, fingerprint, created_at)
-                 values (?1, ?2, ?3, ?4, ?5) on conflict do nothing",
+                "insert into idempotency_keys (account_id, livemode, key, fingerprint, created_at, claimed_at)
+                 values (?1, ?2, ?3, ?4, ?5, ?5) on conflict do nothing",
                 params![scope.account_id, scope.livemode, key, fingerprint, micros(window.now)],
             )?;
             if inserted == 1 {
-                return Ok(IdempotencyClaim::Claimed);
+                return Ok(IdempotencyClaim::Claimed { committed_event: None });
             }
-            let (fingerprint, status, headers, body) = c.query_row(
-                "select fingerprint, response_status, response_headers, response_body from idempotency_keys
-                 where account_id = ?1 and livemode = ?2 and key = ?3",
+            let (stored_fingerprint, status, headers, body, claimed_at, committed_event) = c.query_row(
+                "select fingerprint, response_status, response_headers, response_body, claimed_at, committed_event
+                 from idempotency_keys where account_id = ?1 and livemode = ?2 and key = ?3",
                 params![scope.account_id, scope.livemode, key],
                 |row| {
                     Ok((
@@ -824,9 +904,24 @@ impl Store for SqliteStore {
                         row.get::<_, Option<u16>>(1)?,
                         row.get::<_, Option<String>>(2)?,
                         row.get::<_, Option<Vec<u8>>>(3)?,
+                        row.get::<_, Option<i64>>(4)?,
+                        row.get::<_, Option<String>>(5)?,
                     ))
                 },
             )?;
+            let abandoned = status.is_none()
+                && claimed_at.is_none_or(|at| at < micros(window.abandoned_before));
+            if abandoned && (stored_fingerprint == fingerprint || committed_event.is_none()) {
+                // Taken over: the same request carries on (recalling a
+                // committed change), or a new one replaces a claim that
+                // changed nothing.
+                c.execute(
+                    "update idempotency_keys set fingerprint = ?4, claimed_at = ?5
+                     where account_id = ?1 and livemode = ?2 and key = ?3",
+                    params![scope.account_id, scope.livemode, key, fingerprint, micros(window.now)],
+                )?;
+                return Ok(IdempotencyClaim::Claimed { committed_event });
+            }
             let response = match status {
                 Some(status) => Some(StoredResponse {
                     status,
@@ -835,7 +930,7 @@ impl Store for SqliteStore {
                 }),
                 None => None,
             };
-            Ok(IdempotencyClaim::Existing { fingerprint, response })
+            Ok(IdempotencyClaim::Existing { fingerprint: stored_fingerprint, response })
         })
         .await
     }
@@ -869,12 +964,108 @@ impl Store for SqliteStore {
         let (scope, key) = (scope.clone(), key.to_owned());
         self.write(move |c| {
             c.execute(
-                "delete from idempotency_keys where account_id = ?1 and livemode = ?2 and key = ?3 and response_status is null",
+                "delete from idempotency_keys where account_id = ?1 and livemode = ?2 and key = ?3
+                   and response_status is null and committed_event is null",
+                params![scope.account_id, scope.livemode, key],
+            )?;
+            // A committed change keeps its key; the next retry recalls it.
+            c.execute(
+                "update idempotency_keys set claimed_at = null where account_id = ?1 and livemode = ?2 and key = ?3
+                   and response_status is null",
                 params![scope.account_id, scope.livemode, key],
             )?;
             Ok(())
         })
         .await
+    }
+
+    async fn abandon_idempotency_claims(&self) -> StoreResult<u64> {
+        self.write(|c| {
+            Ok(c.execute(
+                "update idempotency_keys set claimed_at = null where response_status is null",
+                [],
+            )? as u64)
+        })
+        .await
+    }
+
+    async fn link_attempts(&self, link_id: &str) -> StoreResult<Vec<PaymentAttempt>> {
+        let link_id = link_id.to_owned();
+        self.read(move |c| {
+            let mut statement = c.prepare_cached(&format!(
+                "select {ATTEMPT_COLUMNS} from payment_attempts where link_id = ?1 order by created_at, id"
+            ))?;
+            let attempts = statement
+                .query_map([link_id], attempt_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(attempts)
+        })
+        .await
+    }
+
+    async fn pending_attempts(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Vec<PaymentAttempt>> {
+        self.read(move |c| {
+            let mut statement = c.prepare_cached(&format!(
+                "select {ATTEMPT_COLUMNS} from payment_attempts
+                 where state = 'pending' and created_at < ?1 order by created_at limit ?2"
+            ))?;
+            let attempts = statement
+                .query_map(
+                    params![micros(before), i64::try_from(limit).unwrap_or(i64::MAX)],
+                    attempt_from_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(attempts)
+        })
+        .await
+    }
+
+    async fn record_test_charge(
+        &self,
+        attempt_id: &str,
+        outcome: &ChargeOutcome,
+        now: Timestamp,
+    ) -> StoreResult<ChargeOutcome> {
+        let attempt_id = attempt_id.to_owned();
+        let outcome = serde_json::to_string(outcome)?;
+        self.write(move |c| {
+            c.execute(
+                "insert into test_processor_charges (attempt_id, outcome, created_at) values (?1, ?2, ?3)
+                 on conflict do nothing",
+                params![attempt_id, outcome, micros(now)],
+            )?;
+            let recorded: String = c.query_row(
+                "select outcome from test_processor_charges where attempt_id = ?1",
+                [attempt_id],
+                |row| row.get(0),
+            )?;
+            Ok(serde_json::from_str(&recorded)?)
+        })
+        .await
+    }
+
+    async fn server_secret(&self, name: &str, candidate: &str) -> StoreResult<String> {
+        let (name, candidate) = (name.to_owned(), candidate.to_owned());
+        self.write(move |c| {
+            c.execute(
+                "insert into server_secrets (name, value) values (?1, ?2) on conflict do nothing",
+                params![name, candidate],
+            )?;
+            Ok(c.query_row(
+                "select value from server_secrets where name = ?1",
+                [name],
+                |row| row.get(0),
+            )?)
+        })
+        .await
+    }
+
+    fn single_process(&self) -> bool {
+        true
     }
 
     async fn purge_idempotency_keys(&self, before: Timestamp) -> StoreResult<u64> {
@@ -1250,13 +1441,26 @@ impl Store for SqliteStore {
             Ok(c.query_row("select 1", [], |row| row.get::<_, i64>(0))
                 .map(|_| ())?)
         })
-        .await
+        .await?;
+        self.ping_writer().await
     }
 }
 
 /// The conditional update of a transition plus its event row; the caller's
 /// transaction makes the two one.
 fn write_transition(c: &Connection, transition: &Transition) -> StoreResult<Applied> {
+    // Its own savepoint: a stale attempt found after the link's update
+    // must undo that update, not leave it in the caller's transaction.
+    c.execute_batch("savepoint transition")?;
+    let applied = write_transition_rows(c, transition);
+    match applied {
+        Ok(Applied::Yes) => c.execute_batch("release transition")?,
+        _ => c.execute_batch("rollback to transition; release transition")?,
+    }
+    applied
+}
+
+fn write_transition_rows(c: &Connection, transition: &Transition) -> StoreResult<Applied> {
     let link = &transition.link;
     let changed = c.execute(
         "update payment_links set status = ?1, description = ?2, metadata = ?3, expires_at = ?4,
@@ -1281,8 +1485,87 @@ fn write_transition(c: &Connection, transition: &Transition) -> StoreResult<Appl
     if changed == 0 {
         return Ok(Applied::StaleVersion);
     }
+    if let Some(attempt) = &transition.attempt
+        && write_attempt(c, attempt)? == 0
+    {
+        return Ok(Applied::StaleVersion);
+    }
     insert_event(c, &transition.event)?;
     Ok(Applied::Yes)
+}
+
+/// Inserts a new pending attempt, or settles a stored one that is still
+/// pending; returns the rows written (0: it was settled already).
+fn write_attempt(c: &Connection, attempt: &PaymentAttempt) -> StoreResult<usize> {
+    Ok(c.prepare_cached(&format!(
+        "insert into payment_attempts ({ATTEMPT_COLUMNS}) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+         on conflict (id) do update set state = excluded.state, payment_id = excluded.payment_id,
+             failure_message = excluded.failure_message, updated_at = excluded.updated_at
+         where payment_attempts.state = 'pending'"
+    ))?
+    .execute(params![
+        attempt.id,
+        attempt.link_id,
+        attempt.account_id,
+        attempt.livemode,
+        attempt.amount,
+        attempt.currency.code(),
+        attempt.processor,
+        attempt.state.as_str(),
+        attempt.payment_id,
+        attempt.failure_message,
+        attempt.card_brand,
+        attempt.card_last4,
+        micros(attempt.created_at),
+        micros(attempt.updated_at),
+    ])?)
+}
+
+const ATTEMPT_COLUMNS: &str = "id, link_id, account_id, livemode, amount, currency, processor, state, \
+     payment_id, failure_message, card_brand, card_last4, created_at, updated_at";
+
+fn attempt_from_row(row: &Row<'_>) -> rusqlite::Result<PaymentAttempt> {
+    let currency: String = row.get("currency")?;
+    let state: String = row.get("state")?;
+    Ok(PaymentAttempt {
+        id: row.get("id")?,
+        link_id: row.get("link_id")?,
+        account_id: row.get("account_id")?,
+        livemode: row.get("livemode")?,
+        amount: row.get("amount")?,
+        currency: crate::domain::Currency::parse(&currency).map_err(conversion_error)?,
+        processor: row.get("processor")?,
+        state: AttemptState::parse(&state)
+            .ok_or_else(|| conversion_error(format!("unknown attempt state {state}")))?,
+        payment_id: row.get("payment_id")?,
+        failure_message: row.get("failure_message")?,
+        card_brand: row.get("card_brand")?,
+        card_last4: row.get("card_last4")?,
+        created_at: from_micros(row.get("created_at")?)?,
+        updated_at: from_micros(row.get("updated_at")?)?,
+    })
+}
+
+/// Marks the idempotency key a change was made under with its event, in
+/// the change's transaction.
+fn mark_idempotency_key(
+    c: &Connection,
+    mark: Option<&IdempotencyMark>,
+    event_id: &str,
+) -> StoreResult<()> {
+    if let Some(mark) = mark {
+        c.prepare_cached(
+            "update idempotency_keys set committed_event = ?4
+             where account_id = ?1 and livemode = ?2 and key = ?3 and response_status is null",
+        )?
+        .execute(params![
+            mark.scope.account_id,
+            mark.scope.livemode,
+            mark.key,
+            event_id
+        ])?;
+    }
+    Ok(())
 }
 
 fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
