@@ -9,6 +9,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use jiff::SignedDuration;
 use paylink::clock::SystemClock;
+use paylink::checkout::limits::{Budget, CheckoutLimitSettings};
+use paylink::connections::ConnectionSettings;
 use paylink::http::rate_limit::RateLimitSettings;
 use paylink::server::{self, ServerOptions};
 use paylink::service::{Service, ServiceSettings};
@@ -33,6 +35,46 @@ struct DatabaseArgs {
     /// PostgreSQL pool size per node.
     #[arg(long, env = "PAYLINK_DB_MAX_CONNECTIONS", default_value_t = 10)]
     db_max_connections: u32,
+}
+
+/// The hosted page's limits against card testing and slug enumeration.
+#[derive(clap::Args)]
+struct CheckoutLimitArgs {
+    /// Payment submissions per minute to one link (sustained).
+    #[arg(long, env = "PAYLINK_CHECKOUT_LINK_PAYMENTS_PER_MINUTE", default_value_t = 2)]
+    checkout_link_payments_per_minute: u32,
+    /// Payment submissions to one link at once.
+    #[arg(long, env = "PAYLINK_CHECKOUT_LINK_PAYMENTS_BURST", default_value_t = 5)]
+    checkout_link_payments_burst: u32,
+    /// Payment submissions per minute from one client address.
+    #[arg(long, env = "PAYLINK_CHECKOUT_ADDRESS_PAYMENTS_PER_MINUTE", default_value_t = 10)]
+    checkout_address_payments_per_minute: u32,
+    #[arg(long, env = "PAYLINK_CHECKOUT_ADDRESS_PAYMENTS_BURST", default_value_t = 20)]
+    checkout_address_payments_burst: u32,
+    /// Pages for unknown slugs per minute from one client address.
+    #[arg(long, env = "PAYLINK_CHECKOUT_UNKNOWN_SLUGS_PER_MINUTE", default_value_t = 20)]
+    checkout_unknown_slugs_per_minute: u32,
+    #[arg(long, env = "PAYLINK_CHECKOUT_UNKNOWN_SLUGS_BURST", default_value_t = 20)]
+    checkout_unknown_slugs_burst: u32,
+}
+
+impl CheckoutLimitArgs {
+    fn settings(&self) -> CheckoutLimitSettings {
+        CheckoutLimitSettings {
+            payments_per_link: Budget {
+                per_minute: self.checkout_link_payments_per_minute,
+                burst: self.checkout_link_payments_burst,
+            },
+            payments_per_address: Budget {
+                per_minute: self.checkout_address_payments_per_minute,
+                burst: self.checkout_address_payments_burst,
+            },
+            unknown_slugs_per_address: Budget {
+                per_minute: self.checkout_unknown_slugs_per_minute,
+                burst: self.checkout_unknown_slugs_burst,
+            },
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -68,9 +110,26 @@ enum Command {
         #[arg(long, env = "PAYLINK_FAILED_AUTH_BURST", default_value_t = 30)]
         failed_auth_burst: u32,
         /// Let webhook endpoints be loopback or private addresses
-        /// (development only: it opens the door to SSRF).
-        #[arg(long, env = "PAYLINK_WEBHOOK_ALLOW_PRIVATE")]
+        /// (development only: it opens the door to SSRF). `1`/`true`/`yes`.
+        #[arg(long, env = "PAYLINK_WEBHOOK_ALLOW_PRIVATE", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
         webhook_allow_private: bool,
+        /// Seconds a client has to send a request's head (from connecting,
+        /// or from the previous answer on a kept-alive connection).
+        #[arg(long, env = "PAYLINK_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+        header_read_timeout_secs: u64,
+        /// Seconds a connection may sit with no traffic and no request in flight.
+        #[arg(long, env = "PAYLINK_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+        idle_timeout_secs: u64,
+        /// Most connections open at once; default: from the open-files limit
+        /// (raised to its hard limit), at most 10,000.
+        #[arg(long, env = "PAYLINK_MAX_CONNECTIONS")]
+        max_connections: Option<usize>,
+        /// Seconds after which a payment attempt still pending is settled by
+        /// asking its processor (no link stays `processing` longer).
+        #[arg(long, env = "PAYLINK_RECONCILE_AFTER_SECS", default_value_t = 60)]
+        reconcile_after_secs: u64,
+        #[command(flatten)]
+        checkout_limits: CheckoutLimitArgs,
     },
     /// Create or upgrade the database schema, then exit.
     Migrate {
@@ -165,7 +224,16 @@ async fn main() -> anyhow::Result<()> {
             failed_auth_per_second,
             failed_auth_burst,
             webhook_allow_private,
+            header_read_timeout_secs,
+            idle_timeout_secs,
+            max_connections,
+            reconcile_after_secs,
+            checkout_limits,
         } => {
+            if webhook_allow_private {
+                tracing::warn!("webhook endpoints may be loopback or private addresses (PAYLINK_WEBHOOK_ALLOW_PRIVATE): development only");
+            }
+            let reconcile_after = Duration::from_secs(reconcile_after_secs.max(1));
             let settings = ServiceSettings {
                 default_link_lifetime: SignedDuration::from_hours(default_link_lifetime_hours),
                 webhook_allow_private,
@@ -191,6 +259,16 @@ async fn main() -> anyhow::Result<()> {
                         failed_auth_per_second,
                         failed_auth_burst,
                     },
+                    connections: ConnectionSettings {
+                        header_read_timeout: Duration::from_secs(header_read_timeout_secs.max(1)),
+                        idle_timeout: Duration::from_secs(idle_timeout_secs.max(1)),
+                        max_connections,
+                    },
+                    checkout_limits: checkout_limits.settings(),
+                    reconcile_after,
+                    // Often enough that no attempt outlives the age by much.
+                    reconcile_interval: (reconcile_after / 10)
+                        .clamp(Duration::from_millis(100), Duration::from_secs(5)),
                     ..ServerOptions::default()
                 },
             )

@@ -29,7 +29,11 @@ pub async fn run_to_completion(
     ) {
         return next.run(request).await;
     }
-    match state.tasks.spawn(next.run(request)).await {
+    match state
+        .tasks
+        .spawn(super::request_id::carry(next.run(request)))
+        .await
+    {
         Ok(response) => response,
         Err(error) => {
             tracing::error!(%error, "a request's task failed");

@@ -26,6 +26,13 @@ pub fn current() -> String {
     REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
 }
 
+/// Runs `work` (a request's detached task) under the current request's
+/// id and tracing span, so what it logs and answers carries them.
+pub fn carry<F: std::future::Future>(work: F) -> impl std::future::Future<Output = F::Output> {
+    let id = current();
+    REQUEST_ID.scope(id, work.instrument(tracing::Span::current()))
+}
+
 /// Assigns the id, bounds the request's time, and stamps the response.
 pub async fn layer(request_timeout: Duration, request: Request, next: Next) -> Response {
     let id = format!("req_{}", ids::random_base62(20));

@@ -7,7 +7,9 @@ use jiff::SignedDuration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
+use paylink::server::ServerOptions;
+
+use crate::helpers::{TestApp, generous_checkout_limits};
 
 struct Page {
     status: StatusCode,
@@ -253,7 +255,11 @@ backend_tests! {
     }
 
     async fn ten_concurrent_submits_make_exactly_one_payment() {
-        let app = TestApp::spawn().await;
+        let app = TestApp::spawn_with(ServerOptions {
+            checkout_limits: generous_checkout_limits(),
+            ..ServerOptions::default()
+        })
+        .await;
         let (id, url) = new_link(&app, json!({})).await;
         let token = csrf_token(&open(&url).await);
         let submits = (0..10).map(|_| submit(&url, &token, "4242424242424242", "12/34", "123"));

@@ -128,6 +128,19 @@ impl Drop for TestDatabase {
     }
 }
 
+/// Checkout limits no test of concurrency or volume reaches.
+pub fn generous_checkout_limits() -> paylink::checkout::limits::CheckoutLimitSettings {
+    let budget = paylink::checkout::limits::Budget {
+        per_minute: 1_000_000,
+        burst: 100_000,
+    };
+    paylink::checkout::limits::CheckoutLimitSettings {
+        payments_per_link: budget,
+        payments_per_address: budget,
+        unknown_slugs_per_address: budget,
+    }
+}
+
 pub struct TestApp {
     pub base: String,
     /// A test-mode key of account `default`.

@@ -33,6 +33,7 @@ mod bulk_and_stats;
 mod cancel;
 mod checkout;
 mod cli;
+mod durability;
 mod dialects;
 mod expiry;
 mod idempotency;

@@ -1,0 +1,320 @@
+//! The durability rule over real HTTP: clients that hang up mid-request
+//! cannot wedge the store, leave a payment half made, or turn one
+//! idempotency key into two objects.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use paylink::server::ServerOptions;
+
+use crate::helpers::{TestApp, generous_checkout_limits};
+
+/// Sends `request` and resets the connection at once (no answer read).
+async fn send_and_hang_up(addr: &str, request: Vec<u8>) {
+    let Ok(mut stream) = TcpStream::connect(addr).await else {
+        return;
+    };
+    let _ = stream.set_zero_linger();
+    let _ = stream.write_all(&request).await;
+    drop(stream);
+}
+
+fn addr_of(app: &TestApp) -> String {
+    app.base.trim_start_matches("http://").to_owned()
+}
+
+fn get_request(path: &str, key: Option<&str>) -> Vec<u8> {
+    let auth = key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
+    format!("GET {path} HTTP/1.1\r\nHost: paylink\r\n{auth}\r\n").into_bytes()
+}
+
+fn post_request(path: &str, headers: &[(&str, &str)], content_type: &str, body: &str) -> Vec<u8> {
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: paylink\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    head.push_str(body);
+    head.into_bytes()
+}
+
+fn slug_of(link: &serde_json::Value) -> String {
+    link["slug"].as_str().expect("slug").to_owned()
+}
+
+/// The CSRF cookie a fresh visit to the page is given.
+async fn csrf_token(url: &str) -> String {
+    let response = reqwest::get(url).await.expect("page");
+    assert_eq!(response.status(), StatusCode::OK);
+    let cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+    cookie
+        .split(';')
+        .next()
+        .and_then(|pair| pair.strip_prefix("pl_csrf="))
+        .expect("csrf cookie")
+        .to_owned()
+}
+
+async fn processing_count(app: &TestApp) -> usize {
+    let page = app.get("/v1/payment-links?status=processing&limit=100").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    page.body["data"].as_array().unwrap().len()
+}
+
+backend_tests! {
+    async fn three_thousand_early_closed_requests_leave_every_endpoint_answering() {
+        let app = TestApp::spawn().await;
+        let id = app.create_link().await;
+        let slug = slug_of(&app.link(&id).await);
+        let addr = addr_of(&app);
+        let key = app.key.clone();
+        let requests: Vec<Vec<u8>> = (0..3000)
+            .map(|i| match i % 3 {
+                0 => get_request(&format!("/pay/{slug}"), None),
+                1 => get_request(&format!("/v1/payment-links/{id}"), Some(&key)),
+                _ => get_request("/v1/payment-links?limit=100", Some(&key)),
+            })
+            .collect();
+        futures::stream::iter(requests)
+            .for_each_concurrent(64, |request| send_and_hang_up(&addr, request))
+            .await;
+
+        let ready = reqwest::get(format!("{}/readyz", app.base)).await.unwrap();
+        assert_eq!(ready.status(), StatusCode::OK);
+        let created = app.create_link().await;
+        assert_eq!(app.link(&created).await["status"], "active");
+        assert_eq!(app.get("/v1/payment-links").await.status, StatusCode::OK);
+        assert_eq!(app.get(&format!("/v1/payment-links/{id}/events")).await.status, StatusCode::OK);
+        assert_eq!(app.get("/v1/payment-links/stats").await.status, StatusCode::OK);
+        assert_eq!(app.get("/v1/events").await.status, StatusCode::OK);
+        assert_eq!(app.cancel(&created, json!({})).await.status, StatusCode::OK);
+        let page = reqwest::get(format!("{}/pay/{slug}", app.base)).await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+    }
+
+    async fn three_hundred_early_closed_payments_each_settle_once() {
+        let app = TestApp::spawn_with(ServerOptions {
+            checkout_limits: generous_checkout_limits(),
+            rate_limits: paylink::http::rate_limit::RateLimitSettings {
+                per_second: 100_000,
+                burst: 100_000,
+                ..Default::default()
+            },
+            reconcile_after: Duration::from_secs(2),
+            reconcile_interval: Duration::from_millis(200),
+            ..ServerOptions::default()
+        })
+        .await;
+        let addr = addr_of(&app);
+        let mut links = Vec::new();
+        for _ in 0..300 {
+            let id = app.create_link().await;
+            let link = app.link(&id).await;
+            let token = csrf_token(link["url"].as_str().unwrap()).await;
+            links.push((id, slug_of(&link), token));
+        }
+        futures::stream::iter(links.iter().enumerate())
+            .for_each_concurrent(32, |(i, (_, slug, token))| {
+                // Every tenth card is declined, so both outcomes are cut.
+                let card = if i % 10 == 0 { "4000000000000002" } else { "4242424242424242" };
+                let body = format!("card_number={card}&expiry=12%2F34&cvc=123&csrf_token={token}");
+                let cookie = format!("pl_csrf={token}");
+                let request = post_request(
+                    &format!("/pay/{slug}"),
+                    &[("Cookie", cookie.as_str())],
+                    "application/x-www-form-urlencoded",
+                    &body,
+                );
+                send_and_hang_up(&addr, request)
+            })
+            .await;
+
+        // Within the reconcile age (plus its interval), nothing is left
+        // processing; checked twice, a second apart, so a submission the
+        // server was still reading when the first check ran is counted.
+        for _ in 0..2 {
+            let deadline = Instant::now() + Duration::from_secs(2) + Duration::from_secs(3);
+            while processing_count(&app).await > 0 {
+                assert!(Instant::now() < deadline, "links still processing past the reconcile age");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let mut started = 0;
+        for (id, _, _) in &links {
+            let types = app.event_types(id).await;
+            let count = |t: &str| types.iter().filter(|x| *x == t).count();
+            let outcomes = count("payment_link.paid") + count("payment_link.payment_failed");
+            assert_eq!(
+                count("payment_link.processing"),
+                outcomes,
+                "{id}: {types:?} {:?} {:?}",
+                app.link(id).await["status"],
+                app.service.link_attempts(id).await
+            );
+            assert!(count("payment_link.paid") <= 1, "{id}: {types:?}");
+            started += count("payment_link.processing");
+            let attempts = app.service.link_attempts(id).await.unwrap();
+            assert_eq!(attempts.len(), count("payment_link.processing"));
+            assert!(attempts.iter().all(|a| a.state != paylink::domain::AttemptState::Pending));
+        }
+        eprintln!("{started} of 300 early-closed submissions started a payment");
+        assert!(started > 0, "no submission reached the server");
+    }
+
+    async fn an_early_closed_idempotent_create_is_answered_to_its_retry() {
+        let app = TestApp::spawn().await;
+        let addr = addr_of(&app);
+        let auth = format!("Bearer {}", app.key);
+        for i in 0..30 {
+            let key = format!("early-close-{i}");
+            let body = json!({"amount": 1000 + i, "currency": "EUR", "metadata": {"key": key}}).to_string();
+            let request = post_request(
+                "/v1/payment-links",
+                &[("Authorization", auth.as_str()), ("Idempotency-Key", key.as_str())],
+                "application/json",
+                &body,
+            );
+            send_and_hang_up(&addr, request).await;
+            // The retry: the first request's answer, once it is stored.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let retried = loop {
+                let response = app
+                    .client
+                    .post(format!("{}/v1/payment-links", app.base))
+                    .bearer_auth(&app.key)
+                    .header("Idempotency-Key", &key)
+                    .header("Content-Type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                let response = TestApp::read(response).await;
+                if response.status != StatusCode::CONFLICT {
+                    break response;
+                }
+                assert!(Instant::now() < deadline, "{key} stayed in use: {}", response.body);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            assert_eq!(retried.status, StatusCode::CREATED, "{}", retried.body);
+        }
+        let all = app.get("/v1/payment-links?limit=100").await;
+        let data = all.body["data"].as_array().unwrap();
+        assert_eq!(data.len(), 30, "one link per idempotency key");
+    }
+
+    async fn a_suspended_accounts_page_takes_no_payment() {
+        let app = TestApp::spawn().await;
+        let id = app.create_link().await;
+        let url = app.link(&id).await["url"].as_str().unwrap().to_owned();
+        let token = csrf_token(&url).await;
+        app.service.set_account_suspended("default", true).await.unwrap();
+        let page = reqwest::get(&url).await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        let html = page.text().await.unwrap();
+        assert!(!html.contains("<form"), "{html}");
+        assert!(html.contains("Payments are not available"), "{html}");
+        let paid = reqwest::Client::new()
+            .post(&url)
+            .header("cookie", format!("pl_csrf={token}"))
+            .form(&[("card_number", "4242424242424242"), ("expiry", "12/34"), ("cvc", "123"), ("csrf_token", token.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(paid.status(), StatusCode::FORBIDDEN);
+        app.service.set_account_suspended("default", false).await.unwrap();
+        assert_eq!(app.link(&id).await["status"], "active");
+        assert_eq!(app.event_types(&id).await, vec!["payment_link.created"]);
+    }
+
+    async fn csrf_tokens_are_issued_by_the_server_and_bound_to_their_link() {
+        let app = TestApp::spawn().await;
+        let first = app.create_link().await;
+        let second = app.create_link().await;
+        let first_url = app.link(&first).await["url"].as_str().unwrap().to_owned();
+        let second_url = app.link(&second).await["url"].as_str().unwrap().to_owned();
+        let first_token = csrf_token(&first_url).await;
+        let (nonce, tag) = first_token.split_once('.').unwrap();
+        assert!(nonce.len() >= 22 && tag.len() == 64, "{first_token}");
+
+        // A cookie the server did not set is not reflected into the form.
+        let forged = "A".repeat(32);
+        let page = reqwest::Client::new()
+            .get(&first_url)
+            .header("cookie", format!("pl_csrf={forged}"))
+            .send()
+            .await
+            .unwrap();
+        let html = page.text().await.unwrap();
+        assert!(!html.contains(&forged));
+
+        // Another link's token does not pay this one; its own does.
+        let submit = |url: String, token: String| async move {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap()
+                .post(&url)
+                .header("cookie", format!("pl_csrf={token}"))
+                .form(&[("card_number", "4242424242424242"), ("expiry", "12/34"), ("cvc", "123"), ("csrf_token", token.as_str())])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        };
+        assert_eq!(submit(second_url.clone(), first_token.clone()).await, StatusCode::FORBIDDEN);
+        assert_eq!(submit(second_url, forged).await, StatusCode::FORBIDDEN);
+        assert_eq!(app.link(&second).await["status"], "active");
+        assert_eq!(submit(first_url, first_token).await, StatusCode::SEE_OTHER);
+        assert_eq!(app.link(&first).await["status"], "paid");
+    }
+
+    async fn the_pay_form_and_unknown_slugs_are_rate_limited() {
+        let app = TestApp::spawn().await;
+        let id = app.create_link().await;
+        let url = app.link(&id).await["url"].as_str().unwrap().to_owned();
+        let token = csrf_token(&url).await;
+        let client = reqwest::Client::new();
+        let mut statuses = Vec::new();
+        for _ in 0..8 {
+            // Card testing: a bad test card again and again on one link.
+            let status = client
+                .post(&url)
+                .header("cookie", format!("pl_csrf={token}"))
+                .form(&[("card_number", "4000000000000002"), ("expiry", "12/34"), ("cvc", "123"), ("csrf_token", token.as_str())])
+                .send()
+                .await
+                .unwrap()
+                .status();
+            statuses.push(status);
+        }
+        assert_eq!(statuses[..5], [StatusCode::PAYMENT_REQUIRED; 5], "{statuses:?}");
+        assert_eq!(statuses[5..], [StatusCode::TOO_MANY_REQUESTS; 3], "{statuses:?}");
+        let limited = client
+            .post(&url)
+            .header("cookie", format!("pl_csrf={token}"))
+            .form(&[("card_number", "4242424242424242"), ("expiry", "12/34"), ("cvc", "123"), ("csrf_token", token.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(limited.text().await.unwrap().contains("Too many attempts"));
+        assert_eq!(app.link(&id).await["status"], "active");
+
+        let mut unknown = Vec::new();
+        for i in 0..25 {
+            let status = reqwest::get(format!("{}/pay/NoSuchSlug{i}", app.base)).await.unwrap().status();
+            unknown.push(status);
+        }
+        assert_eq!(unknown[..20], [StatusCode::NOT_FOUND; 20], "{unknown:?}");
+        assert_eq!(unknown[20..], [StatusCode::TOO_MANY_REQUESTS; 5], "{unknown:?}");
+    }
+}
