@@ -292,7 +292,7 @@ async fn cancel_link(
 /// Cancel every link matching the filters (at most 1000 a call), or with
 /// `dry_run` report what would be cancelled. Each link's outcome is listed.
 #[utoipa::path(post, path = "/v1/payment-links/cancel", tag = "payment links",
-    request_body(content = Option<BulkCancelRequest>, description = "An empty body acts on every link of the account and mode, newest first, up to 1000"),
+    request_body(content = BulkCancelRequest, description = "At least one filter, or `\"all\": true` to act on every link of the account and mode (newest first, up to 1000 a call)"),
     responses(
         (status = 200, description = "Per-link outcomes", body = BulkCancelResponse),
         (status = 400, description = "A field is invalid", body = ErrorBody),
@@ -329,6 +329,18 @@ async fn bulk_cancel(
         metadata: request.metadata.unwrap_or_default().into_iter().collect(),
         payment_id: None,
     };
+    let filtered = filter.status.is_some()
+        || filter.created_after.is_some()
+        || filter.created_before.is_some()
+        || filter.order_reference.is_some()
+        || filter.product_id.is_some()
+        || !filter.metadata.is_empty();
+    if !filtered && !request.all {
+        return Err(ApiError::invalid(
+            "all",
+            "A bulk cancel needs at least one filter; to cancel every link of the account, send `\"all\": true`.",
+        ));
+    }
     let (items, has_more) = state
         .service
         .bulk_cancel(

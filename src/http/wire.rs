@@ -197,6 +197,10 @@ pub struct BulkCancelRequest {
     /// Report what would happen; change nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// Required (`true`) to act with no filter at all, on every link of
+    /// the account and mode: a stray empty POST must not cancel them.
+    #[serde(default)]
+    pub all: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -1,9 +1,15 @@
 //! The SSRF guard: a webhook URL may only reach the public internet.
 //!
-//! Only http(s). The host is resolved and every address checked: loopback,
-//! private, link-local (169.254/16, the cloud metadata range), CGNAT,
-//! unspecified, multicast, broadcast and IPv4-mapped IPv6 forms of those are
-//! refused. Decimal, octal and hex spellings (`2130706433`, `0177.0.0.1`)
+//! Only http(s). The host is resolved and every address checked against a
+//! table built from IANA's special-purpose address registries (IPv4:
+//! <https://www.iana.org/assignments/iana-ipv4-special-registry>, IPv6:
+//! <https://www.iana.org/assignments/iana-ipv6-special-registry>), plus
+//! multicast, 240/4 and the deprecated site-local block. Every block in
+//! them is refused except those the registries mark globally reachable
+//! and that reach one host only (none are worth a webhook). IPv6 forms
+//! that carry an IPv4 address (mapped, compatible, IPv4-translated,
+//! NAT64, 6to4, Teredo) are refused outright: a receiver has no need of
+//! them and each can smuggle an internal IPv4 address. Decimal, octal and hex spellings (`2130706433`, `0177.0.0.1`)
 //! are normalised by the URL parser before the check. [`check`] runs at
 //! registration; at delivery the transport's resolver applies
 //! [`is_internal`] to the very addresses it connects to, so a name cannot
@@ -35,34 +41,73 @@ pub enum UnsafeUrl {
 pub fn is_internal(address: IpAddr) -> bool {
     match address {
         IpAddr::V4(v4) => is_internal_v4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => is_internal_v4(v4),
-            None => is_internal_v6(v6),
-        },
+        IpAddr::V6(v6) => is_internal_v6(v6),
     }
 }
 
+/// IPv4 blocks webhooks never reach: (network, prefix length, name).
+const INTERNAL_V4: &[([u8; 4], u8, &str)] = &[
+    ([0, 0, 0, 0], 8, "this network"),
+    ([10, 0, 0, 0], 8, "private"),
+    ([100, 64, 0, 0], 10, "shared address space (CGNAT)"),
+    ([127, 0, 0, 0], 8, "loopback"),
+    ([169, 254, 0, 0], 16, "link-local (cloud metadata)"),
+    ([172, 16, 0, 0], 12, "private"),
+    ([192, 0, 0, 0], 24, "IETF protocol assignments"),
+    ([192, 0, 2, 0], 24, "documentation (TEST-NET-1)"),
+    ([192, 31, 196, 0], 24, "AS112-v4"),
+    ([192, 52, 193, 0], 24, "AMT"),
+    ([192, 88, 99, 0], 24, "deprecated 6to4 relay anycast"),
+    ([192, 168, 0, 0], 16, "private"),
+    ([192, 175, 48, 0], 24, "direct delegation AS112"),
+    ([198, 18, 0, 0], 15, "benchmarking"),
+    ([198, 51, 100, 0], 24, "documentation (TEST-NET-2)"),
+    ([203, 0, 113, 0], 24, "documentation (TEST-NET-3)"),
+    ([224, 0, 0, 0], 4, "multicast"),
+    ([240, 0, 0, 0], 4, "reserved (and limited broadcast)"),
+];
+
+/// IPv6 blocks webhooks never reach: (network, prefix length, name).
+const INTERNAL_V6: &[([u16; 8], u8, &str)] = &[
+    ([0, 0, 0, 0, 0, 0, 0, 0], 128, "unspecified"),
+    ([0, 0, 0, 0, 0, 0, 0, 1], 128, "loopback"),
+    ([0, 0, 0, 0, 0, 0xffff, 0, 0], 96, "IPv4-mapped"),
+    ([0, 0, 0, 0, 0, 0, 0, 0], 96, "IPv4-compatible (deprecated)"),
+    ([0, 0, 0, 0, 0xffff, 0, 0, 0], 96, "IPv4-translated"),
+    ([0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96, "NAT64 well-known prefix"),
+    ([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48, "NAT64 local-use"),
+    ([0x100, 0, 0, 0, 0, 0, 0, 0], 64, "discard-only"),
+    ([0x2001, 0, 0, 0, 0, 0, 0, 0], 23, "IETF protocol assignments (Teredo 2001::/32 within)"),
+    ([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32, "documentation"),
+    ([0x2002, 0, 0, 0, 0, 0, 0, 0], 16, "6to4"),
+    ([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20, "documentation"),
+    ([0x5f00, 0, 0, 0, 0, 0, 0, 0], 16, "segment routing SIDs"),
+    ([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7, "unique local"),
+    ([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10, "link-local"),
+    ([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10, "site-local (deprecated)"),
+    ([0xff00, 0, 0, 0, 0, 0, 0, 0], 8, "multicast"),
+];
+
+fn in_block(address: u128, network: u128, prefix: u8, bits: u32) -> bool {
+    let shift = bits - u32::from(prefix);
+    if shift >= bits {
+        return true;
+    }
+    (address >> shift) == (network >> shift)
+}
+
 fn is_internal_v4(v4: Ipv4Addr) -> bool {
-    let [a, b, ..] = v4.octets();
-    v4.is_loopback()
-        || v4.is_private()
-        || v4.is_link_local()
-        || v4.is_unspecified()
-        || v4.is_multicast()
-        || v4.is_broadcast()
-        || a == 0 // "this network"
-        || (a == 100 && (64..128).contains(&b)) // CGNAT 100.64/10
-        || a >= 240 // reserved
+    let address = u128::from(u32::from(v4));
+    INTERNAL_V4.iter().any(|(network, prefix, _)| {
+        in_block(address, u128::from(u32::from(Ipv4Addr::from(*network))), *prefix, 32)
+    })
 }
 
 fn is_internal_v6(v6: Ipv6Addr) -> bool {
-    let first = v6.segments()[0];
-    v6.is_loopback()
-        || v6.is_unspecified()
-        || v6.is_multicast()
-        || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
-        || (first & 0xffc0) == 0xfe80 // link-local fe80::/10
-        || v6.to_ipv4().is_some_and(|v4| v6.segments()[..6] == [0; 6] && is_internal_v4(v4)) // IPv4-compatible
+    let address = u128::from(v6);
+    INTERNAL_V6.iter().any(|(network, prefix, _)| {
+        in_block(address, u128::from(Ipv6Addr::from(*network)), *prefix, 128)
+    })
 }
 
 /// Checks what can be checked without DNS: the scheme, and the address
@@ -114,6 +159,33 @@ pub async fn check(url: &str, allow_internal: bool) -> Result<(Url, SocketAddr),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_special_purpose_table_refuses_every_listed_range_and_not_its_neighbours() {
+        let refused = [
+            "64:ff9b::a00:1", "64:ff9b::8.8.8.8", "64:ff9b:1::1", "2002:c0a8:101::1", "2002::",
+            "2001::1", "2001:0:4136:e378:8000:63bf:3fff:fdd2", "::ffff:0:7f00:1", "::ffff:0:0808:0808",
+            "fec0::1", "feff::1", "100::1", "100::ffff:ffff:ffff:ffff", "::ffff:8.8.8.8", "::8.8.8.8",
+            "2001:db8::1", "fd00::1", "fe80::1", "ff02::1", "::", "::1",
+            "192.0.0.1", "192.0.0.255", "192.0.2.1", "198.18.0.1", "198.19.255.255",
+            "198.51.100.7", "203.0.113.9", "192.88.99.1", "240.0.0.1", "255.255.255.255",
+            "0.1.2.3", "10.1.1.1", "100.64.0.1", "127.0.0.1", "169.254.169.254", "172.16.0.1",
+            "192.168.1.1", "224.0.0.1",
+        ];
+        for address in refused {
+            let parsed: IpAddr = address.parse().unwrap();
+            assert!(is_internal(parsed), "{address} must be refused");
+        }
+        let allowed = [
+            "8.8.8.8", "1.1.1.1", "192.0.3.1", "198.17.255.255", "198.20.0.1", "198.51.101.1",
+            "203.0.114.1", "192.88.100.1", "223.255.255.255", "100.128.0.1", "172.32.0.1",
+            "2606:4700:4700::1111", "2a00:1450:4001::1", "2003::1", "101::1", "64:ff9c::1",
+        ];
+        for address in allowed {
+            let parsed: IpAddr = address.parse().unwrap();
+            assert!(!is_internal(parsed), "{address} is public");
+        }
+    }
 
     #[tokio::test]
     async fn every_internal_address_class_is_refused_unless_allowed() {

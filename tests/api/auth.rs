@@ -102,7 +102,7 @@ backend_tests! {
                     Method::POST,
                     "/v1/payment-links/cancel",
                     Some(key),
-                    Some(json!({"reason": "all"})),
+                    Some(json!({"reason": "all", "all": true})),
                 )
                 .await;
             assert_eq!(bulk.body["data"], json!([]));

@@ -140,10 +140,28 @@ backend_tests! {
         let long_reason = app
             .post(
                 "/v1/payment-links/cancel",
-                json!({"reason": "x".repeat(501)}),
+                json!({"reason": "x".repeat(501), "all": true}),
             )
             .await;
         assert_eq!(long_reason.param(), "reason");
+    }
+
+    async fn bulk_cancel_without_a_filter_needs_all_true() {
+        let app = TestApp::spawn().await;
+        let id = app.create_link().await;
+        for body in [json!({}), json!({"reason": "oops"}), json!({"all": false}), json!({"limit": 10})] {
+            let refused = app.post("/v1/payment-links/cancel", body.clone()).await;
+            assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{body}: {}", refused.body);
+            assert_eq!(refused.param(), "all");
+        }
+        let empty = app
+            .request(reqwest::Method::POST, "/v1/payment-links/cancel", Some(&app.key.clone()), None)
+            .await;
+        assert_eq!(empty.status, StatusCode::BAD_REQUEST, "{}", empty.body);
+        assert_eq!(app.link(&id).await["status"], "active");
+        let all = app.post("/v1/payment-links/cancel", json!({"all": true})).await;
+        assert_eq!(all.status, StatusCode::OK, "{}", all.body);
+        assert_eq!(app.link(&id).await["status"], "cancelled");
     }
 
     async fn stats_count_and_sum_by_status_and_currency() {
