@@ -762,7 +762,10 @@ impl Service {
     }
 
     async fn settle_pending(&self, slug: &str, outcome: ChargeOutcome) -> ServiceResult<Link> {
-        let link = self.load(&LinkKey::Slug(slug.to_owned())).await?;
+        // Through `change`, so a due expiry is stored first, as any write does.
+        let link = self
+            .change(&LinkKey::Slug(slug.to_owned()), None, |_, _| Ok(None))
+            .await?;
         let attempt = self
             .store
             .link_attempts(&link.id)
