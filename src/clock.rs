@@ -25,14 +25,20 @@ pub struct ShiftedClock(Mutex<SignedDuration>);
 
 impl ShiftedClock {
     pub fn advance(&self, by: SignedDuration) {
-        let mut offset = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut offset = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *offset += by;
     }
 }
 
 impl Clock for ShiftedClock {
     fn now(&self) -> Timestamp {
-        let offset = *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let offset = *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         truncate_to_micros(Timestamp::now() + offset)
     }
 }

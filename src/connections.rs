@@ -9,8 +9,9 @@
 //!   connection, or keeps one alive, must send a whole request head within
 //!   it; slowloris clients are cut);
 //! - an idle timeout for the whole connection (no byte either way and no
-//!   request in flight; this also bounds idle HTTP/2 connections, which
-//!   have no header timer).
+//!   request in flight), a second bound beside the header timer.
+//!
+//! paylink speaks HTTP/1.1 (what reverse proxies speak to upstreams).
 //!
 //! `accept` errors (file descriptors exhausted, say) are backed off up to a
 //! second and logged once when a burst starts and once when it ends, not
@@ -84,12 +85,14 @@ pub async fn serve(
         .unwrap_or_else(default_max_connections);
     let slots = Arc::new(Semaphore::new(cap));
     let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // HTTP/1.1 only: sniffing for HTTP/2 prior knowledge reads the first
+    // bytes with no timer at all, so a silent client would hold its slot
+    // until the idle timeout. Reverse proxies speak HTTP/1.1 to upstreams.
+    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
     let mut accept_errors = AcceptErrors::default();
     loop {
@@ -122,9 +125,7 @@ pub async fn serve(
             inner: stream,
             activity: Arc::clone(&activity),
         });
-        let connection = builder
-            .serve_connection_with_upgrades(io, service)
-            .into_owned();
+        let connection = builder.serve_connection(io, service).into_owned();
         let connection = graceful.watch(connection);
         let idle_timeout = settings.idle_timeout;
         tokio::spawn(async move {
@@ -200,7 +201,8 @@ impl Activity {
     /// Resolves once nothing has moved for `limit` with no request in flight.
     async fn idle_for(&self, limit: Duration) {
         loop {
-            let last = self.started + Duration::from_millis(self.last_millis.load(Ordering::Relaxed));
+            let last =
+                self.started + Duration::from_millis(self.last_millis.load(Ordering::Relaxed));
             let deadline = last + limit;
             if Instant::now() >= deadline && self.in_flight.load(Ordering::Relaxed) == 0 {
                 return;
@@ -270,10 +272,7 @@ impl AsyncWrite for TrackedIo {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 
@@ -321,10 +320,7 @@ impl AcceptErrors {
 
     fn succeeded(&mut self) {
         if self.count > 0 {
-            tracing::warn!(
-                failed_accepts = self.count,
-                "accepting connections again"
-            );
+            tracing::warn!(failed_accepts = self.count, "accepting connections again");
         }
         self.count = 0;
         self.pause = Duration::ZERO;

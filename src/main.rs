@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use jiff::SignedDuration;
-use paylink::clock::SystemClock;
 use paylink::checkout::limits::{Budget, CheckoutLimitSettings};
+use paylink::clock::SystemClock;
 use paylink::connections::ConnectionSettings;
 use paylink::http::rate_limit::RateLimitSettings;
 use paylink::server::{self, ServerOptions};
@@ -41,20 +41,44 @@ struct DatabaseArgs {
 #[derive(clap::Args)]
 struct CheckoutLimitArgs {
     /// Payment submissions per minute to one link (sustained).
-    #[arg(long, env = "PAYLINK_CHECKOUT_LINK_PAYMENTS_PER_MINUTE", default_value_t = 2)]
+    #[arg(
+        long,
+        env = "PAYLINK_CHECKOUT_LINK_PAYMENTS_PER_MINUTE",
+        default_value_t = 2
+    )]
     checkout_link_payments_per_minute: u32,
     /// Payment submissions to one link at once.
-    #[arg(long, env = "PAYLINK_CHECKOUT_LINK_PAYMENTS_BURST", default_value_t = 5)]
+    #[arg(
+        long,
+        env = "PAYLINK_CHECKOUT_LINK_PAYMENTS_BURST",
+        default_value_t = 5
+    )]
     checkout_link_payments_burst: u32,
     /// Payment submissions per minute from one client address.
-    #[arg(long, env = "PAYLINK_CHECKOUT_ADDRESS_PAYMENTS_PER_MINUTE", default_value_t = 10)]
+    #[arg(
+        long,
+        env = "PAYLINK_CHECKOUT_ADDRESS_PAYMENTS_PER_MINUTE",
+        default_value_t = 10
+    )]
     checkout_address_payments_per_minute: u32,
-    #[arg(long, env = "PAYLINK_CHECKOUT_ADDRESS_PAYMENTS_BURST", default_value_t = 20)]
+    #[arg(
+        long,
+        env = "PAYLINK_CHECKOUT_ADDRESS_PAYMENTS_BURST",
+        default_value_t = 20
+    )]
     checkout_address_payments_burst: u32,
     /// Pages for unknown slugs per minute from one client address.
-    #[arg(long, env = "PAYLINK_CHECKOUT_UNKNOWN_SLUGS_PER_MINUTE", default_value_t = 20)]
+    #[arg(
+        long,
+        env = "PAYLINK_CHECKOUT_UNKNOWN_SLUGS_PER_MINUTE",
+        default_value_t = 20
+    )]
     checkout_unknown_slugs_per_minute: u32,
-    #[arg(long, env = "PAYLINK_CHECKOUT_UNKNOWN_SLUGS_BURST", default_value_t = 20)]
+    #[arg(
+        long,
+        env = "PAYLINK_CHECKOUT_UNKNOWN_SLUGS_BURST",
+        default_value_t = 20
+    )]
     checkout_unknown_slugs_burst: u32,
 }
 
@@ -231,7 +255,9 @@ async fn main() -> anyhow::Result<()> {
             checkout_limits,
         } => {
             if webhook_allow_private {
-                tracing::warn!("webhook endpoints may be loopback or private addresses (PAYLINK_WEBHOOK_ALLOW_PRIVATE): development only");
+                tracing::warn!(
+                    "webhook endpoints may be loopback or private addresses (PAYLINK_WEBHOOK_ALLOW_PRIVATE): development only"
+                );
             }
             let reconcile_after = Duration::from_secs(reconcile_after_secs.max(1));
             let settings = ServiceSettings {

@@ -201,7 +201,10 @@ pub struct Service {
 #[derive(Debug, Clone)]
 pub enum PaymentResult {
     Paid(Link),
-    Declined { link: Link, message: String },
+    Declined {
+        link: Link,
+        message: String,
+    },
     /// The processor has not answered yet; the reconciler will settle it.
     Processing(Link),
 }
@@ -347,9 +350,10 @@ impl Service {
         let Some(event_id) = idempotency.and_then(|c| c.recall.as_deref()) else {
             return Ok(None);
         };
-        let event = self.store.event_by_id(event_id).await?.ok_or_else(|| {
-            StoreError::Internal(format!("recalled event {event_id} is missing"))
-        })?;
+        let event =
+            self.store.event_by_id(event_id).await?.ok_or_else(|| {
+                StoreError::Internal(format!("recalled event {event_id} is missing"))
+            })?;
         Ok(Some(event.link))
     }
 
@@ -491,7 +495,10 @@ impl Service {
                     // Not under the request's idempotency key: a bulk
                     // cancel makes many changes, and a rerun after a crash
                     // finds the cancelled ones already cancelled.
-                    match self.cancel_one(caller, &link.id, reason, &policy, None).await {
+                    match self
+                        .cancel_one(caller, &link.id, reason, &policy, None)
+                        .await
+                    {
                         Ok(after) if was_cancelled || after.version == link.version => {
                             BulkCancelItem {
                                 link: after,
@@ -553,7 +560,7 @@ impl Service {
                 slug,
                 processor.name(),
                 Some(card.brand()),
-                Some(&card.last4()),
+                Some(card.last4()),
             )
             .await?;
         match tokio::time::timeout(PROCESSOR_TIMEOUT, processor.charge(&attempt, card)).await {
@@ -717,7 +724,10 @@ impl Service {
         if self.store.single_process() {
             let abandoned = self.store.abandon_idempotency_claims().await?;
             if abandoned > 0 {
-                tracing::warn!(abandoned, "idempotency claims cut by the previous run are free for retries");
+                tracing::warn!(
+                    abandoned,
+                    "idempotency claims cut by the previous run are free for retries"
+                );
             }
         }
         Ok(())
@@ -890,7 +900,11 @@ impl Service {
                 return Ok(link);
             };
             let changed = transition.link.clone();
-            match self.store.apply_transition(transition, mark.clone()).await? {
+            match self
+                .store
+                .apply_transition(transition, mark.clone())
+                .await?
+            {
                 Applied::Yes => {
                     self.deliveries_waiting.notify_one();
                     return Ok(changed);

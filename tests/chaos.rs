@@ -64,14 +64,23 @@ impl Server {
 
     async fn start(&mut self) {
         let child = Command::new(Self::binary())
-            .args(["serve", "--addr", &self.addr, "--database-url", &self.database_url])
+            .args([
+                "serve",
+                "--addr",
+                &self.addr,
+                "--database-url",
+                &self.database_url,
+            ])
             .env("PAYLINK_RATE_LIMIT_PER_SECOND", "1000000")
             .env("PAYLINK_RATE_LIMIT_BURST", "1000000")
             .env("PAYLINK_CHECKOUT_LINK_PAYMENTS_PER_MINUTE", "1000000")
             .env("PAYLINK_CHECKOUT_LINK_PAYMENTS_BURST", "1000000")
             .env("PAYLINK_CHECKOUT_ADDRESS_PAYMENTS_PER_MINUTE", "1000000")
             .env("PAYLINK_CHECKOUT_ADDRESS_PAYMENTS_BURST", "1000000")
-            .env("PAYLINK_RECONCILE_AFTER_SECS", RECONCILE_AFTER_SECS.to_string())
+            .env(
+                "PAYLINK_RECONCILE_AFTER_SECS",
+                RECONCILE_AFTER_SECS.to_string(),
+            )
             .env("PAYLINK_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -108,7 +117,16 @@ async fn create_key(database_url: &str) -> String {
     let output = tokio::time::timeout(
         Duration::from_secs(60),
         Command::new(Server::binary())
-            .args(["keys", "create", "--account", "chaos", "--mode", "test", "--database-url", database_url])
+            .args([
+                "keys",
+                "create",
+                "--account",
+                "chaos",
+                "--mode",
+                "test",
+                "--database-url",
+                database_url,
+            ])
             .stderr(Stdio::null())
             .output(),
     )
@@ -161,7 +179,13 @@ impl Chaos {
         }
     }
 
-    fn raw_post(&self, path: &str, headers: &[(&str, &str)], content_type: &str, body: &str) -> Vec<u8> {
+    fn raw_post(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        content_type: &str,
+        body: &str,
+    ) -> Vec<u8> {
         let mut head = format!(
             "POST {path} HTTP/1.1\r\nHost: paylink\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
             body.len()
@@ -259,7 +283,13 @@ impl Chaos {
             return;
         };
         let path = format!("/pay/{slug}");
-        let Ok(page) = self.client.get(self.url(&path)).timeout(Duration::from_secs(5)).send().await else {
+        let Ok(page) = self
+            .client
+            .get(self.url(&path))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+        else {
             return;
         };
         let Some(token) = page
@@ -272,12 +302,21 @@ impl Chaos {
         else {
             return;
         };
-        let card = if declined { "4000000000000002" } else { "4242424242424242" };
+        let card = if declined {
+            "4000000000000002"
+        } else {
+            "4242424242424242"
+        };
         let body = format!("card_number={card}&expiry=12%2F34&cvc=123&csrf_token={token}");
         let cookie = format!("pl_csrf={token}");
         match hang_up {
             Some(after) => {
-                let request = self.raw_post(&path, &[("Cookie", &cookie)], "application/x-www-form-urlencoded", &body);
+                let request = self.raw_post(
+                    &path,
+                    &[("Cookie", &cookie)],
+                    "application/x-www-form-urlencoded",
+                    &body,
+                );
                 self.hang_up(request, after).await;
             }
             None => {
@@ -357,7 +396,10 @@ impl Chaos {
                 .await
                 .expect("list body");
             let data = page["data"].as_array().expect("data").clone();
-            after = data.last().and_then(|l| l["id"].as_str()).map(str::to_owned);
+            after = data
+                .last()
+                .and_then(|l| l["id"].as_str())
+                .map(str::to_owned);
             links.extend(data);
             if page["has_more"] != true {
                 return links;
@@ -396,7 +438,8 @@ fn free_port() -> u16 {
 
 async fn run(database_url: String, label: &str) {
     let secs = chaos_secs();
-    let seed = u64::from(std::process::id()) ^ Instant::now().elapsed().as_nanos() as u64 ^ 0x9e37_79b9;
+    let seed =
+        u64::from(std::process::id()) ^ Instant::now().elapsed().as_nanos() as u64 ^ 0x9e37_79b9;
     let key = create_key(&database_url).await;
     let mut server = Server {
         child: None,
@@ -438,7 +481,14 @@ async fn run(database_url: String, label: &str) {
     server.start().await;
     // Retries of every create whose answer was lost (a claim cut by a
     // kill is free at once on SQLite, after the lease on PostgreSQL).
-    let unacked: Vec<String> = chaos.ledger.lock().await.unacked_keys.iter().cloned().collect();
+    let unacked: Vec<String> = chaos
+        .ledger
+        .lock()
+        .await
+        .unacked_keys
+        .iter()
+        .cloned()
+        .collect();
     for key in &unacked {
         chaos.create(key, None).await;
     }
@@ -446,7 +496,10 @@ async fn run(database_url: String, label: &str) {
 
     let links = chaos.all_links().await;
     let ledger = chaos.ledger.lock().await;
-    let by_id: HashMap<&str, &Value> = links.iter().map(|l| (l["id"].as_str().unwrap(), l)).collect();
+    let by_id: HashMap<&str, &Value> = links
+        .iter()
+        .map(|l| (l["id"].as_str().unwrap(), l))
+        .collect();
     let mut lost = 0;
     for id in ledger.acked_creates.values() {
         if !by_id.contains_key(id.as_str()) {
@@ -455,7 +508,10 @@ async fn run(database_url: String, label: &str) {
         }
     }
     for id in &ledger.acked_cancels {
-        if by_id.get(id.as_str()).is_none_or(|l| l["status"] != "cancelled") {
+        if by_id
+            .get(id.as_str())
+            .is_none_or(|l| l["status"] != "cancelled")
+        {
             eprintln!("LOST cancel {id}");
             lost += 1;
         }
@@ -473,7 +529,9 @@ async fn run(database_url: String, label: &str) {
         let id = link["id"].as_str().unwrap();
         let types = chaos.event_types(id).await;
         let count = |t: &str| types.iter().filter(|x| *x == t).count();
-        let terminal = count("payment_link.paid") + count("payment_link.cancelled") + count("payment_link.expired");
+        let terminal = count("payment_link.paid")
+            + count("payment_link.cancelled")
+            + count("payment_link.expired");
         let outcomes = count("payment_link.paid") + count("payment_link.payment_failed");
         let open = usize::from(link["status"] == "processing");
         if terminal > 1 || count("payment_link.processing") != outcomes + open {
@@ -494,7 +552,10 @@ async fn run(database_url: String, label: &str) {
     );
     server.kill().await;
     assert_eq!((lost, stuck, duplicates, bad_histories), (0, 0, 0, 0));
-    assert!(kills >= 2 && ledger.acked_creates.len() > 10, "the run did too little to count");
+    assert!(
+        kills >= 2 && ledger.acked_creates.len() > 10,
+        "the run did too little to count"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -506,19 +567,28 @@ async fn chaos_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_on_postgres() {
-    let Some(admin) = std::env::var("PAYLINK_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
+    let Some(admin) = std::env::var("PAYLINK_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
         assert!(
             !std::env::var("CI").is_ok_and(|v| v == "true"),
             "CI=true requires PAYLINK_TEST_POSTGRES_URL: the PostgreSQL chaos check may not be skipped"
         );
-        eprintln!("SKIPPED on PostgreSQL: set PAYLINK_TEST_POSTGRES_URL to run the chaos check there too");
+        eprintln!(
+            "SKIPPED on PostgreSQL: set PAYLINK_TEST_POSTGRES_URL to run the chaos check there too"
+        );
         return;
     };
     use sqlx::{Connection, Executor};
     let name = format!("paylink_chaos_{}", std::process::id());
-    let mut connection = sqlx::PgConnection::connect(&admin).await.expect("PostgreSQL");
+    let mut connection = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("PostgreSQL");
     connection
-        .execute(sqlx::AssertSqlSafe(format!("drop database if exists {name} with (force)")))
+        .execute(sqlx::AssertSqlSafe(format!(
+            "drop database if exists {name} with (force)"
+        )))
         .await
         .unwrap();
     connection
@@ -529,7 +599,9 @@ async fn chaos_on_postgres() {
     url.set_path(&name);
     run(url.to_string(), "postgres").await;
     connection
-        .execute(sqlx::AssertSqlSafe(format!("drop database if exists {name} with (force)")))
+        .execute(sqlx::AssertSqlSafe(format!(
+            "drop database if exists {name} with (force)"
+        )))
         .await
         .unwrap();
 }

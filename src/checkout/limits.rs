@@ -88,9 +88,7 @@ impl CheckoutLimits {
 
     /// Whether `address` may ask for another page (its unknown-slug budget is not spent).
     pub fn unknown_slug_budget_left(&self, address: IpAddr) -> bool {
-        self.unknown_per_address
-            .check_key(&address)
-            .is_ok()
+        self.unknown_per_address.check_key(&address).is_ok()
     }
 
     pub fn forget_idle(&self) {

@@ -135,11 +135,7 @@ impl Context {
     }
 }
 
-async fn load(
-    state: &AppState,
-    slug: &str,
-    address: IpAddr,
-) -> Result<(Link, Account), Response> {
+async fn load(state: &AppState, slug: &str, address: IpAddr) -> Result<(Link, Account), Response> {
     let ctx = Context::new(state);
     let found = match state.service.get_link_by_slug(slug).await {
         Ok(link) => state
@@ -303,7 +299,9 @@ async fn pay(
             ctx.secure_cookie,
         )
     };
-    if !cookie.is_some_and(|cookie| csrf::same_bytes(cookie.as_bytes(), request.csrf_token.as_bytes())) {
+    if !cookie
+        .is_some_and(|cookie| csrf::same_bytes(cookie.as_bytes(), request.csrf_token.as_bytes()))
+    {
         return render(
             StatusCode::FORBIDDEN,
             &[],

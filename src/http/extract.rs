@@ -84,8 +84,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|error| {
-        ApiError::bad_request(format!("The request body is not valid JSON ({error})."))
+    let value = super::strict_json::parse(bytes).map_err(|error| match error {
+        Ok(refusal) => ApiError::invalid(refusal.param, refusal.message),
+        Err(error) => {
+            ApiError::bad_request(format!("The request body is not valid JSON ({error})."))
+        }
     })?;
     let serde_json::Value::Object(_) = &value else {
         return Err(ApiError::bad_request(

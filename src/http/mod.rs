@@ -14,6 +14,7 @@ mod links;
 mod ops;
 pub mod rate_limit;
 pub mod request_id;
+mod strict_json;
 mod webhook_endpoints;
 pub mod wire;
 

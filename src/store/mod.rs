@@ -12,7 +12,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use jiff::Timestamp;
 
-use crate::domain::{ChargeOutcome, EventType, Link, LinkEvent, LinkStatus, PaymentAttempt, Transition};
+use crate::domain::{
+    ChargeOutcome, EventType, Link, LinkEvent, LinkStatus, PaymentAttempt, Transition,
+};
 use crate::webhooks::delivery::{Attempt, ClaimedDelivery, Delivery, NextStep};
 use crate::webhooks::endpoint::WebhookEndpoint;
 

@@ -262,7 +262,9 @@ async fn write_transition(
     if let Some(attempt) = &transition.attempt {
         // Its own savepoint: an attempt settled already undoes the link's
         // update, not the caller's whole transaction.
-        sqlx::query("savepoint transition").execute(&mut *tx).await?;
+        sqlx::query("savepoint transition")
+            .execute(&mut *tx)
+            .await?;
         if write_attempt(tx, attempt).await? == 0 {
             sqlx::query("rollback to savepoint transition")
                 .execute(&mut *tx)
@@ -756,8 +758,9 @@ impl Store for PostgresStore {
             } else {
                 let response = match status {
                     Some(status) => Some(StoredResponse {
-                        status: u16::try_from(status)
-                            .map_err(|_| StoreError::Internal("stored status out of range".into()))?,
+                        status: u16::try_from(status).map_err(|_| {
+                            StoreError::Internal("stored status out of range".into())
+                        })?,
                         headers: row
                             .try_get::<Option<Json<Vec<(String, String)>>>, _>("response_headers")?
                             .map(|j| j.0)

@@ -18,8 +18,8 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{
     Account, ApiKeyRecord, Applied, EventFilter, IdempotencyClaim, IdempotencyMark,
-    IdempotencyWindow, LinkFilter,
-    Page, Scope, StatsRow, Store, StoreError, StoreResult, StoredResponse,
+    IdempotencyWindow, LinkFilter, Page, Scope, StatsRow, Store, StoreError, StoreResult,
+    StoredResponse,
 };
 use crate::domain::{
     AttemptState, ChargeOutcome, EventType, Link, LinkEvent, LinkStatus, PaymentAttempt, Transition,
@@ -160,7 +160,9 @@ impl SqliteStore {
             let lease = ReaderLease::take(pool, permit)?;
             match &lease.connection {
                 Some(connection) => query(connection),
-                None => Err(StoreError::Internal("reader lease without a connection".into())),
+                None => Err(StoreError::Internal(
+                    "reader lease without a connection".into(),
+                )),
             }
         })
         .await
@@ -197,10 +199,7 @@ struct ReaderLease {
 }
 
 impl ReaderLease {
-    fn take(
-        pool: Arc<ReaderPool>,
-        permit: tokio::sync::OwnedSemaphorePermit,
-    ) -> StoreResult<Self> {
+    fn take(pool: Arc<ReaderPool>, permit: tokio::sync::OwnedSemaphorePermit) -> StoreResult<Self> {
         let connection = pool.connections().pop().ok_or_else(|| {
             StoreError::Internal("no reader connection free despite a permit".into())
         })?;
@@ -210,7 +209,6 @@ impl ReaderLease {
             _permit: permit,
         })
     }
-
 }
 
 impl Drop for ReaderLease {

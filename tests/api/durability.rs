@@ -54,7 +54,10 @@ fn slug_of(link: &serde_json::Value) -> String {
 async fn csrf_token(url: &str) -> String {
     let response = reqwest::get(url).await.expect("page");
     assert_eq!(response.status(), StatusCode::OK);
-    let cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     cookie
         .split(';')
         .next()
@@ -64,7 +67,9 @@ async fn csrf_token(url: &str) -> String {
 }
 
 async fn processing_count(app: &TestApp) -> usize {
-    let page = app.get("/v1/payment-links?status=processing&limit=100").await;
+    let page = app
+        .get("/v1/payment-links?status=processing&limit=100")
+        .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     page.body["data"].as_array().unwrap().len()
 }

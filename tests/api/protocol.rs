@@ -23,6 +23,30 @@ async fn raw_post(
 }
 
 backend_tests! {
+    async fn duplicate_keys_and_control_characters_are_400_naming_the_field() {
+        let app = TestApp::spawn().await;
+        for (body, param) in [
+            (r#"{"amount": 100, "currency": "USD", "amount": 999999}"#, "amount"),
+            (r#"{"amount": 100, "currency": "USD", "metadata": {"k": "1", "k": "2"}}"#, "metadata.k"),
+            (r#"{"amount": 100, "currency": "USD", "description": "nul\u0000here"}"#, "description"),
+            (r#"{"amount": 100, "currency": "USD", "order_reference": "ORD\u001b[31m"}"#, "order_reference"),
+        ] {
+            let response = raw_post(&app, "/v1/payment-links", Some("application/json"), body.as_bytes().to_vec()).await;
+            assert_eq!(response.status, StatusCode::BAD_REQUEST, "{body}: {}", response.body);
+            assert_eq!(response.param(), param, "{body}");
+        }
+        let fine = raw_post(
+            &app,
+            "/v1/payment-links",
+            Some("application/json"),
+            br#"{"amount": 100, "currency": "USD", "description": "two\nlines\tand a tab"}"#.to_vec(),
+        )
+        .await;
+        assert_eq!(fine.status, StatusCode::CREATED, "{}", fine.body);
+        let all = app.get("/v1/payment-links").await;
+        assert_eq!(all.body["data"].as_array().unwrap().len(), 1, "refused bodies changed nothing");
+    }
+
     async fn malformed_json_is_400_in_the_envelope() {
         let app = TestApp::spawn().await;
         for body in [

@@ -1,0 +1,84 @@
+//! Idle and slow clients cannot starve the server: a real `paylink serve`
+//! started with the soft open-files limit most systems give a service
+//! (1024), 1,100 idle connections held against it, and a normal request
+//! must still be answered in under a second; a silent connection is closed
+//! after the header-read timeout.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start(addr: &str, database_url: &str) -> Child {
+    // `ulimit -Sn 1024`: the soft limit systemd and most shells start with.
+    let script = format!(
+        "ulimit -Sn 1024 && exec '{}' serve --addr {addr} --database-url '{database_url}' --header-read-timeout-secs 2",
+        env!("CARGO_BIN_EXE_paylink")
+    );
+    let child = Command::new("sh")
+        .args(["-c", &script])
+        .env("PAYLINK_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start paylink");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "paylink did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child
+}
+
+#[tokio::test]
+async fn a_request_is_answered_while_1100_idle_connections_are_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}", dir.path().join("paylink.db").display());
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut server = start(&addr, &database_url).await;
+
+    let mut idle = Vec::new();
+    for _ in 0..1100 {
+        match tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(&addr)).await {
+            Ok(Ok(stream)) => idle.push(stream),
+            _ => break,
+        }
+    }
+    assert_eq!(idle.len(), 1100, "idle connections accepted by the kernel");
+    let started = Instant::now();
+    let answer = reqwest::Client::new()
+        .get(format!("http://{addr}/readyz"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("answered while 1,100 connections are idle");
+    let took = started.elapsed();
+    assert!(answer.status().is_success());
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+
+    // A client that never sends its request head is cut after the
+    // header-read timeout (2 s here), freeing its descriptor.
+    let mut silent = idle.pop().unwrap();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut buf))
+        .await
+        .expect("the silent connection was closed within the timeout");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    drop(idle);
+    let _ = server.start_kill();
+    let _ = tokio::time::timeout(Duration::from_secs(10), server.wait()).await;
+}
