@@ -187,12 +187,16 @@ async fn delete_endpoint(
     }))
 }
 
-/// Replace the signing secret. The response shows the new secret once; the
-/// previous one keeps signing (both signatures are sent) for 24 hours.
+/// Replace the signing secret. The response shows the new secret once;
+/// every secret replaced in the last 24 hours keeps signing (one signature
+/// each) until 24 hours after its replacement.
 #[utoipa::path(post, path = "/v1/webhook-endpoints/{id}/rotate-secret", tag = "webhooks",
     params(("id" = String, Path, description = "The endpoint's id")),
+    request_body(content = Option<RotateSecretRequest>, description = "No fields; an empty body or `{}`"),
     responses(
         (status = 200, description = "The endpoint with its new `secret`", body = WebhookEndpointResource),
+        (status = 400, description = "A malformed body, or too many rotations within 24 hours", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 403, description = "Account suspended", body = ErrorBody),
         (status = 404, description = "No such endpoint", body = ErrorBody),
@@ -203,6 +207,7 @@ async fn rotate_secret(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
+    JsonBody(RotateSecretRequest {}): JsonBody<RotateSecretRequest>,
 ) -> ApiResult<Json<WebhookEndpointResource>> {
     check_endpoint_id(&id)?;
     let endpoint = state

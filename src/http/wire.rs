@@ -524,13 +524,15 @@ pub struct WebhookEndpointResource {
     /// created the endpoint or rotated its secret. Keep it; it is not shown again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
-    /// Until then the previous secret also signs (after a rotation).
+    /// Until then a secret replaced by a rotation also signs (the latest
+    /// such expiry when several rotations happened within 24 hours).
     pub previous_secret_expires_at: Option<Timestamp>,
 }
 
 impl WebhookEndpointResource {
     /// The endpoint as every response but creation and rotation shows it.
     pub fn new(endpoint: WebhookEndpoint, now: Timestamp) -> Self {
+        let previous_secret_expires_at = endpoint.retired_secrets_expire_at(now);
         Self {
             events: match &endpoint.events {
                 None => vec!["*".to_owned()],
@@ -547,9 +549,7 @@ impl WebhookEndpointResource {
             created_at: endpoint.created_at,
             updated_at: endpoint.updated_at,
             secret: None,
-            previous_secret_expires_at: endpoint
-                .previous_secret_expires_at
-                .filter(|until| *until > now),
+            previous_secret_expires_at,
         }
     }
 
@@ -651,6 +651,11 @@ pub struct EventDetail {
     /// One per endpoint the event was sent to.
     pub deliveries: Vec<DeliveryBody>,
 }
+
+/// Rotation takes no fields; a body, if sent, must be an empty JSON object.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecretRequest {}
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -98,8 +98,7 @@ impl Service {
             enabled: true,
             disabled_reason: None,
             secret: signing::new_secret(),
-            previous_secret: None,
-            previous_secret_expires_at: None,
+            retired_secrets: Vec::new(),
             created_at: now,
             updated_at: now,
         };
@@ -177,7 +176,7 @@ impl Service {
         id: &str,
     ) -> ServiceResult<WebhookEndpoint> {
         let mut endpoint = self.get_webhook_endpoint(caller, id).await?;
-        endpoint.rotate_secret(signing::new_secret(), self.now());
+        endpoint.rotate_secret(signing::new_secret(), self.now())?;
         if !self.store.update_webhook_endpoint(endpoint.clone()).await? {
             return Err(ServiceError::NotFound);
         }

@@ -26,7 +26,7 @@ use crate::domain::{
 use crate::webhooks::delivery::{
     Attempt, ClaimedDelivery, Delivery, DeliveryStatus, GONE_REASON, LEASE, NextStep,
 };
-use crate::webhooks::endpoint::{PayloadFormat, WebhookEndpoint};
+use crate::webhooks::endpoint::{PayloadFormat, RetiredSecret, WebhookEndpoint};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/postgres/migrations");
 
@@ -188,7 +188,7 @@ async fn insert_event(tx: &mut sqlx::PgConnection, event: &LinkEvent) -> StoreRe
 const EVENT_COLUMNS: &str = "id, type, created_at, actor, reason, link, previous_attributes";
 
 const ENDPOINT_COLUMNS: &str = "id, account_id, livemode, url, description, events, format, enabled, \
-     disabled_reason, secret, previous_secret, previous_secret_expires_at, created_at, updated_at";
+     disabled_reason, secret, retired_secrets, created_at, updated_at";
 
 fn endpoint_from_row(row: &PgRow) -> sqlx::Result<WebhookEndpoint> {
     let format: String = row.try_get("format")?;
@@ -215,8 +215,9 @@ fn endpoint_from_row(row: &PgRow) -> sqlx::Result<WebhookEndpoint> {
         enabled: row.try_get("enabled")?,
         disabled_reason: row.try_get("disabled_reason")?,
         secret: row.try_get("secret")?,
-        previous_secret: row.try_get("previous_secret")?,
-        previous_secret_expires_at: opt_ts(row, "previous_secret_expires_at")?,
+        retired_secrets: row
+            .try_get::<Json<Vec<RetiredSecret>>, _>("retired_secrets")?
+            .0,
         created_at: ts(row, "created_at")?,
         updated_at: ts(row, "updated_at")?,
     })
@@ -940,7 +941,7 @@ impl Store for PostgresStore {
     async fn insert_webhook_endpoint(&self, endpoint: WebhookEndpoint) -> StoreResult<()> {
         sqlx::query(AssertSqlSafe(format!(
             "insert into webhook_endpoints ({ENDPOINT_COLUMNS})
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         )))
         .bind(&endpoint.id)
         .bind(&endpoint.account_id)
@@ -952,8 +953,7 @@ impl Store for PostgresStore {
         .bind(endpoint.enabled)
         .bind(&endpoint.disabled_reason)
         .bind(&endpoint.secret)
-        .bind(&endpoint.previous_secret)
-        .bind(endpoint.previous_secret_expires_at.map(|t| t.to_sqlx()))
+        .bind(Json(&endpoint.retired_secrets))
         .bind(endpoint.created_at.to_sqlx())
         .bind(endpoint.updated_at.to_sqlx())
         .execute(&self.pool)
@@ -997,9 +997,9 @@ impl Store for PostgresStore {
     async fn update_webhook_endpoint(&self, endpoint: WebhookEndpoint) -> StoreResult<bool> {
         let changed = sqlx::query(
             "update webhook_endpoints set url = $1, description = $2, events = $3, format = $4,
-                enabled = $5, disabled_reason = $6, secret = $7, previous_secret = $8,
-                previous_secret_expires_at = $9, updated_at = $10
-             where id = $11 and deleted_at is null",
+                enabled = $5, disabled_reason = $6, secret = $7, retired_secrets = $8,
+                updated_at = $9
+             where id = $10 and deleted_at is null",
         )
         .bind(&endpoint.url)
         .bind(&endpoint.description)
@@ -1008,8 +1008,7 @@ impl Store for PostgresStore {
         .bind(endpoint.enabled)
         .bind(&endpoint.disabled_reason)
         .bind(&endpoint.secret)
-        .bind(&endpoint.previous_secret)
-        .bind(endpoint.previous_secret_expires_at.map(|t| t.to_sqlx()))
+        .bind(Json(&endpoint.retired_secrets))
         .bind(endpoint.updated_at.to_sqlx())
         .bind(&endpoint.id)
         .execute(&self.pool)

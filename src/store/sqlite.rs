@@ -34,6 +34,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("sqlite/0002_idempotency.sql")),
     (3, include_str!("sqlite/0003_webhooks.sql")),
     (4, include_str!("sqlite/0004_durability.sql")),
+    (5, include_str!("sqlite/0005_retired_secrets.sql")),
 ];
 const READERS: usize = 4;
 /// Most operations one commit may carry.
@@ -445,7 +446,7 @@ fn insert_event(connection: &Connection, event: &LinkEvent) -> StoreResult<()> {
 }
 
 const ENDPOINT_COLUMNS: &str = "id, account_id, livemode, url, description, events, format, enabled, \
-     disabled_reason, secret, previous_secret, previous_secret_expires_at, created_at, updated_at";
+     disabled_reason, secret, retired_secrets, created_at, updated_at";
 
 fn endpoint_from_row(row: &Row<'_>) -> rusqlite::Result<WebhookEndpoint> {
     let format: String = row.get("format")?;
@@ -472,8 +473,7 @@ fn endpoint_from_row(row: &Row<'_>) -> rusqlite::Result<WebhookEndpoint> {
         enabled: row.get("enabled")?,
         disabled_reason: row.get("disabled_reason")?,
         secret: row.get("secret")?,
-        previous_secret: row.get("previous_secret")?,
-        previous_secret_expires_at: opt_from_micros(row.get("previous_secret_expires_at")?)?,
+        retired_secrets: json_column(row.get("retired_secrets")?)?.unwrap_or_default(),
         created_at: from_micros(row.get("created_at")?)?,
         updated_at: from_micros(row.get("updated_at")?)?,
     })
@@ -1081,7 +1081,7 @@ impl Store for SqliteStore {
             c.execute(
                 &format!(
                     "insert into webhook_endpoints ({ENDPOINT_COLUMNS})
-                     values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                     values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
                 ),
                 params![
                     endpoint.id,
@@ -1094,8 +1094,7 @@ impl Store for SqliteStore {
                     endpoint.enabled,
                     endpoint.disabled_reason,
                     endpoint.secret,
-                    endpoint.previous_secret,
-                    endpoint.previous_secret_expires_at.map(micros),
+                    serde_json::to_string(&endpoint.retired_secrets)?,
                     micros(endpoint.created_at),
                     micros(endpoint.updated_at),
                 ],
@@ -1145,9 +1144,9 @@ impl Store for SqliteStore {
         self.write(move |c| {
             Ok(c.execute(
                 "update webhook_endpoints set url = ?1, description = ?2, events = ?3, format = ?4,
-                    enabled = ?5, disabled_reason = ?6, secret = ?7, previous_secret = ?8,
-                    previous_secret_expires_at = ?9, updated_at = ?10
-                 where id = ?11 and deleted_at is null",
+                    enabled = ?5, disabled_reason = ?6, secret = ?7, retired_secrets = ?8,
+                    updated_at = ?9
+                 where id = ?10 and deleted_at is null",
                 params![
                     endpoint.url,
                     endpoint.description,
@@ -1156,8 +1155,7 @@ impl Store for SqliteStore {
                     endpoint.enabled,
                     endpoint.disabled_reason,
                     endpoint.secret,
-                    endpoint.previous_secret,
-                    endpoint.previous_secret_expires_at.map(micros),
+                    serde_json::to_string(&endpoint.retired_secrets)?,
                     micros(endpoint.updated_at),
                     endpoint.id,
                 ],

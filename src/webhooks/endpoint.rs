@@ -42,6 +42,18 @@ impl PayloadFormat {
     }
 }
 
+/// Live secrets an endpoint may have at once (the current one and those
+/// retired in the last 24 hours); more rotations than that in a day are
+/// refused, so the signature header stays bounded.
+pub const MAX_LIVE_SECRETS: usize = 10;
+
+/// A secret a rotation replaced; it keeps signing until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RetiredSecret {
+    pub secret: String,
+    pub expires_at: Timestamp,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookEndpoint {
     pub id: String,
@@ -56,8 +68,8 @@ pub struct WebhookEndpoint {
     /// Why the service disabled it (a 410 from the receiver), if it did.
     pub disabled_reason: Option<String>,
     pub secret: String,
-    pub previous_secret: Option<String>,
-    pub previous_secret_expires_at: Option<Timestamp>,
+    /// Secrets replaced by rotations, each signing until its own expiry.
+    pub retired_secrets: Vec<RetiredSecret>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -69,25 +81,51 @@ impl WebhookEndpoint {
             .is_none_or(|wanted| wanted.contains(&event_type))
     }
 
-    /// The secrets that sign a delivery at `now`: the current one, and the
-    /// previous one while its overlap lasts.
+    /// The secrets that sign a delivery at `now`: the current one, then
+    /// every retired one still within its overlap, newest first.
     pub fn signing_secrets(&self, now: Timestamp) -> Vec<&str> {
         let mut secrets = vec![self.secret.as_str()];
-        if let (Some(previous), Some(until)) =
-            (&self.previous_secret, self.previous_secret_expires_at)
-            && now < until
-        {
-            secrets.push(previous);
-        }
+        secrets.extend(
+            self.retired_secrets
+                .iter()
+                .rev()
+                .filter(|retired| now < retired.expires_at)
+                .map(|retired| retired.secret.as_str()),
+        );
         secrets
     }
 
-    /// Replaces the secret; the old one signs alongside for [`ROTATION_OVERLAP`].
-    pub fn rotate_secret(&mut self, new_secret: String, now: Timestamp) {
+    /// When the last retired secret stops signing, if one still signs.
+    pub fn retired_secrets_expire_at(&self, now: Timestamp) -> Option<Timestamp> {
+        self.retired_secrets
+            .iter()
+            .map(|retired| retired.expires_at)
+            .filter(|until| *until > now)
+            .max()
+    }
+
+    /// Replaces the secret; the old one signs alongside for
+    /// [`ROTATION_OVERLAP`], and so does every one retired before it that
+    /// is still within its own overlap. Refused when that would make more
+    /// than [`MAX_LIVE_SECRETS`] live at once.
+    pub fn rotate_secret(&mut self, new_secret: String, now: Timestamp) -> Result<(), FieldError> {
+        self.retired_secrets.retain(|retired| now < retired.expires_at);
+        if self.retired_secrets.len() + 2 > MAX_LIVE_SECRETS {
+            return Err(FieldError::new(
+                "id",
+                format!(
+                    "This endpoint's secret was rotated {} times in the last 24 hours; wait for the oldest to expire.",
+                    self.retired_secrets.len()
+                ),
+            ));
+        }
         let old = std::mem::replace(&mut self.secret, new_secret);
-        self.previous_secret = Some(old);
-        self.previous_secret_expires_at = Some(now + ROTATION_OVERLAP);
+        self.retired_secrets.push(RetiredSecret {
+            secret: old,
+            expires_at: now + ROTATION_OVERLAP,
+        });
         self.updated_at = now;
+        Ok(())
     }
 }
 
@@ -148,8 +186,7 @@ mod tests {
             enabled: true,
             disabled_reason: None,
             secret: "whsec_old".into(),
-            previous_secret: None,
-            previous_secret_expires_at: None,
+            retired_secrets: Vec::new(),
             created_at: now,
             updated_at: now,
         }
@@ -159,7 +196,7 @@ mod tests {
     fn the_previous_secret_signs_for_a_day_after_rotation() {
         let mut endpoint = endpoint();
         let now = Timestamp::UNIX_EPOCH + SignedDuration::from_hours(1);
-        endpoint.rotate_secret("whsec_new".into(), now);
+        endpoint.rotate_secret("whsec_new".into(), now).unwrap();
         assert_eq!(endpoint.signing_secrets(now), ["whsec_new", "whsec_old"]);
         let almost = now + ROTATION_OVERLAP - SignedDuration::from_secs(1);
         assert_eq!(endpoint.signing_secrets(almost).len(), 2);
@@ -167,6 +204,34 @@ mod tests {
             endpoint.signing_secrets(now + ROTATION_OVERLAP),
             ["whsec_new"]
         );
+    }
+
+    #[test]
+    fn a_second_rotation_keeps_the_first_retired_secret_for_its_whole_day() {
+        let mut endpoint = endpoint();
+        let first = Timestamp::UNIX_EPOCH + SignedDuration::from_hours(1);
+        endpoint.rotate_secret("whsec_second".into(), first).unwrap();
+        let second = first + SignedDuration::from_hours(2);
+        endpoint.rotate_secret("whsec_third".into(), second).unwrap();
+        assert_eq!(
+            endpoint.signing_secrets(second),
+            ["whsec_third", "whsec_second", "whsec_old"]
+        );
+        let before_first_expiry = first + ROTATION_OVERLAP - SignedDuration::from_secs(1);
+        assert_eq!(endpoint.signing_secrets(before_first_expiry).len(), 3);
+        assert_eq!(
+            endpoint.signing_secrets(first + ROTATION_OVERLAP),
+            ["whsec_third", "whsec_second"]
+        );
+        assert_eq!(endpoint.signing_secrets(second + ROTATION_OVERLAP), ["whsec_third"]);
+        // Bounded: at most MAX_LIVE_SECRETS sign at once.
+        let mut at = second;
+        let mut rotations = 0;
+        while endpoint.rotate_secret(format!("whsec_{rotations}"), at).is_ok() {
+            rotations += 1;
+            at += SignedDuration::from_mins(1);
+        }
+        assert_eq!(endpoint.signing_secrets(at).len(), MAX_LIVE_SECRETS);
     }
 
     #[test]

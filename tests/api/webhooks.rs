@@ -256,6 +256,32 @@ backend_tests! {
         assert!(verifies(old, &received[0]), "the old secret still verifies");
     }
 
+    async fn a_second_rotation_keeps_the_first_secret_signing() {
+        let app = TestApp::spawn().await;
+        let receiver = Receiver::start().await;
+        let endpoint = register(&app, json!({"url": receiver.url(), "events": ["payment_link.cancelled"]})).await;
+        let id = endpoint["id"].as_str().unwrap();
+        let first = endpoint["secret"].as_str().unwrap().to_owned();
+        let path = format!("/v1/webhook-endpoints/{id}/rotate-secret");
+        for body in [json!({"secret": "whsec_mine"}), json!([1])] {
+            let refused = app.post(&path, body.clone()).await;
+            assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{body}: {}", refused.body);
+        }
+        let second = app.post(&path, json!({})).await.body["secret"].as_str().unwrap().to_owned();
+        let third = app.request(reqwest::Method::POST, &path, Some(&app.key.clone()), None).await;
+        assert_eq!(third.status, StatusCode::OK, "{}", third.body);
+        let third = third.body["secret"].as_str().unwrap().to_owned();
+
+        let link = app.create_link().await;
+        app.cancel(&link, json!({})).await;
+        let received = receiver.wait_for(1, WAIT).await;
+        let signature = received[0].headers["webhook-signature"].to_str().unwrap();
+        assert_eq!(signature.split(' ').count(), 3, "{signature}");
+        for secret in [&first, &second, &third] {
+            assert!(verifies(secret, &received[0]), "{secret} verifies");
+        }
+    }
+
     async fn a_410_disables_the_endpoint_until_re_enabled() {
         let app = TestApp::spawn().await;
         let receiver = Receiver::start().await;
