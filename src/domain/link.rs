@@ -17,7 +17,7 @@ use super::ids;
 use super::money::{Currency, MAX_AMOUNT};
 use super::payment::{AttemptState, ChargeOutcome, PaymentAttempt};
 use super::validation::{
-    FieldError, check_email, check_http_url, check_max_chars, check_not_blank,
+    FieldError, check_email, check_max_chars, check_not_blank, normalize_http_url,
 };
 
 pub const MAX_DESCRIPTION_CHARS: usize = 1000;
@@ -246,12 +246,16 @@ impl NewLink {
         }
         let metadata = self.metadata.unwrap_or_default();
         validate_metadata(&metadata)?;
-        if let Some(url) = &self.success_url {
-            check_http_url("success_url", url)?;
-        }
-        if let Some(url) = &self.cancel_url {
-            check_http_url("cancel_url", url)?;
-        }
+        let success_url = self
+            .success_url
+            .as_deref()
+            .map(|url| normalize_http_url("success_url", url))
+            .transpose()?;
+        let cancel_url = self
+            .cancel_url
+            .as_deref()
+            .map(|url| normalize_http_url("cancel_url", url))
+            .transpose()?;
         let expires_at = match self.expires_at {
             Some(at) => {
                 validate_expires_at(at, ctx.now)?;
@@ -274,8 +278,8 @@ impl NewLink {
             line_items: self.line_items,
             order_reference: self.order_reference,
             metadata,
-            success_url: self.success_url,
-            cancel_url: self.cancel_url,
+            success_url,
+            cancel_url,
             status: LinkStatus::Active,
             expires_at,
             created_at: ctx.now,

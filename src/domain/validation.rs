@@ -67,8 +67,11 @@ pub fn check_email(param: &str, value: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
-/// An absolute http(s) URL with a host, at most 2048 characters.
-pub fn check_http_url(param: &str, value: &str) -> Result<(), FieldError> {
+/// An absolute http(s) URL with a host, at most 2048 characters, in the
+/// normalised form it was checked in (what is stored and followed is
+/// exactly what was validated: `HTTPS://Shop.Example:443/a/../b` is kept
+/// as `https://shop.example/b`).
+pub fn normalize_http_url(param: &str, value: &str) -> Result<String, FieldError> {
     let invalid = || {
         FieldError::new(
             param,
@@ -80,7 +83,9 @@ pub fn check_http_url(param: &str, value: &str) -> Result<(), FieldError> {
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
         return Err(invalid());
     }
-    Ok(())
+    let normalized = String::from(parsed);
+    check_max_chars(param, &normalized, 2048)?;
+    Ok(normalized)
 }
 
 #[cfg(test)]
@@ -107,7 +112,15 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert!(check_http_url("u", "https://shop.example/thanks?o=1").is_ok());
+        assert!(normalize_http_url("u", "https://shop.example/thanks?o=1").is_ok());
+        assert_eq!(
+            normalize_http_url("u", "HTTPS://Shop.EXAMPLE:443/a/../thanks?o=1").unwrap(),
+            "https://shop.example/thanks?o=1"
+        );
+        assert_eq!(
+            normalize_http_url("u", "http://shop.example").unwrap(),
+            "http://shop.example/"
+        );
         for bad in [
             "/relative",
             "ftp://x.example",
@@ -115,7 +128,7 @@ mod tests {
             "https://",
             "not a url",
         ] {
-            assert!(check_http_url("u", bad).is_err(), "{bad}");
+            assert!(normalize_http_url("u", bad).is_err(), "{bad}");
         }
     }
 }

@@ -40,8 +40,9 @@ pub struct EventPage {
 
 impl Service {
     /// Refuses what may not receive webhooks: not http(s), too long, or
-    /// (unless allowed) resolving to an internal address.
-    async fn check_endpoint_url(&self, url: &str) -> ServiceResult<()> {
+    /// (unless allowed) resolving to an internal address. Returns the URL
+    /// in the normalised form that was checked, which is what is stored.
+    async fn check_endpoint_url(&self, url: &str) -> ServiceResult<String> {
         if url.len() > MAX_URL_LENGTH {
             return Err(FieldError::new(
                 "url",
@@ -49,12 +50,12 @@ impl Service {
             )
             .into());
         }
-        ssrf::check(url, self.settings.webhook_allow_private)
+        let (checked, _) = ssrf::check(url, self.settings.webhook_allow_private)
             .await
             .map_err(|refusal| {
                 FieldError::new("url", format!("`url` cannot receive webhooks: {refusal}."))
             })?;
-        Ok(())
+        Ok(checked.into())
     }
 
     pub async fn create_webhook_endpoint(
@@ -70,7 +71,7 @@ impl Service {
         if let Some(description) = &request.description {
             validate_description(description)?;
         }
-        self.check_endpoint_url(&request.url).await?;
+        let url = self.check_endpoint_url(&request.url).await?;
         if self
             .store
             .list_webhook_endpoints(&caller.scope)
@@ -91,7 +92,7 @@ impl Service {
             id: ids::new_webhook_endpoint_id(),
             account_id: caller.scope.account_id.clone(),
             livemode: caller.scope.livemode,
-            url: request.url,
+            url,
             description: request.description,
             events,
             format,
@@ -139,8 +140,7 @@ impl Service {
             endpoint.description = Some(description);
         }
         if let Some(url) = update.url {
-            self.check_endpoint_url(&url).await?;
-            endpoint.url = url;
+            endpoint.url = self.check_endpoint_url(&url).await?;
         }
         if let Some(enabled) = update.enabled {
             endpoint.enabled = enabled;

@@ -109,7 +109,8 @@ impl WebhookEndpoint {
     /// is still within its own overlap. Refused when that would make more
     /// than [`MAX_LIVE_SECRETS`] live at once.
     pub fn rotate_secret(&mut self, new_secret: String, now: Timestamp) -> Result<(), FieldError> {
-        self.retired_secrets.retain(|retired| now < retired.expires_at);
+        self.retired_secrets
+            .retain(|retired| now < retired.expires_at);
         if self.retired_secrets.len() + 2 > MAX_LIVE_SECRETS {
             return Err(FieldError::new(
                 "id",
@@ -210,9 +211,13 @@ mod tests {
     fn a_second_rotation_keeps_the_first_retired_secret_for_its_whole_day() {
         let mut endpoint = endpoint();
         let first = Timestamp::UNIX_EPOCH + SignedDuration::from_hours(1);
-        endpoint.rotate_secret("whsec_second".into(), first).unwrap();
+        endpoint
+            .rotate_secret("whsec_second".into(), first)
+            .unwrap();
         let second = first + SignedDuration::from_hours(2);
-        endpoint.rotate_secret("whsec_third".into(), second).unwrap();
+        endpoint
+            .rotate_secret("whsec_third".into(), second)
+            .unwrap();
         assert_eq!(
             endpoint.signing_secrets(second),
             ["whsec_third", "whsec_second", "whsec_old"]
@@ -223,11 +228,17 @@ mod tests {
             endpoint.signing_secrets(first + ROTATION_OVERLAP),
             ["whsec_third", "whsec_second"]
         );
-        assert_eq!(endpoint.signing_secrets(second + ROTATION_OVERLAP), ["whsec_third"]);
+        assert_eq!(
+            endpoint.signing_secrets(second + ROTATION_OVERLAP),
+            ["whsec_third"]
+        );
         // Bounded: at most MAX_LIVE_SECRETS sign at once.
         let mut at = second;
         let mut rotations = 0;
-        while endpoint.rotate_secret(format!("whsec_{rotations}"), at).is_ok() {
+        while endpoint
+            .rotate_secret(format!("whsec_{rotations}"), at)
+            .is_ok()
+        {
             rotations += 1;
             at += SignedDuration::from_mins(1);
         }

@@ -12,6 +12,26 @@ fn line_item(product: &str, quantity: i64, unit_amount: i64) -> Value {
 }
 
 backend_tests! {
+    async fn urls_are_stored_in_the_normalised_form_they_were_checked_in() {
+        let app = TestApp::spawn().await;
+        let created = app
+            .create_link_with(json!({
+                "success_url": "HTTPS://Shop.EXAMPLE:443/a/../thanks?o=1",
+                "cancel_url": "http://shop.example"
+            }))
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        assert_eq!(created.body["success_url"], "https://shop.example/thanks?o=1");
+        assert_eq!(created.body["cancel_url"], "http://shop.example/");
+        let read = app.link(&created.id()).await;
+        assert_eq!(read["success_url"], "https://shop.example/thanks?o=1");
+        let endpoint = app
+            .post("/v1/webhook-endpoints", json!({"url": "HTTP://127.0.0.1:80/hooks/../paylink"}))
+            .await;
+        assert_eq!(endpoint.status, StatusCode::CREATED, "{}", endpoint.body);
+        assert_eq!(endpoint.body["url"], "http://127.0.0.1/paylink");
+    }
+
     async fn every_invalid_field_is_named_and_nothing_is_created() {
         let app = TestApp::spawn().await;
         let past = (Timestamp::now() - SignedDuration::from_secs(1)).to_string();
