@@ -13,9 +13,9 @@
 //! `PAYLINK_CHAOS_SECS` seconds (default 20) on SQLite, and as long again on
 //! PostgreSQL when `PAYLINK_TEST_POSTGRES_URL` is set. A long run:
 //! `PAYLINK_CHAOS_SECS=600 cargo test --release --test chaos -- --nocapture`.
+//! `PAYLINK_TEST_BINARY=path/to/paylink` runs the checks against another build.
 
 use std::collections::{HashMap, HashSet};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -23,10 +23,12 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
-const RECONCILE_AFTER_SECS: u64 = 2;
+mod common;
+
+use common::{RECONCILE_AFTER_SECS, Server, create_key, free_port};
+
 const WORKERS: usize = 8;
 
 fn chaos_secs() -> u64 {
@@ -49,98 +51,6 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
-}
-
-struct Server {
-    child: Option<Child>,
-    addr: String,
-    database_url: String,
-}
-
-impl Server {
-    fn binary() -> &'static str {
-        env!("CARGO_BIN_EXE_paylink")
-    }
-
-    async fn start(&mut self) {
-        let child = Command::new(Self::binary())
-            .args([
-                "serve",
-                "--addr",
-                &self.addr,
-                "--database-url",
-                &self.database_url,
-            ])
-            .env("PAYLINK_RATE_LIMIT_PER_SECOND", "1000000")
-            .env("PAYLINK_RATE_LIMIT_BURST", "1000000")
-            .env("PAYLINK_CHECKOUT_LINK_PAYMENTS_PER_MINUTE", "1000000")
-            .env("PAYLINK_CHECKOUT_LINK_PAYMENTS_BURST", "1000000")
-            .env("PAYLINK_CHECKOUT_ADDRESS_PAYMENTS_PER_MINUTE", "1000000")
-            .env("PAYLINK_CHECKOUT_ADDRESS_PAYMENTS_BURST", "1000000")
-            .env(
-                "PAYLINK_RECONCILE_AFTER_SECS",
-                RECONCILE_AFTER_SECS.to_string(),
-            )
-            .env("PAYLINK_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start paylink serve");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let client = reqwest::Client::new();
-        loop {
-            let up = client
-                .get(format!("http://{}/readyz", self.addr))
-                .timeout(Duration::from_secs(1))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if up {
-                return;
-            }
-            assert!(Instant::now() < deadline, "paylink did not come up in 30 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.start_kill();
-            let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
-        }
-    }
-}
-
-async fn create_key(database_url: &str) -> String {
-    let output = tokio::time::timeout(
-        Duration::from_secs(60),
-        Command::new(Server::binary())
-            .args([
-                "keys",
-                "create",
-                "--account",
-                "chaos",
-                "--mode",
-                "test",
-                "--database-url",
-                database_url,
-            ])
-            .stderr(Stdio::null())
-            .output(),
-    )
-    .await
-    .expect("keys create finished")
-    .expect("keys create ran");
-    assert!(output.status.success());
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .expect("a key")
-        .trim()
-        .to_owned()
 }
 
 /// What the clients were told, to check against the end state.
@@ -426,14 +336,6 @@ impl Chaos {
             .filter_map(|e| e["type"].as_str().map(str::to_owned))
             .collect()
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn run(database_url: String, label: &str) {

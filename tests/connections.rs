@@ -21,13 +21,16 @@ fn free_port() -> u16 {
 
 async fn start(addr: &str, database_url: &str) -> Child {
     // `ulimit -Sn 1024`: the soft limit systemd and most shells start with.
+    // `PAYLINK_TEST_BINARY` holds another build (an older one, say) to the same check.
+    let binary = std::env::var("PAYLINK_TEST_BINARY")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_paylink").to_owned());
     let script = format!(
-        "ulimit -Sn 1024 && exec '{}' serve --addr {addr} --database-url '{database_url}' --header-read-timeout-secs 2",
-        env!("CARGO_BIN_EXE_paylink")
+        "ulimit -Sn 1024 && exec '{binary}' serve --addr {addr} --database-url '{database_url}'"
     );
     let child = Command::new("sh")
         .args(["-c", &script])
         .env("PAYLINK_LOG", "error")
+        .env("PAYLINK_HEADER_READ_TIMEOUT_SECS", "2")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)

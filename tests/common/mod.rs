@@ -1,0 +1,115 @@
+//! What the process-level tests share: a real `paylink serve` child that
+//! they start, kill with SIGKILL and restart on one database.
+
+#![allow(dead_code)]
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+/// The reconcile age the child servers run with.
+pub const RECONCILE_AFTER_SECS: u64 = 2;
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Server {
+    pub child: Option<Child>,
+    pub addr: String,
+    pub database_url: String,
+}
+
+impl Server {
+    /// This build's binary, or `PAYLINK_TEST_BINARY` (to hold another
+    /// build, an older one say, to the same checks).
+    pub fn binary() -> String {
+        std::env::var("PAYLINK_TEST_BINARY")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_paylink").to_owned())
+    }
+
+    pub async fn start(&mut self) {
+        let child = Command::new(Self::binary())
+            .args([
+                "serve",
+                "--addr",
+                &self.addr,
+                "--database-url",
+                &self.database_url,
+            ])
+            .env("PAYLINK_RATE_LIMIT_PER_SECOND", "1000000")
+            .env("PAYLINK_RATE_LIMIT_BURST", "1000000")
+            .env("PAYLINK_CHECKOUT_LINK_PAYMENTS_PER_MINUTE", "1000000")
+            .env("PAYLINK_CHECKOUT_LINK_PAYMENTS_BURST", "1000000")
+            .env("PAYLINK_CHECKOUT_ADDRESS_PAYMENTS_PER_MINUTE", "1000000")
+            .env("PAYLINK_CHECKOUT_ADDRESS_PAYMENTS_BURST", "1000000")
+            .env(
+                "PAYLINK_RECONCILE_AFTER_SECS",
+                RECONCILE_AFTER_SECS.to_string(),
+            )
+            .env("PAYLINK_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start paylink serve");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = reqwest::Client::new();
+        loop {
+            let up = client
+                .get(format!("http://{}/readyz", self.addr))
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if up {
+                return;
+            }
+            assert!(Instant::now() < deadline, "paylink did not come up in 30 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+        }
+    }
+}
+
+pub async fn create_key(database_url: &str) -> String {
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        Command::new(Server::binary())
+            .args([
+                "keys",
+                "create",
+                "--account",
+                "chaos",
+                "--mode",
+                "test",
+                "--database-url",
+                database_url,
+            ])
+            .stderr(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("keys create finished")
+    .expect("keys create ran");
+    assert!(output.status.success());
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .expect("a key")
+        .trim()
+        .to_owned()
+}
