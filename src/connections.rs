@@ -5,11 +5,17 @@
 //! - a cap on concurrent connections (a slot is taken before `accept`, so
 //!   past the cap new clients wait in the kernel's backlog instead of
 //!   eating file descriptors);
-//! - a header-read timeout (hyper's, per request: a client that opens a
-//!   connection, or keeps one alive, must send a whole request head within
-//!   it; slowloris clients are cut);
-//! - an idle timeout for the whole connection (no byte either way and no
-//!   request in flight), a second bound beside the header timer.
+//! - a header-read timeout: a request head must be complete within it,
+//!   counted from its first byte (from accept for a connection's first
+//!   request), so slowloris clients and silent connections are cut;
+//! - an idle keep-alive timeout: a connection with no request in flight
+//!   and no head arriving is closed after it. It should exceed the idle
+//!   timeout of the proxy in front (nginx and most load balancers use
+//!   60 s), or the proxy may send a request into a connection being closed.
+//!
+//! hyper's own header timer runs from the moment a connection is idle, so
+//! it cannot tell the two apart; it is set to the idle timeout as a
+//! backstop, and a small per-connection watchdog enforces both.
 //!
 //! paylink speaks HTTP/1.1 (what reverse proxies speak to upstreams).
 //!
@@ -54,11 +60,12 @@ pub struct ConnectionSettings {
 
 impl Default for ConnectionSettings {
     fn default() -> Self {
-        // nginx and Go's common settings: heads within 10 s, keep-alive
-        // connections closed after a minute of silence.
+        // Heads within 10 s (Go's common ReadHeaderTimeout); kept-alive
+        // connections closed after 75 s of silence (nginx's keepalive_timeout,
+        // longer than the 60 s most proxies keep an idle upstream).
         Self {
             header_read_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(75),
             max_connections: None,
         }
     }
@@ -92,7 +99,7 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout);
+        .header_read_timeout(settings.idle_timeout.max(settings.header_read_timeout));
     let builder = Arc::new(builder);
     let mut accept_errors = AcceptErrors::default();
     loop {
@@ -127,7 +134,7 @@ pub async fn serve(
         });
         let connection = builder.serve_connection(io, service).into_owned();
         let connection = graceful.watch(connection);
-        let idle_timeout = settings.idle_timeout;
+        let limits = (settings.header_read_timeout, settings.idle_timeout);
         tokio::spawn(async move {
             let _slot = slot;
             tokio::select! {
@@ -136,8 +143,8 @@ pub async fn serve(
                         tracing::debug!(%error, %remote, "connection ended with an error");
                     }
                 }
-                () = activity.idle_for(idle_timeout) => {
-                    tracing::debug!(%remote, "closing an idle connection");
+                () = activity.expired(limits.0, limits.1) => {
+                    tracing::debug!(%remote, "closing a slow or idle connection");
                 }
             }
         });
@@ -176,12 +183,17 @@ fn hyper_service(
     hyper_util::service::TowerToHyperService::new(service)
 }
 
-/// When a connection last moved a byte, and how many of its requests are
-/// being answered.
+/// What a connection's watchdog needs: when it last moved a byte, whether
+/// a request head is arriving (and since when), and how many of its
+/// requests are being answered. Times are milliseconds since accept.
 struct Activity {
     started: Instant,
     last_millis: AtomicU64,
+    /// 0: no head arriving; otherwise 1 + when its first byte came.
+    head_since: AtomicU64,
     in_flight: AtomicUsize,
+    /// Wakes the watchdog when a head begins or a request starts or ends.
+    changed: tokio::sync::Notify,
 }
 
 impl Activity {
@@ -189,40 +201,76 @@ impl Activity {
         Self {
             started: Instant::now(),
             last_millis: AtomicU64::new(0),
+            // The first request's head is due from accept.
+            head_since: AtomicU64::new(1),
             in_flight: AtomicUsize::new(0),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
-    fn touch(&self) {
-        let millis = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_millis.store(millis, Ordering::Relaxed);
+    fn millis(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Resolves once nothing has moved for `limit` with no request in flight.
-    async fn idle_for(&self, limit: Duration) {
+    fn touch(&self) {
+        self.last_millis.store(self.millis(), Ordering::Relaxed);
+    }
+
+    /// Bytes arrived: with no request in flight they begin a request head.
+    fn read_some(&self) {
+        let now = self.millis();
+        self.last_millis.store(now, Ordering::Relaxed);
+        if self.in_flight.load(Ordering::Relaxed) == 0
+            && self
+                .head_since
+                .compare_exchange(0, now + 1, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.changed.notify_one();
+        }
+    }
+
+    /// Resolves once a head has taken longer than `header_timeout`, or the
+    /// connection has been idle (nothing in flight, no head arriving) for
+    /// `idle_timeout`.
+    async fn expired(&self, header_timeout: Duration, idle_timeout: Duration) {
         loop {
-            let last =
-                self.started + Duration::from_millis(self.last_millis.load(Ordering::Relaxed));
-            let deadline = last + limit;
-            if Instant::now() >= deadline && self.in_flight.load(Ordering::Relaxed) == 0 {
-                return;
-            }
-            let wake = deadline.max(Instant::now() + Duration::from_millis(100));
-            tokio::time::sleep_until(wake.into()).await;
-            if self.in_flight.load(Ordering::Relaxed) > 0 {
-                self.touch();
+            let now = self.millis();
+            let head_since = self.head_since.load(Ordering::Relaxed);
+            let deadline = if self.in_flight.load(Ordering::Relaxed) > 0 {
+                None
+            } else if head_since > 0 {
+                Some(head_since - 1 + millis_of(header_timeout))
+            } else {
+                Some(self.last_millis.load(Ordering::Relaxed) + millis_of(idle_timeout))
+            };
+            let wait = match deadline {
+                Some(deadline) if now >= deadline => return,
+                Some(deadline) => Duration::from_millis((deadline - now).max(20)),
+                None => idle_timeout,
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.changed.notified() => {}
             }
         }
     }
 }
 
-/// Counts a request as in flight until dropped (answered or abandoned).
+fn millis_of(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Counts a request as in flight until dropped (answered or abandoned);
+/// its head is complete once it is.
 struct InFlight(Arc<Activity>);
 
 impl InFlight {
     fn start(activity: Arc<Activity>) -> Self {
         activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        activity.head_since.store(0, Ordering::Relaxed);
         activity.touch();
+        activity.changed.notify_one();
         Self(activity)
     }
 }
@@ -231,6 +279,7 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.0.touch();
+        self.0.changed.notify_one();
     }
 }
 
@@ -249,7 +298,7 @@ impl AsyncRead for TrackedIo {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.activity.touch();
+            self.activity.read_some();
         }
         polled
     }

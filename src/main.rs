@@ -141,8 +141,9 @@ enum Command {
         /// or from the previous answer on a kept-alive connection).
         #[arg(long, env = "PAYLINK_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
         header_read_timeout_secs: u64,
-        /// Seconds a connection may sit with no traffic and no request in flight.
-        #[arg(long, env = "PAYLINK_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+        /// Seconds a kept-alive connection may sit with no request in flight
+        /// (keep it above the idle timeout of the proxy in front, often 60).
+        #[arg(long, env = "PAYLINK_IDLE_TIMEOUT_SECS", default_value_t = 75)]
         idle_timeout_secs: u64,
         /// Most connections open at once; default: from the open-files limit
         /// (raised to its hard limit), at most 10,000.

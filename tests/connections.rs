@@ -2,12 +2,12 @@
 //! started with the soft open-files limit most systems give a service
 //! (1024), 1,100 idle connections held against it, and a normal request
 //! must still be answered in under a second; a silent connection is closed
-//! after the header-read timeout.
+//! after the header-read timeout, and a kept-alive one is not.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
@@ -82,6 +82,38 @@ async fn a_request_is_answered_while_1100_idle_connections_are_held() {
         .expect("the silent connection was closed within the timeout");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     drop(idle);
+
+    // A kept-alive connection quiet for longer than the header timeout
+    // (but less than the idle timeout) still takes its next request.
+    let mut kept = TcpStream::connect(&addr).await.unwrap();
+    for round in 0..2 {
+        kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: paylink\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), kept.read(&mut answer))
+            .await
+            .expect("an answer")
+            .unwrap();
+        let text = String::from_utf8_lossy(&answer[..n]);
+        assert!(text.starts_with("HTTP/1.1 200"), "round {round}: {text}");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    // Half a head, then nothing (slowloris): cut at the header timeout.
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: pay")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut rest = [0u8; 64];
+    let cut = tokio::time::timeout(Duration::from_secs(10), kept.read(&mut rest))
+        .await
+        .expect("a stalled head is cut");
+    assert!(matches!(cut, Ok(0) | Err(_)), "{cut:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     let _ = server.start_kill();
     let _ = tokio::time::timeout(Duration::from_secs(10), server.wait()).await;
 }

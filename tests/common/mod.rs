@@ -62,16 +62,19 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = reqwest::Client::new();
         loop {
-            let up = client
+            let answer = client
                 .get(format!("http://{}/readyz", self.addr))
                 .timeout(Duration::from_secs(1))
                 .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if up {
+                .await;
+            if answer.as_ref().is_ok_and(|r| r.status().is_success()) {
                 return;
             }
-            assert!(Instant::now() < deadline, "paylink did not come up in 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "paylink was not ready within 30 s: {:?}",
+                answer.map(|r| r.status())
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
