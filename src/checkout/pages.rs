@@ -166,36 +166,33 @@ pub fn receipt(link: &Link, merchant: &str) -> Markup {
 }
 
 pub fn too_many_requests() -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Too many attempts" }
-                link rel="stylesheet" href="/pay/assets/checkout.css";
-            }
-            body { main { div class="card" {
-                h1 { "Too many attempts" }
-                p class="muted" { "Please wait a few minutes before trying again. You have not been charged." }
-            } } }
-        }
-    }
+    message_page(
+        "Too many attempts",
+        "Please wait a few minutes before trying again. You have not been charged.",
+    )
 }
 
 pub fn not_found() -> Markup {
+    message_page(
+        "Payment link not found",
+        "Check the address you were given, or ask the merchant for a new link.",
+    )
+}
+
+/// A page with a heading and one sentence, for when there is no link to show.
+fn message_page(title: &str, detail: &str) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Payment link not found" }
+                title { (title) }
                 link rel="stylesheet" href="/pay/assets/checkout.css";
             }
             body { main { div class="card" {
-                h1 { "Payment link not found" }
-                p class="muted" { "Check the address you were given, or ask the merchant for a new link." }
+                h1 { (title) }
+                p class="muted" { (detail) }
             } } }
         }
     }

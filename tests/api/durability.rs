@@ -66,6 +66,27 @@ async fn csrf_token(url: &str) -> String {
         .to_owned()
 }
 
+/// Submits the pay form of `url` with `card` and `token` (cookie and field).
+async fn submit_card(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    card: &str,
+) -> reqwest::Response {
+    client
+        .post(url)
+        .header("cookie", format!("pl_csrf={token}"))
+        .form(&[
+            ("card_number", card),
+            ("expiry", "12/34"),
+            ("cvc", "123"),
+            ("csrf_token", token),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn processing_count(app: &TestApp) -> usize {
     let page = app
         .get("/v1/payment-links?status=processing&limit=100")
@@ -228,13 +249,7 @@ backend_tests! {
         let html = page.text().await.unwrap();
         assert!(!html.contains("<form"), "{html}");
         assert!(html.contains("Payments are not available"), "{html}");
-        let paid = reqwest::Client::new()
-            .post(&url)
-            .header("cookie", format!("pl_csrf={token}"))
-            .form(&[("card_number", "4242424242424242"), ("expiry", "12/34"), ("cvc", "123"), ("csrf_token", token.as_str())])
-            .send()
-            .await
-            .unwrap();
+        let paid = submit_card(&reqwest::Client::new(), &url, &token, "4242424242424242").await;
         assert_eq!(paid.status(), StatusCode::FORBIDDEN);
         app.service.set_account_suspended("default", false).await.unwrap();
         assert_eq!(app.link(&id).await["status"], "active");
@@ -263,18 +278,13 @@ backend_tests! {
         assert!(!html.contains(&forged));
 
         // Another link's token does not pay this one; its own does.
-        let submit = |url: String, token: String| async move {
-            reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap()
-                .post(&url)
-                .header("cookie", format!("pl_csrf={token}"))
-                .form(&[("card_number", "4242424242424242"), ("expiry", "12/34"), ("cvc", "123"), ("csrf_token", token.as_str())])
-                .send()
-                .await
-                .unwrap()
-                .status()
+        let no_redirects = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let submit = |url: String, token: String| {
+            let client = no_redirects.clone();
+            async move { submit_card(&client, &url, &token, "4242424242424242").await.status() }
         };
         assert_eq!(submit(second_url.clone(), first_token.clone()).await, StatusCode::FORBIDDEN);
         assert_eq!(submit(second_url, forged).await, StatusCode::FORBIDDEN);
@@ -292,25 +302,11 @@ backend_tests! {
         let mut statuses = Vec::new();
         for _ in 0..8 {
             // Card testing: a bad test card again and again on one link.
-            let status = client
-                .post(&url)
-                .header("cookie", format!("pl_csrf={token}"))
-                .form(&[("card_number", "4000000000000002"), ("expiry", "12/34"), ("cvc", "123"), ("csrf_token", token.as_str())])
-                .send()
-                .await
-                .unwrap()
-                .status();
-            statuses.push(status);
+            statuses.push(submit_card(&client, &url, &token, "4000000000000002").await.status());
         }
         assert_eq!(statuses[..5], [StatusCode::PAYMENT_REQUIRED; 5], "{statuses:?}");
         assert_eq!(statuses[5..], [StatusCode::TOO_MANY_REQUESTS; 3], "{statuses:?}");
-        let limited = client
-            .post(&url)
-            .header("cookie", format!("pl_csrf={token}"))
-            .form(&[("card_number", "4242424242424242"), ("expiry", "12/34"), ("cvc", "123"), ("csrf_token", token.as_str())])
-            .send()
-            .await
-            .unwrap();
+        let limited = submit_card(&client, &url, &token, "4242424242424242").await;
         assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
         assert!(limited.text().await.unwrap().contains("Too many attempts"));
         assert_eq!(app.link(&id).await["status"], "active");
