@@ -655,31 +655,39 @@ impl Service {
                 Ok(Some(link.settle_payment(attempt, outcome, now)?))
             })
             .await;
-        match settled {
-            Ok(link) => {
-                tracing::info!(attempt_id = %attempt.id, link_id = %link.id, status = link.status.as_str(), "payment attempt settled");
+        match (settled, outcome) {
+            (Ok(link), ChargeOutcome::Succeeded { .. }) => Ok(PaymentResult::Paid(link)),
+            (Ok(_), ChargeOutcome::Declined { message }) => {
+                // Back to active: reloading through `change` stores an
+                // expiry that fell due while the payment was in progress.
+                let link = self.change(&key, None, |_, _| Ok(None)).await?;
+                Ok(PaymentResult::Declined {
+                    link,
+                    message: message.clone(),
+                })
             }
-            Err(ServiceError::InvalidState { .. }) => {
+            (Err(ServiceError::InvalidState { .. }), _) => {
+                // Settled first by someone else (the reconciler, or the
+                // request it raced): answer what was recorded.
                 tracing::info!(attempt_id = %attempt.id, "payment attempt was settled by someone else");
+                let link = self.change(&key, None, |_, _| Ok(None)).await?;
+                let recorded = self
+                    .store
+                    .link_attempts(&attempt.link_id)
+                    .await?
+                    .into_iter()
+                    .find(|a| a.id == attempt.id);
+                Ok(match recorded {
+                    Some(a) if a.state == AttemptState::Succeeded => PaymentResult::Paid(link),
+                    Some(a) if a.state == AttemptState::Failed => PaymentResult::Declined {
+                        link,
+                        message: a.failure_message.unwrap_or_default(),
+                    },
+                    _ => PaymentResult::Processing(link),
+                })
             }
-            Err(error) => return Err(error),
+            (Err(error), _) => Err(error),
         }
-        // Reloading through `change` stores an expiry that fell due meanwhile.
-        let link = self.change(&key, None, |_, _| Ok(None)).await?;
-        let recorded = self
-            .store
-            .link_attempts(&attempt.link_id)
-            .await?
-            .into_iter()
-            .find(|a| a.id == attempt.id);
-        Ok(match recorded {
-            Some(a) if a.state == AttemptState::Succeeded => PaymentResult::Paid(link),
-            Some(a) if a.state == AttemptState::Failed => PaymentResult::Declined {
-                link,
-                message: a.failure_message.unwrap_or_default(),
-            },
-            _ => PaymentResult::Processing(link),
-        })
     }
 
     /// Settles every attempt still pending `older_than` after it started,

@@ -25,6 +25,14 @@ pub fn is_merchant_api(path: &str) -> bool {
 pub const MISSING_KEY_MESSAGE: &str =
     "No API key provided. Send `Authorization: Bearer pl_test_...` or `X-API-Key: pl_test_...`.";
 
+/// The client's address as the socket sees it (the accept loop puts it in
+/// every request); unspecified if absent.
+pub fn client_address(extensions: &axum::http::Extensions) -> IpAddr {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip())
+}
+
 pub async fn authenticate(
     State(state): State<AppState>,
     mut request: Request,
@@ -33,10 +41,7 @@ pub async fn authenticate(
     if !is_merchant_api(request.uri().path()) {
         return next.run(request).await;
     }
-    let address = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
+    let address = client_address(request.extensions());
     let form = crate::dialects::key_header(request.uri().path());
     let Some(secret) = api_key_in(request.headers(), form) else {
         return failed_authentication(
