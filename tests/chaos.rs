@@ -21,13 +21,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
 mod common;
 
-use common::{RECONCILE_AFTER_SECS, Server, create_key, free_port};
+use common::{RECONCILE_AFTER_SECS, Server, post_request, send_and_hang_up};
 
 const WORKERS: usize = 8;
 
@@ -80,32 +78,7 @@ impl Chaos {
     /// Sends `request` raw and resets the connection after `after` (0: at once).
     async fn hang_up(&self, request: Vec<u8>, after: Duration) {
         self.hang_ups.fetch_add(1, Ordering::Relaxed);
-        if let Ok(Ok(mut stream)) =
-            tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(&self.addr)).await
-        {
-            let _ = stream.set_zero_linger();
-            let _ = stream.write_all(&request).await;
-            tokio::time::sleep(after).await;
-        }
-    }
-
-    fn raw_post(
-        &self,
-        path: &str,
-        headers: &[(&str, &str)],
-        content_type: &str,
-        body: &str,
-    ) -> Vec<u8> {
-        let mut head = format!(
-            "POST {path} HTTP/1.1\r\nHost: paylink\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
-        head.push_str(body);
-        head.into_bytes()
+        send_and_hang_up(&self.addr, &request, after).await;
     }
 
     fn create_body(key: &str) -> String {
@@ -117,7 +90,7 @@ impl Chaos {
         let body = Self::create_body(key);
         if let Some(after) = hang_up {
             let auth = format!("Bearer {}", self.key);
-            let request = self.raw_post(
+            let request = post_request(
                 "/v1/payment-links",
                 &[("Authorization", &auth), ("Idempotency-Key", key)],
                 "application/json",
@@ -221,7 +194,7 @@ impl Chaos {
         let cookie = format!("pl_csrf={token}");
         match hang_up {
             Some(after) => {
-                let request = self.raw_post(
+                let request = post_request(
                     &path,
                     &[("Cookie", &cookie)],
                     "application/x-www-form-urlencoded",
@@ -340,15 +313,11 @@ impl Chaos {
 
 async fn run(database_url: String, label: &str) {
     let secs = chaos_secs();
-    let seed =
-        u64::from(std::process::id()) ^ Instant::now().elapsed().as_nanos() as u64 ^ 0x9e37_79b9;
-    let key = create_key(&database_url).await;
-    let mut server = Server {
-        child: None,
-        addr: format!("127.0.0.1:{}", free_port()),
-        database_url,
-    };
-    server.start().await;
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let seed = (u64::from(std::process::id()) << 32 | u64::from(clock)) ^ 0x9e37_79b9;
+    let (mut server, key) = Server::launch(database_url).await;
     let chaos = Arc::new(Chaos {
         addr: server.addr.clone(),
         key,

@@ -11,13 +11,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod common;
+
+use common::free_port;
 
 async fn start(addr: &str, database_url: &str) -> Child {
     // `ulimit -Sn 1024`: the soft limit systemd and most shells start with.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use common::{RECONCILE_AFTER_SECS, Server, create_key, free_port};
+use common::{RECONCILE_AFTER_SECS, Server};
 
 async fn json_of(response: reqwest::Response) -> Value {
     response.json().await.expect("a JSON body")
@@ -32,13 +32,7 @@ async fn a_restart_after_kill_9_resolves_every_processing_link() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("paylink.db");
     let database_url = format!("sqlite://{}", path.display());
-    let key = create_key(&database_url).await;
-    let mut server = Server {
-        child: None,
-        addr: format!("127.0.0.1:{}", free_port()),
-        database_url,
-    };
-    server.start().await;
+    let (mut server, key) = Server::launch(database_url).await;
     let base = format!("http://{}", server.addr);
     let client = reqwest::Client::new();
 

@@ -7,22 +7,11 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use paylink::server::ServerOptions;
 
+use crate::common::{post_request, send_and_hang_up};
 use crate::helpers::{TestApp, generous_checkout_limits};
-
-/// Sends `request` and resets the connection at once (no answer read).
-async fn send_and_hang_up(addr: &str, request: Vec<u8>) {
-    let Ok(mut stream) = TcpStream::connect(addr).await else {
-        return;
-    };
-    let _ = stream.set_zero_linger();
-    let _ = stream.write_all(&request).await;
-    drop(stream);
-}
 
 fn addr_of(app: &TestApp) -> String {
     app.base.trim_start_matches("http://").to_owned()
@@ -31,19 +20,6 @@ fn addr_of(app: &TestApp) -> String {
 fn get_request(path: &str, key: Option<&str>) -> Vec<u8> {
     let auth = key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
     format!("GET {path} HTTP/1.1\r\nHost: paylink\r\n{auth}\r\n").into_bytes()
-}
-
-fn post_request(path: &str, headers: &[(&str, &str)], content_type: &str, body: &str) -> Vec<u8> {
-    let mut head = format!(
-        "POST {path} HTTP/1.1\r\nHost: paylink\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    head.push_str(body);
-    head.into_bytes()
 }
 
 fn slug_of(link: &serde_json::Value) -> String {
@@ -110,7 +86,10 @@ backend_tests! {
             })
             .collect();
         futures::stream::iter(requests)
-            .for_each_concurrent(64, |request| send_and_hang_up(&addr, request))
+            .for_each_concurrent(64, |request| {
+                let addr = &addr;
+                async move { send_and_hang_up(addr, &request, Duration::ZERO).await }
+            })
             .await;
 
         let ready = reqwest::get(format!("{}/readyz", app.base)).await.unwrap();
@@ -159,7 +138,8 @@ backend_tests! {
                     "application/x-www-form-urlencoded",
                     &body,
                 );
-                send_and_hang_up(&addr, request)
+                let addr = &addr;
+                async move { send_and_hang_up(addr, &request, Duration::ZERO).await }
             })
             .await;
 
@@ -210,7 +190,7 @@ backend_tests! {
                 "application/json",
                 &body,
             );
-            send_and_hang_up(&addr, request).await;
+            send_and_hang_up(&addr, &request, Duration::ZERO).await;
             // The retry: the first request's answer, once it is stored.
             let deadline = Instant::now() + Duration::from_secs(5);
             let retried = loop {

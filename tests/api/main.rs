@@ -24,6 +24,8 @@ macro_rules! backend_tests {
     )*};
 }
 
+#[path = "../common/mod.rs"]
+mod common;
 mod helpers;
 mod receiver;
 

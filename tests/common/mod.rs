@@ -6,6 +6,8 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
 /// The reconcile age the child servers run with.
@@ -19,6 +21,37 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A raw HTTP/1.1 POST, for clients that hang up before the answer.
+pub fn post_request(
+    path: &str,
+    headers: &[(&str, &str)],
+    content_type: &str,
+    body: &str,
+) -> Vec<u8> {
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: paylink\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    head.push_str(body);
+    head.into_bytes()
+}
+
+/// Sends `request` to `addr`, waits `after`, and resets the connection
+/// (no answer read): a client that hangs up mid-request.
+pub async fn send_and_hang_up(addr: &str, request: &[u8], after: Duration) {
+    if let Ok(Ok(mut stream)) =
+        tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await
+    {
+        let _ = stream.set_zero_linger();
+        let _ = stream.write_all(request).await;
+        tokio::time::sleep(after).await;
+    }
+}
+
 pub struct Server {
     pub child: Option<Child>,
     pub addr: String,
@@ -26,6 +59,18 @@ pub struct Server {
 }
 
 impl Server {
+    /// A key of a new account, then a server started on `database_url`.
+    pub async fn launch(database_url: String) -> (Self, String) {
+        let key = create_key(&database_url).await;
+        let mut server = Server {
+            child: None,
+            addr: format!("127.0.0.1:{}", free_port()),
+            database_url,
+        };
+        server.start().await;
+        (server, key)
+    }
+
     /// This build's binary, or `PAYLINK_TEST_BINARY` (to hold another
     /// build, an older one say, to the same checks).
     pub fn binary() -> String {
