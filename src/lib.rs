@@ -18,6 +18,7 @@ pub mod dialects;
 pub mod domain;
 pub mod http;
 pub mod payments;
+pub mod secrets;
 pub mod server;
 pub mod service;
 pub mod store;

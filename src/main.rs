@@ -12,8 +12,11 @@ use paylink::checkout::limits::{Budget, CheckoutLimitSettings};
 use paylink::clock::SystemClock;
 use paylink::connections::ConnectionSettings;
 use paylink::http::rate_limit::RateLimitSettings;
+use paylink::payments::ProcessorSettings;
+use paylink::payments::stripe::StripeConfig;
+use paylink::secrets::SecretsKey;
 use paylink::server::{self, ServerOptions};
-use paylink::service::{Service, ServiceSettings};
+use paylink::service::{ProcessorChoice, Service, ServiceSettings};
 use paylink::store;
 
 #[derive(Parser)]
@@ -35,6 +38,36 @@ struct DatabaseArgs {
     /// PostgreSQL pool size per node.
     #[arg(long, env = "PAYLINK_DB_MAX_CONNECTIONS", default_value_t = 10)]
     db_max_connections: u32,
+}
+
+/// Processors: where Stripe is, and the key processor secrets are sealed with.
+#[derive(clap::Args)]
+struct ProcessorArgs {
+    /// 32 random bytes in base64 (`openssl rand -base64 32`); processor
+    /// secrets are stored sealed under it. The same on every node.
+    #[arg(long, env = "PAYLINK_SECRETS_KEY", hide_env_values = true)]
+    secrets_key: Option<String>,
+    #[arg(long, env = "PAYLINK_STRIPE_API_BASE", default_value = paylink::payments::stripe::DEFAULT_API_BASE)]
+    stripe_api_base: String,
+    /// The Stripe.js a Stripe checkout page loads.
+    #[arg(long, env = "PAYLINK_STRIPE_JS_URL", default_value = paylink::payments::stripe::DEFAULT_JS_URL)]
+    stripe_js_url: String,
+}
+
+impl ProcessorArgs {
+    fn settings(&self) -> anyhow::Result<ProcessorSettings> {
+        let secrets_key = self
+            .secrets_key
+            .as_deref()
+            .filter(|key| !key.trim().is_empty())
+            .map(SecretsKey::parse)
+            .transpose()?;
+        Ok(ProcessorSettings {
+            secrets_key,
+            stripe_api_base: self.stripe_api_base.clone(),
+            stripe_js_url: self.stripe_js_url.clone(),
+        })
+    }
 }
 
 /// The hosted page's limits against card testing and slug enumeration.
@@ -155,6 +188,8 @@ enum Command {
         reconcile_after_secs: u64,
         #[command(flatten)]
         checkout_limits: CheckoutLimitArgs,
+        #[command(flatten)]
+        processors: ProcessorArgs,
     },
     /// Create or upgrade the database schema, then exit.
     Migrate {
@@ -200,6 +235,42 @@ enum AccountsCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// Choose the processor an account takes payments with in a mode;
+    /// prints the webhook URL to register at the processor.
+    SetProcessor {
+        name: String,
+        #[arg(long, value_enum)]
+        mode: Mode,
+        #[arg(long, value_enum)]
+        processor: ProcessorName,
+        /// Stripe's secret key (`sk_test_...`, `sk_live_...`, or a restricted `rk_...`).
+        #[arg(long, required_if_eq("processor", "stripe"))]
+        secret_key: Option<String>,
+        /// Stripe's publishable key (`pk_...`), used by the checkout page.
+        #[arg(long, required_if_eq("processor", "stripe"))]
+        publishable_key: Option<String>,
+        /// The signing secret (`whsec_...`) of the webhook endpoint registered at Stripe.
+        #[arg(long, required_if_eq("processor", "stripe"))]
+        webhook_secret: Option<String>,
+        /// Base of the URLs paylink is reached at (for the webhook URL printed).
+        #[arg(
+            long,
+            env = "PAYLINK_PUBLIC_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        public_url: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        processors: ProcessorArgs,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ProcessorName {
+    /// The built-in test processor (test mode only).
+    Test,
+    Stripe,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -254,6 +325,7 @@ async fn main() -> anyhow::Result<()> {
             max_connections,
             reconcile_after_secs,
             checkout_limits,
+            processors,
         } => {
             if webhook_allow_private {
                 tracing::warn!(
@@ -264,6 +336,7 @@ async fn main() -> anyhow::Result<()> {
             let settings = ServiceSettings {
                 default_link_lifetime: SignedDuration::from_hours(default_link_lifetime_hours),
                 webhook_allow_private,
+                processors: processors.settings()?,
             };
             let service = open_service(&database, settings).await?;
             if let Some(issued) = service.bootstrap().await? {
@@ -342,10 +415,57 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", issued.secret);
             Ok(())
         }
+        Command::Accounts {
+            command:
+                AccountsCommand::SetProcessor {
+                    name,
+                    mode,
+                    processor,
+                    secret_key,
+                    publishable_key,
+                    webhook_secret,
+                    public_url,
+                    database,
+                    processors,
+                },
+        } => {
+            let settings = ServiceSettings {
+                processors: processors.settings()?,
+                ..ServiceSettings::default()
+            };
+            let service = open_service(&database, settings).await?;
+            let livemode = matches!(mode, Mode::Live);
+            let choice = match processor {
+                ProcessorName::Test => ProcessorChoice::Test,
+                ProcessorName::Stripe => ProcessorChoice::Stripe(StripeConfig {
+                    secret_key: secret_key.unwrap_or_default(),
+                    publishable_key: publishable_key.unwrap_or_default(),
+                    webhook_secret: webhook_secret.unwrap_or_default(),
+                }),
+            };
+            service.set_processor(&name, livemode, choice).await?;
+            let mode_word = if livemode { "live" } else { "test" };
+            match processor {
+                ProcessorName::Test => eprintln!(
+                    "account `{name}` takes {mode_word}-mode payments with the built-in test processor"
+                ),
+                ProcessorName::Stripe => {
+                    eprintln!(
+                        "account `{name}` takes {mode_word}-mode payments with Stripe; register this webhook URL at Stripe (events payment_intent.succeeded, payment_intent.payment_failed, charge.refunded):"
+                    );
+                    println!(
+                        "{}/processors/stripe/{name}/webhook",
+                        public_url.trim_end_matches('/')
+                    );
+                }
+            }
+            Ok(())
+        }
         Command::Accounts { command } => {
             let (name, database, suspend) = match command {
                 AccountsCommand::Suspend { name, database } => (name, database, true),
                 AccountsCommand::Resume { name, database } => (name, database, false),
+                AccountsCommand::SetProcessor { .. } => unreachable!("matched above"),
             };
             let service = open_service(&database, ServiceSettings::default()).await?;
             service

@@ -17,13 +17,14 @@ use crate::clock::Clock;
 use crate::domain::cancel::CancelRefusal;
 use crate::domain::card::Card;
 use crate::domain::link::{
-    AttemptStart, Creation, LinkUpdate, StateConflict, UpdateError, validate_reason,
+    AttemptStart, Creation, LinkUpdate, RefundStart, StateConflict, UpdateError, validate_reason,
 };
 use crate::domain::{
     Actor, AttemptState, CancelDecision, CancelPolicy, ChargeOutcome, FieldError, Link, LinkEvent,
-    LinkStatus, NewLink, PaymentAttempt, Transition, ids,
+    LinkStatus, NewLink, PaymentAttempt, Refund, RefundKind, RefundOutcome, RefundState,
+    Transition, ids,
 };
-use crate::payments::{PaymentProcessor, TestProcessor};
+use crate::payments::{PaymentProcessor, PaymentSource, TestProcessor};
 use crate::store::{
     Account, ApiKeyRecord, Applied, IdempotencyClaim, IdempotencyMark, IdempotencyWindow,
     LinkFilter, Page, Scope, StatsRow, Store, StoreError, StoredResponse,
@@ -141,6 +142,8 @@ pub struct ServiceSettings {
     /// Lets webhook endpoints be loopback or private addresses
     /// (`PAYLINK_WEBHOOK_ALLOW_PRIVATE=1`; development and tests only).
     pub webhook_allow_private: bool,
+    /// Processor endpoints and the key processor secrets are sealed with.
+    pub processors: crate::payments::ProcessorSettings,
 }
 
 impl Default for ServiceSettings {
@@ -148,6 +151,7 @@ impl Default for ServiceSettings {
         Self {
             default_link_lifetime: SignedDuration::from_hours(14 * 24),
             webhook_allow_private: false,
+            processors: crate::payments::ProcessorSettings::default(),
         }
     }
 }
@@ -187,11 +191,11 @@ enum LinkKey {
 
 pub struct Service {
     store: Arc<dyn Store>,
+    /// Opens the processors accounts configure (Stripe).
+    connectors: crate::payments::Connectors,
     clock: Arc<dyn Clock>,
     settings: ServiceSettings,
     test_processor: Arc<dyn PaymentProcessor>,
-    /// No live connector exists yet: live links refuse payment.
-    live_processor: Option<Arc<dyn PaymentProcessor>>,
     /// Wakes this node's webhook dispatcher after a write that stored
     /// events (other nodes' writes are found by its polling).
     deliveries_waiting: tokio::sync::Notify,
@@ -207,6 +211,43 @@ pub enum PaymentResult {
     },
     /// The processor has not answered yet; the reconciler will settle it.
     Processing(Link),
+    /// The customer must authenticate (3-D Secure) on the page with the
+    /// processor's `client_secret`; the outcome arrives later.
+    ActionRequired {
+        link: Link,
+        attempt_id: String,
+        client_secret: String,
+    },
+}
+
+/// The processor an operator chooses for an account and mode.
+#[derive(Debug, Clone)]
+pub enum ProcessorChoice {
+    /// The built-in test processor (test mode only).
+    Test,
+    Stripe(crate::payments::stripe::StripeConfig),
+}
+
+/// How the hosted page takes a link's payment.
+#[derive(Debug, Clone)]
+pub enum CheckoutProcessor {
+    /// paylink's own card form, for the built-in test processor.
+    TestCard,
+    /// Stripe Elements collects the card; only a PaymentMethod id reaches paylink.
+    Stripe {
+        publishable_key: String,
+        js_url: String,
+    },
+    /// No processor takes this link's payments.
+    Unavailable,
+}
+
+/// The result of a refund request: the link after it, and the refund as
+/// the processor left it (`pending` if it has not answered yet).
+#[derive(Debug, Clone)]
+pub struct RefundResult {
+    pub link: Link,
+    pub refund: Refund,
 }
 
 /// The stored form of an API key secret. Keys carry ~190 random bits, so a
@@ -218,11 +259,14 @@ pub fn hash_api_key(secret: &str) -> String {
 impl Service {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: ServiceSettings) -> Self {
         Self {
+            connectors: crate::payments::Connectors::new(
+                settings.processors.clone(),
+                Arc::clone(&store),
+            ),
             store: Arc::clone(&store),
             clock,
             settings,
             test_processor: Arc::new(TestProcessor::new(Arc::clone(&store))),
-            live_processor: None,
             deliveries_waiting: tokio::sync::Notify::new(),
         }
     }
@@ -320,12 +364,135 @@ impl Service {
         })
     }
 
+    /// Sets the processor an account takes payments with in a mode. Stripe
+    /// secrets are sealed under `PAYLINK_SECRETS_KEY` (refused without it).
+    pub async fn set_processor(
+        &self,
+        account_name: &str,
+        livemode: bool,
+        choice: ProcessorChoice,
+    ) -> anyhow::Result<()> {
+        let account = self
+            .store
+            .account_by_name(account_name)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no account named `{account_name}`"))?;
+        let configured = match choice {
+            ProcessorChoice::Test if livemode => {
+                anyhow::bail!("the built-in test processor takes test-mode payments only")
+            }
+            ProcessorChoice::Test => None,
+            ProcessorChoice::Stripe(config) => {
+                let checks = [
+                    ("--secret-key", &config.secret_key, &["sk_", "rk_"][..]),
+                    ("--publishable-key", &config.publishable_key, &["pk_"][..]),
+                    ("--webhook-secret", &config.webhook_secret, &["whsec_"][..]),
+                ];
+                for (flag, value, prefixes) in checks {
+                    if !prefixes.iter().any(|p| value.starts_with(p)) {
+                        anyhow::bail!("{flag} must start with {}", prefixes.join(" or "));
+                    }
+                }
+                let expected_mode = if livemode { "_live_" } else { "_test_" };
+                if !config.secret_key.contains(expected_mode)
+                    || !config.publishable_key.contains(expected_mode)
+                {
+                    anyhow::bail!(
+                        "the Stripe keys must be {} keys for {} mode",
+                        expected_mode.trim_matches('_'),
+                        if livemode { "live" } else { "test" }
+                    );
+                }
+                let plain = serde_json::to_vec(&config)?;
+                let sealed = self.connectors.seal(&plain, &account.id, livemode)?;
+                Some(crate::store::ProcessorAccount {
+                    processor: "stripe".into(),
+                    sealed_config: sealed,
+                    updated_at: self.now(),
+                })
+            }
+        };
+        self.store
+            .set_processor_account(&account.id, livemode, configured)
+            .await?;
+        Ok(())
+    }
+
+    /// How the hosted page of `link` takes its payment.
+    pub async fn checkout_processor(&self, link: &Link) -> ServiceResult<CheckoutProcessor> {
+        let Some(configured) = self
+            .store
+            .processor_account(&link.account_id, link.livemode)
+            .await?
+        else {
+            return Ok(if link.livemode {
+                CheckoutProcessor::Unavailable
+            } else {
+                CheckoutProcessor::TestCard
+            });
+        };
+        match configured.processor.as_str() {
+            "stripe" => {
+                let config =
+                    self.connectors
+                        .stripe_config(&configured, &link.account_id, link.livemode)?;
+                Ok(CheckoutProcessor::Stripe {
+                    publishable_key: config.publishable_key,
+                    js_url: self.connectors.settings().stripe_js_url.clone(),
+                })
+            }
+            _ => Ok(CheckoutProcessor::Unavailable),
+        }
+    }
+
+    /// The Stripe configuration of an account (by name) in a mode, for
+    /// verifying its webhooks; the account id with it.
+    pub async fn stripe_account(
+        &self,
+        account_name: &str,
+    ) -> ServiceResult<Vec<(String, bool, crate::payments::stripe::StripeConfig)>> {
+        let account = self
+            .store
+            .account_by_name(account_name)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        let mut configs = Vec::new();
+        for livemode in [false, true] {
+            if let Some(configured) = self.store.processor_account(&account.id, livemode).await?
+                && configured.processor == "stripe"
+            {
+                configs.push((
+                    account.id.clone(),
+                    livemode,
+                    self.connectors
+                        .stripe_config(&configured, &account.id, livemode)?,
+                ));
+            }
+        }
+        Ok(configs)
+    }
+
     // ---- links ----
 
     pub async fn create_link(&self, caller: &Caller, new_link: NewLink) -> ServiceResult<Link> {
         let idempotency = current_idempotency();
         if let Some(link) = self.recalled(idempotency.as_ref()).await? {
             return Ok(link);
+        }
+        if caller.scope.livemode
+            && self
+                .store
+                .processor_account(&caller.scope.account_id, true)
+                .await?
+                .is_none()
+        {
+            return Err(FieldError::new(
+                "livemode",
+                "This account has no processor for live payments, so a live link could not be paid. \
+                 An operator connects one with `paylink accounts set-processor ACCOUNT --mode live --processor stripe \
+                 --secret-key sk_live_... --publishable-key pk_live_... --webhook-secret whsec_...`.",
+            )
+            .into());
         }
         let (link, event) = new_link.create(Creation {
             account_id: &caller.scope.account_id,
@@ -550,20 +717,42 @@ impl Service {
     /// the attempt. The HTTP layer runs this where a disconnect cannot cut
     /// it; a crash is finished by [`Service::reconcile_payments`].
     pub async fn pay_link(&self, slug: &str, card: &Card) -> ServiceResult<PaymentResult> {
+        self.pay_link_with(
+            slug,
+            PaymentSource::Card(card),
+            Some(card.brand()),
+            Some(card.last4()),
+        )
+        .await
+    }
+
+    /// [`Service::pay_link`] with any source the link's processor takes.
+    pub async fn pay_link_with(
+        &self,
+        slug: &str,
+        source: PaymentSource<'_>,
+        card_brand: Option<&str>,
+        card_last4: Option<&str>,
+    ) -> ServiceResult<PaymentResult> {
         let link = self.get_link_by_slug(slug).await?;
         if self.account(&link.account_id).await?.suspended {
             return Err(ServiceError::AccountSuspended);
         }
-        let processor = self.processor_for(&link)?;
+        let processor = self
+            .processor_for(&link.account_id, link.livemode)
+            .await?
+            .ok_or(ServiceError::PaymentsUnavailable)?;
         let (processing, attempt) = self
-            .start_attempt(
-                slug,
-                processor.name(),
-                Some(card.brand()),
-                Some(card.last4()),
-            )
+            .start_attempt(slug, processor.name(), card_brand, card_last4)
             .await?;
-        match tokio::time::timeout(PROCESSOR_TIMEOUT, processor.charge(&attempt, card)).await {
+        match tokio::time::timeout(PROCESSOR_TIMEOUT, processor.charge(&attempt, source)).await {
+            Ok(Ok(ChargeOutcome::RequiresAction { client_secret })) => {
+                Ok(PaymentResult::ActionRequired {
+                    link: processing,
+                    attempt_id: attempt.id,
+                    client_secret,
+                })
+            }
             Ok(Ok(outcome)) => self.settle_attempt(&attempt, &outcome).await,
             Ok(Err(error)) => {
                 tracing::warn!(%error, attempt_id = %attempt.id, "processor call failed; the reconciler will ask again");
@@ -576,22 +765,50 @@ impl Service {
         }
     }
 
-    fn processor_for(&self, link: &Link) -> ServiceResult<Arc<dyn PaymentProcessor>> {
-        if link.livemode {
-            self.live_processor
-                .clone()
-                .ok_or(ServiceError::PaymentsUnavailable)
-        } else {
-            Ok(Arc::clone(&self.test_processor))
+    /// The processor an account takes payments with in a mode: the one
+    /// configured for it, else the built-in test processor in test mode,
+    /// else none (a live link of such an account cannot be paid).
+    pub async fn processor_for(
+        &self,
+        account_id: &str,
+        livemode: bool,
+    ) -> ServiceResult<Option<Arc<dyn PaymentProcessor>>> {
+        match self.configured_processor(account_id, livemode).await? {
+            Some(processor) => Ok(Some(processor)),
+            None if !livemode => Ok(Some(Arc::clone(&self.test_processor))),
+            None => Ok(None),
         }
     }
 
-    fn processor_named(&self, name: &str) -> Option<Arc<dyn PaymentProcessor>> {
-        [Some(&self.test_processor), self.live_processor.as_ref()]
-            .into_iter()
-            .flatten()
-            .find(|processor| processor.name() == name)
-            .cloned()
+    /// The processor named `name` for an account and mode: what reconciles
+    /// an attempt or refund made through it.
+    async fn processor_named(
+        &self,
+        account_id: &str,
+        livemode: bool,
+        name: &str,
+    ) -> ServiceResult<Option<Arc<dyn PaymentProcessor>>> {
+        if name == self.test_processor.name() {
+            return Ok(Some(Arc::clone(&self.test_processor)));
+        }
+        Ok(self
+            .configured_processor(account_id, livemode)
+            .await?
+            .filter(|processor| processor.name() == name))
+    }
+
+    async fn configured_processor(
+        &self,
+        account_id: &str,
+        livemode: bool,
+    ) -> ServiceResult<Option<Arc<dyn PaymentProcessor>>> {
+        let Some(configured) = self.store.processor_account(account_id, livemode).await? else {
+            return Ok(None);
+        };
+        if configured.processor == self.test_processor.name() {
+            return Ok(Some(Arc::clone(&self.test_processor)));
+        }
+        Ok(self.connectors.open(&configured, account_id, livemode)?)
     }
 
     pub async fn account(&self, account_id: &str) -> ServiceResult<Account> {
@@ -650,12 +867,41 @@ impl Service {
             },
             attempt.link_id.clone(),
         );
+        let refund_id = ids::new_refund_id();
         let settled = self
-            .change(&key, None, |link, now| {
-                Ok(Some(link.settle_payment(attempt, outcome, now)?))
+            .change(&key, None, |link, now| match outcome {
+                // The processor took money for a link that no longer
+                // takes it: record it and refund it, in one transaction.
+                ChargeOutcome::Succeeded { payment_id }
+                    if link.status != LinkStatus::Processing =>
+                {
+                    Ok(Some(link.refund_late_payment(
+                        attempt, payment_id, &refund_id, now,
+                    )?))
+                }
+                _ => Ok(Some(link.settle_payment(attempt, outcome, now)?)),
             })
             .await;
         match (settled, outcome) {
+            (Ok(link), ChargeOutcome::Succeeded { .. }) if link.status != LinkStatus::Paid => {
+                tracing::warn!(attempt_id = %attempt.id, link_id = %link.id, status = link.status.as_str(), "a payment succeeded for a link that is no longer payable; refunding it");
+                if let Some(refund) = self
+                    .store
+                    .link_refunds(&link.id)
+                    .await?
+                    .into_iter()
+                    .find(|r| r.id == refund_id)
+                {
+                    self.run_refund(refund).await?;
+                }
+                Ok(PaymentResult::Declined {
+                    message: format!(
+                        "This payment link was {} before your payment completed; your payment is being refunded.",
+                        link.status.as_str()
+                    ),
+                    link,
+                })
+            }
             (Ok(link), ChargeOutcome::Succeeded { .. }) => Ok(PaymentResult::Paid(link)),
             (Ok(_), ChargeOutcome::Declined { message }) => {
                 // Back to active: reloading through `change` stores an
@@ -686,6 +932,7 @@ impl Service {
                     _ => PaymentResult::Processing(link),
                 })
             }
+            (Ok(link), ChargeOutcome::RequiresAction { .. }) => Ok(PaymentResult::Processing(link)),
             (Err(error), _) => Err(error),
         }
     }
@@ -703,7 +950,10 @@ impl Service {
             let batch = stale.len();
             let mut progressed = 0;
             for attempt in stale {
-                let Some(processor) = self.processor_named(&attempt.processor) else {
+                let Some(processor) = self
+                    .processor_named(&attempt.account_id, attempt.livemode, &attempt.processor)
+                    .await?
+                else {
                     tracing::warn!(attempt_id = %attempt.id, processor = %attempt.processor, "no processor to reconcile this attempt with");
                     continue;
                 };
@@ -794,15 +1044,195 @@ impl Service {
                 status: link.status,
                 message: "No payment is in progress on this link.".into(),
             })?;
-        let outcome = self
+        let outcome = serde_json::to_value(&outcome)
+            .map_err(|error| StoreError::Internal(error.to_string()))?;
+        let recorded = self
             .store
-            .record_test_charge(&attempt.id, &outcome, self.now())
+            .record_test_outcome(&attempt.id, outcome, self.now())
             .await?;
+        let outcome: ChargeOutcome = serde_json::from_value(recorded)
+            .map_err(|error| StoreError::Internal(error.to_string()))?;
         Ok(match self.settle_attempt(&attempt, &outcome).await? {
             PaymentResult::Paid(link)
             | PaymentResult::Declined { link, .. }
-            | PaymentResult::Processing(link) => link,
+            | PaymentResult::Processing(link)
+            | PaymentResult::ActionRequired { link, .. } => link,
         })
+    }
+
+    // ---- refunds ----
+
+    /// Refunds `amount` (default: what is left) of a paid link. The refund
+    /// is reserved on the link first (so concurrent refunds never add up to
+    /// more than the amount), then sent to the processor that took the
+    /// payment with the refund id as idempotency key, then settled. A
+    /// processor that does not answer leaves it pending for the reconciler.
+    pub async fn refund_link(
+        &self,
+        caller: &Caller,
+        id: &str,
+        amount: Option<i64>,
+        reason: Option<String>,
+    ) -> ServiceResult<RefundResult> {
+        let idempotency = current_idempotency();
+        if let Some(event_id) = idempotency.as_ref().and_then(|c| c.recall.as_deref()) {
+            // An earlier run committed the reservation and died: finish
+            // that refund, do not make another.
+            let event = self.store.event_by_id(event_id).await?.ok_or_else(|| {
+                StoreError::Internal(format!("recalled event {event_id} is missing"))
+            })?;
+            if let Some(refund) = event.refund {
+                return self.finish_refund(refund).await;
+            }
+        }
+        let key = LinkKey::Id(caller.scope.clone(), id.to_owned());
+        let link = self.load(&key).await?;
+        let processor = self
+            .store
+            .link_attempts(&link.id)
+            .await?
+            .into_iter()
+            .find(|a| a.state == AttemptState::Succeeded && a.payment_id == link.payment_id)
+            .map_or_else(|| self.test_processor.name().to_owned(), |a| a.processor);
+        let refund_id = ids::new_refund_id();
+        let actor = caller.actor();
+        let mut reserved = None;
+        self.change(&key, idempotency, |link, now| {
+            let transition = link
+                .begin_refund(
+                    RefundStart {
+                        refund_id: &refund_id,
+                        amount,
+                        reason: reason.clone(),
+                        processor: &processor,
+                        actor: actor.clone(),
+                    },
+                    now,
+                )
+                .map_err(|error| match error {
+                    UpdateError::Field(field) => ServiceError::Invalid(field),
+                    UpdateError::State(conflict) => conflict.into(),
+                })?;
+            reserved = transition.refund.clone();
+            Ok(Some(transition))
+        })
+        .await?;
+        let refund =
+            reserved.ok_or_else(|| StoreError::Internal("a reserved refund is missing".into()))?;
+        self.finish_refund(refund).await
+    }
+
+    /// Runs a reserved refund to its outcome, or leaves it pending if the
+    /// processor cannot answer now; answers the link and refund after.
+    async fn finish_refund(&self, refund: Refund) -> ServiceResult<RefundResult> {
+        let refund = if refund.state == RefundState::Pending {
+            self.run_refund(refund).await?
+        } else {
+            refund
+        };
+        let link = self
+            .load(&LinkKey::Id(
+                Scope {
+                    account_id: refund.account_id.clone(),
+                    livemode: refund.livemode,
+                },
+                refund.link_id.clone(),
+            ))
+            .await?;
+        let refund = self
+            .store
+            .link_refunds(&link.id)
+            .await?
+            .into_iter()
+            .find(|r| r.id == refund.id)
+            .unwrap_or(refund);
+        Ok(RefundResult { link, refund })
+    }
+
+    /// Asks the refund's processor to make (or tell the outcome of) it and
+    /// settles it; answers the refund as it now stands.
+    async fn run_refund(&self, refund: Refund) -> ServiceResult<Refund> {
+        let Some(processor) = self
+            .processor_named(&refund.account_id, refund.livemode, &refund.processor)
+            .await?
+        else {
+            tracing::warn!(refund_id = %refund.id, processor = %refund.processor, "no processor to run this refund with; it stays pending");
+            return Ok(refund);
+        };
+        let outcome = match tokio::time::timeout(PROCESSOR_TIMEOUT, processor.refund(&refund)).await
+        {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, refund_id = %refund.id, "refund call failed; the reconciler will ask again");
+                return Ok(refund);
+            }
+            Err(_) => {
+                tracing::warn!(refund_id = %refund.id, "processor did not answer a refund in time; the reconciler will ask again");
+                return Ok(refund);
+            }
+        };
+        if refund.kind == RefundKind::LatePayment && matches!(outcome, RefundOutcome::Failed { .. })
+        {
+            // Money taken for a link that did not sell is never kept: the
+            // reconciler keeps asking until the processor gives it back.
+            tracing::error!(refund_id = %refund.id, ?outcome, "the automatic refund of a late payment failed; retrying later");
+            return Ok(refund);
+        }
+        self.settle_refund(&refund, &outcome).await
+    }
+
+    /// Records the processor's `outcome` for a pending refund (once).
+    pub async fn settle_refund(
+        &self,
+        refund: &Refund,
+        outcome: &RefundOutcome,
+    ) -> ServiceResult<Refund> {
+        let key = LinkKey::Id(
+            Scope {
+                account_id: refund.account_id.clone(),
+                livemode: refund.livemode,
+            },
+            refund.link_id.clone(),
+        );
+        let now_settled = refund.settled(outcome, self.now());
+        match self
+            .change(&key, None, |link, now| {
+                Ok(Some(link.settle_refund(refund, outcome, now)?))
+            })
+            .await
+        {
+            Ok(_) => Ok(now_settled),
+            Err(ServiceError::InvalidState { .. }) => Ok(self
+                .store
+                .link_refunds(&refund.link_id)
+                .await?
+                .into_iter()
+                .find(|r| r.id == refund.id)
+                .unwrap_or(now_settled)),
+            Err(error) => Err(error),
+        }
+    }
+
+    pub async fn link_refunds(&self, caller: &Caller, id: &str) -> ServiceResult<Vec<Refund>> {
+        let link = self
+            .load(&LinkKey::Id(caller.scope.clone(), id.to_owned()))
+            .await?;
+        Ok(self.store.link_refunds(&link.id).await?)
+    }
+
+    /// Runs every refund still pending `older_than` after it was made.
+    pub async fn reconcile_refunds(&self, older_than: SignedDuration) -> ServiceResult<usize> {
+        let stale = self
+            .store
+            .pending_refunds(self.now() - older_than, RECONCILE_BATCH)
+            .await?;
+        let mut settled = 0;
+        for refund in stale {
+            if self.run_refund(refund).await?.state != RefundState::Pending {
+                settled += 1;
+            }
+        }
+        Ok(settled)
     }
 
     // ---- idempotency ----

@@ -360,7 +360,12 @@ async fn pay(
             }
             render(StatusCode::PAYMENT_REQUIRED, &[], Some(&message), "")
         }
-        Ok(PaymentResult::Processing(processing)) => {
+        Ok(
+            PaymentResult::Processing(processing)
+            | PaymentResult::ActionRequired {
+                link: processing, ..
+            },
+        ) => {
             let (_, markup) = closed_page(&processing, &account)
                 .unwrap_or((StatusCode::ACCEPTED, pages::not_found()));
             page(

@@ -237,7 +237,7 @@ async fn find_link(state: &AppState, caller: &Caller, id: &str) -> Result<Link, 
                 status: StatusCode::BAD_REQUEST,
                 error_type: "invalid_request_error",
                 code: "charge_not_cancelable",
-                message: "Charges cannot be canceled; refund the charge instead.".into(),
+                message: "Charges cannot be canceled; refund the charge instead (POST /v1/payment-links/{id}/refunds on paylink's native API).".into(),
                 param: Some("id".into()),
             }
         });

@@ -47,7 +47,9 @@ impl CancelRefusal {
             LinkStatus::Processing => {
                 "A payment is in progress on this link; it cannot be cancelled until the attempt resolves."
             }
-            LinkStatus::Paid => "This payment link has been paid; refund the payment instead.",
+            LinkStatus::Paid => {
+                "This payment link has been paid; refund it instead (POST /v1/payment-links/{id}/refunds)."
+            }
             LinkStatus::Expired => "This payment link has already expired.",
             LinkStatus::Cancelled => "This payment link has already been cancelled.",
             LinkStatus::Active => "This payment link cannot be cancelled.",

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ids;
 use super::link::Link;
+use super::refund::Refund;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventType {
@@ -23,10 +24,20 @@ pub enum EventType {
     Cancelled,
     #[serde(rename = "payment_link.expired")]
     Expired,
+    /// A refund was reserved and sent to the processor (`refund.status`
+    /// is `pending`).
+    #[serde(rename = "payment_link.refund_created")]
+    RefundCreated,
+    /// The processor gave the money back.
+    #[serde(rename = "payment_link.refunded")]
+    Refunded,
+    /// The processor refused the refund; its amount is refundable again.
+    #[serde(rename = "payment_link.refund_failed")]
+    RefundFailed,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 7] = [
+    pub const ALL: [EventType; 10] = [
         EventType::Created,
         EventType::Updated,
         EventType::PaymentStarted,
@@ -34,6 +45,9 @@ impl EventType {
         EventType::PaymentFailed,
         EventType::Cancelled,
         EventType::Expired,
+        EventType::RefundCreated,
+        EventType::Refunded,
+        EventType::RefundFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +59,9 @@ impl EventType {
             EventType::PaymentFailed => "payment_link.payment_failed",
             EventType::Cancelled => "payment_link.cancelled",
             EventType::Expired => "payment_link.expired",
+            EventType::RefundCreated => "payment_link.refund_created",
+            EventType::Refunded => "payment_link.refunded",
+            EventType::RefundFailed => "payment_link.refund_failed",
         }
     }
 
@@ -59,7 +76,10 @@ impl EventType {
             EventType::Created
             | EventType::Updated
             | EventType::PaymentStarted
-            | EventType::PaymentFailed => false,
+            | EventType::PaymentFailed
+            | EventType::RefundCreated
+            | EventType::Refunded
+            | EventType::RefundFailed => false,
         }
     }
 }
@@ -87,6 +107,9 @@ pub struct LinkEvent {
     pub link: Link,
     /// For updates: the changed fields' values before the change.
     pub previous_attributes: Option<serde_json::Value>,
+    /// For refund events: the refund as this event left it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund: Option<Refund>,
 }
 
 impl LinkEvent {
@@ -105,6 +128,7 @@ impl LinkEvent {
             reason,
             link: link.clone(),
             previous_attributes: None,
+            refund: None,
         }
     }
 }

@@ -53,6 +53,11 @@ pub fn new_attempt_id() -> String {
     format!("pa_{}", random_base62(24))
 }
 
+/// A refund; the processor's idempotency key for it.
+pub fn new_refund_id() -> String {
+    format!("re_{}", random_base62(24))
+}
+
 pub fn new_webhook_endpoint_id() -> String {
     format!("we_{}", random_base62(24))
 }

@@ -16,6 +16,7 @@ use super::event::{Actor, EventType, LinkEvent};
 use super::ids;
 use super::money::{Currency, MAX_AMOUNT};
 use super::payment::{AttemptState, ChargeOutcome, PaymentAttempt};
+use super::refund::{Refund, RefundKind, RefundOutcome, RefundState};
 use super::validation::{
     FieldError, check_email, check_max_chars, check_not_blank, normalize_http_url,
 };
@@ -121,6 +122,10 @@ pub struct Link {
     pub cancellation_reason: Option<String>,
     pub paid_at: Option<Timestamp>,
     pub payment_id: Option<String>,
+    /// Minor units given back or being given back (pending refunds count,
+    /// as in a Stripe charge's `amount_refunded`); never above `amount`.
+    #[serde(default)]
+    pub amount_refunded: i64,
     /// Bumped by every transition; the optimistic-concurrency token.
     pub version: i64,
 }
@@ -135,6 +140,21 @@ pub struct Transition {
     /// The payment attempt this transition starts (written new) or settles
     /// (written only if it is still pending), in the same transaction.
     pub attempt: Option<PaymentAttempt>,
+    /// The refund this transition reserves (written new) or settles
+    /// (written only if it is still pending), in the same transaction.
+    pub refund: Option<Refund>,
+}
+
+/// What a new refund needs beyond the link.
+#[derive(Debug, Clone)]
+pub struct RefundStart<'a> {
+    pub refund_id: &'a str,
+    /// Default: what is left to refund.
+    pub amount: Option<i64>,
+    pub reason: Option<String>,
+    /// The processor that took the payment.
+    pub processor: &'a str,
+    pub actor: Actor,
 }
 
 /// What a new payment attempt needs beyond the link.
@@ -288,6 +308,7 @@ impl NewLink {
             cancellation_reason: None,
             paid_at: None,
             payment_id: None,
+            amount_refunded: 0,
             version: 1,
         };
         let event = LinkEvent::new(EventType::Created, &link, ctx.actor, None, ctx.now);
@@ -460,6 +481,7 @@ impl Link {
             link: next,
             event,
             attempt: None,
+            refund: None,
         }
     }
 
@@ -580,6 +602,7 @@ impl Link {
             processor: start.processor.to_owned(),
             state: AttemptState::Pending,
             payment_id: None,
+            processor_reference: None,
             failure_message: None,
             card_brand: start.card_brand.map(str::to_owned),
             card_last4: start.card_last4.map(str::to_owned),
@@ -630,8 +653,188 @@ impl Link {
                     now,
                 )
             }
+            ChargeOutcome::RequiresAction { .. } => {
+                return Err(StateConflict {
+                    status: self.status,
+                    message: "A payment waiting for authentication is not settled yet.".into(),
+                });
+            }
         };
         transition.attempt = Some(attempt.settled(outcome, now));
+        Ok(transition)
+    }
+
+    /// A payment the processor took for `attempt` after this link stopped
+    /// being payable by it (cancelled or expired meanwhile, or paid by
+    /// another attempt): the attempt is recorded as succeeded and, in the
+    /// same transaction, an automatic refund of it is reserved, so money is
+    /// never kept for a link that did not sell.
+    pub fn refund_late_payment(
+        &self,
+        attempt: &PaymentAttempt,
+        payment_id: &str,
+        refund_id: &str,
+        now: Timestamp,
+    ) -> Result<Transition, StateConflict> {
+        if attempt.state != AttemptState::Pending || attempt.link_id != self.id {
+            return Err(StateConflict {
+                status: self.status,
+                message: format!("The payment attempt {} is already settled.", attempt.id),
+            });
+        }
+        let reason = format!(
+            "A payment of this link succeeded after it was {}; it is refunded automatically.",
+            self.status.as_str()
+        );
+        let refund = Refund {
+            id: refund_id.to_owned(),
+            link_id: self.id.clone(),
+            account_id: self.account_id.clone(),
+            livemode: self.livemode,
+            amount: attempt.amount,
+            currency: attempt.currency,
+            kind: RefundKind::LatePayment,
+            reason: Some(reason.clone()),
+            processor: attempt.processor.clone(),
+            payment_id: payment_id.to_owned(),
+            processor_refund_id: None,
+            state: RefundState::Pending,
+            failure_message: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let next = self.next(now);
+        let mut transition = self.transition(
+            next,
+            EventType::RefundCreated,
+            Actor::System,
+            Some(reason),
+            now,
+        );
+        transition.attempt = Some(attempt.settled(
+            &ChargeOutcome::Succeeded {
+                payment_id: payment_id.to_owned(),
+            },
+            now,
+        ));
+        transition.event.refund = Some(refund.clone());
+        transition.refund = Some(refund);
+        Ok(transition)
+    }
+
+    /// What is left to refund.
+    pub fn refundable(&self) -> i64 {
+        self.amount - self.amount_refunded
+    }
+
+    /// Reserves a refund of a paid link: `amount_refunded` grows by it in
+    /// the transition that writes the refund pending.
+    pub fn begin_refund(
+        &self,
+        start: RefundStart<'_>,
+        now: Timestamp,
+    ) -> Result<Transition, UpdateError> {
+        if self.status != LinkStatus::Paid {
+            return Err(UpdateError::State(StateConflict {
+                status: self.status,
+                message: format!(
+                    "Only a paid link can be refunded; this one is {}.",
+                    self.status.as_str()
+                ),
+            }));
+        }
+        let Some(payment_id) = self.payment_id.clone() else {
+            return Err(UpdateError::State(StateConflict {
+                status: self.status,
+                message: "This link has no payment to refund.".into(),
+            }));
+        };
+        let left = self.refundable();
+        if left <= 0 {
+            return Err(UpdateError::State(StateConflict {
+                status: self.status,
+                message: "This payment has been refunded in full already.".into(),
+            }));
+        }
+        let amount = start.amount.unwrap_or(left);
+        if amount <= 0 {
+            return Err(UpdateError::Field(FieldError::new(
+                "amount",
+                format!("`amount` must be a positive integer in minor units (got {amount})."),
+            )));
+        }
+        if amount > left {
+            return Err(UpdateError::Field(FieldError::new(
+                "amount",
+                format!(
+                    "`amount` ({amount}) is more than what is left to refund ({left} of {} {}).",
+                    self.amount,
+                    self.currency.code()
+                ),
+            )));
+        }
+        if let Some(reason) = &start.reason {
+            validate_reason(reason).map_err(UpdateError::Field)?;
+        }
+        let refund = Refund {
+            id: start.refund_id.to_owned(),
+            link_id: self.id.clone(),
+            account_id: self.account_id.clone(),
+            livemode: self.livemode,
+            amount,
+            currency: self.currency,
+            kind: RefundKind::Requested,
+            reason: start.reason.clone(),
+            processor: start.processor.to_owned(),
+            payment_id,
+            processor_refund_id: None,
+            state: RefundState::Pending,
+            failure_message: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut next = self.next(now);
+        next.amount_refunded += amount;
+        let mut transition = self.transition(
+            next,
+            EventType::RefundCreated,
+            start.actor,
+            start.reason,
+            now,
+        );
+        transition.event.refund = Some(refund.clone());
+        transition.refund = Some(refund);
+        Ok(transition)
+    }
+
+    /// The processor's answer for the pending `refund`: `payment_link.refunded`,
+    /// or `payment_link.refund_failed` with the reserved amount given back.
+    pub fn settle_refund(
+        &self,
+        refund: &Refund,
+        outcome: &RefundOutcome,
+        now: Timestamp,
+    ) -> Result<Transition, StateConflict> {
+        if refund.state != RefundState::Pending || refund.link_id != self.id {
+            return Err(StateConflict {
+                status: self.status,
+                message: format!("The refund {} is already settled.", refund.id),
+            });
+        }
+        let mut next = self.next(now);
+        let settled = refund.settled(outcome, now);
+        let (event_type, reason) = match outcome {
+            RefundOutcome::Succeeded { .. } => (EventType::Refunded, refund.reason.clone()),
+            RefundOutcome::Failed { message } => {
+                if refund.kind == RefundKind::Requested {
+                    next.amount_refunded = (next.amount_refunded - refund.amount).max(0);
+                }
+                (EventType::RefundFailed, Some(message.clone()))
+            }
+        };
+        let mut transition = self.transition(next, event_type, Actor::System, reason, now);
+        transition.event.refund = Some(settled.clone());
+        transition.refund = Some(settled);
         Ok(transition)
     }
 

@@ -12,6 +12,7 @@ pub mod ids;
 pub mod link;
 pub mod money;
 pub mod payment;
+pub mod refund;
 pub mod validation;
 
 pub use cancel::{AlreadyCancelled, CancelDecision, CancelPolicy, CancelRefusal};
@@ -19,4 +20,5 @@ pub use event::{Actor, EventType, LinkEvent};
 pub use link::{Customer, LineItem, Link, LinkStatus, NewLink, PaymentType, Transition};
 pub use money::{Currency, MAX_AMOUNT};
 pub use payment::{AttemptState, ChargeOutcome, PaymentAttempt};
+pub use refund::{Refund, RefundKind, RefundOutcome, RefundState};
 pub use validation::FieldError;

@@ -52,6 +52,10 @@ pub struct PaymentAttempt {
     pub state: AttemptState,
     /// The processor's payment id, once succeeded.
     pub payment_id: Option<String>,
+    /// The processor's own id of this attempt's payment as soon as it
+    /// exists (a Stripe PaymentIntent, made before it is confirmed), so a
+    /// crash after that point can be reconciled by asking about it.
+    pub processor_reference: Option<String>,
     /// Why it failed, in words fit for the customer.
     pub failure_message: Option<String>,
     /// Only the brand and last four digits of a card are ever kept.
@@ -65,8 +69,18 @@ pub struct PaymentAttempt {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum ChargeOutcome {
-    Succeeded { payment_id: String },
-    Declined { message: String },
+    Succeeded {
+        payment_id: String,
+    },
+    Declined {
+        message: String,
+    },
+    /// Not settled: the customer must authenticate (3-D Secure) on the
+    /// page, with this secret of the processor's payment; its outcome
+    /// arrives later (webhook, the page's return, or the reconciler).
+    RequiresAction {
+        client_secret: String,
+    },
 }
 
 impl PaymentAttempt {
@@ -83,6 +97,7 @@ impl PaymentAttempt {
                 settled.state = AttemptState::Failed;
                 settled.failure_message = Some(message.clone());
             }
+            ChargeOutcome::RequiresAction { .. } => {}
         }
         settled
     }

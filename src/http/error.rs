@@ -148,7 +148,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::PaymentsUnavailable => ApiError::new(
                 StatusCode::CONFLICT,
                 ErrorCode::InvalidState,
-                "Payments are not available for live-mode links yet.",
+                "No processor takes this link's payments; an operator connects one with `paylink accounts set-processor`.",
             ),
             ServiceError::Store(StoreError::Unavailable(detail)) => {
                 tracing::warn!(%detail, "database unavailable");

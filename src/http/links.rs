@@ -26,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(bulk_cancel))
         .routes(routes!(link_stats))
         .routes(routes!(link_events))
+        .routes(routes!(create_refund, list_refunds))
 }
 
 /// Answers 404 for an id this service could never have issued, without a
@@ -489,5 +490,71 @@ async fn link_events(
             .into_iter()
             .map(|event| EventResource::new(event, &state.public_url))
             .collect(),
+    }))
+}
+
+/// Refund a paid link, in full (the default: what is left) or in part.
+/// Refunds never add up to more than the link's amount, however many run
+/// at once. The refund is `succeeded` when the processor has accepted it,
+/// `pending` if it has not answered yet (paylink finishes it), or
+/// `failed` (its amount can be refunded again).
+#[utoipa::path(post, path = "/v1/payment-links/{id}/refunds", tag = "payment links",
+    params(("id" = String, Path, description = "The link's id, `plink_...`")),
+    request_body = CreateRefundRequest,
+    responses(
+        (status = 201, description = "The refund", body = RefundResource),
+        (status = 400, description = "`amount` is not positive or is more than what is left to refund", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 403, description = "Account suspended", body = ErrorBody),
+        (status = 404, description = "No such link in this account and mode", body = ErrorBody),
+        (status = 409, description = "The link is not paid, or is refunded in full", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = [])))]
+async fn create_refund(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+    JsonBody(request): JsonBody<CreateRefundRequest>,
+) -> ApiResult<(StatusCode, Json<RefundResource>)> {
+    check_link_id(&id)?;
+    let result = state
+        .service
+        .refund_link(&caller, &id, request.amount, request.reason)
+        .await
+        .map_err(name_missing_link(&id))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(RefundResource::from(result.refund)),
+    ))
+}
+
+/// A link's refunds, oldest first.
+#[utoipa::path(get, path = "/v1/payment-links/{id}/refunds", tag = "payment links",
+    params(("id" = String, Path, description = "The link's id, `plink_...`")),
+    responses(
+        (status = 200, description = "The refunds", body = RefundList),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 403, description = "Account suspended", body = ErrorBody),
+        (status = 404, description = "No such link in this account and mode", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = [])))]
+async fn list_refunds(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RefundList>> {
+    check_link_id(&id)?;
+    let refunds = state
+        .service
+        .link_refunds(&caller, &id)
+        .await
+        .map_err(name_missing_link(&id))?;
+    Ok(Json(RefundList {
+        object: "list",
+        data: refunds.into_iter().map(RefundResource::from).collect(),
+        has_more: false,
     }))
 }

@@ -231,6 +231,8 @@ pub struct PaymentLinkResource {
     pub cancellation_reason: Option<String>,
     pub paid_at: Option<Timestamp>,
     pub payment_id: Option<String>,
+    /// Minor units refunded or being refunded (pending refunds count).
+    pub amount_refunded: i64,
 }
 
 /// The hosted page of the link with `slug`.
@@ -278,8 +280,99 @@ impl PaymentLinkResource {
             cancellation_reason: link.cancellation_reason,
             paid_at: link.paid_at,
             payment_id: link.payment_id,
+            amount_refunded: link.amount_refunded,
         }
     }
+}
+
+/// Refund a paid link: all that is left (the default) or `amount`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRefundRequest {
+    /// Minor units, > 0 and at most what is left to refund; default: all of it.
+    #[schema(minimum = 1, maximum = 99_999_999_999_i64)]
+    pub amount: Option<i64>,
+    /// At most 500 characters; kept on the refund and its events.
+    #[schema(max_length = 500)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundStatus {
+    Pending,
+    Succeeded,
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundKindBody {
+    /// Asked for through the API.
+    Requested,
+    /// Made by paylink: a payment that succeeded after its link was
+    /// cancelled or expired is given back automatically.
+    LatePayment,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefundResource {
+    /// `re_...`
+    pub id: String,
+    /// Always `refund`.
+    pub object: &'static str,
+    pub payment_link: String,
+    pub livemode: bool,
+    /// Minor units of `currency`.
+    pub amount: i64,
+    pub currency: String,
+    pub status: RefundStatus,
+    pub kind: RefundKindBody,
+    pub reason: Option<String>,
+    /// The payment refunded (the link's `payment_id`).
+    pub payment_id: String,
+    /// The processor's id of the refund (`re_...` at Stripe), once made.
+    pub processor_refund_id: Option<String>,
+    pub failure_message: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl From<domain::Refund> for RefundResource {
+    fn from(refund: domain::Refund) -> Self {
+        Self {
+            id: refund.id,
+            object: "refund",
+            payment_link: refund.link_id,
+            livemode: refund.livemode,
+            amount: refund.amount,
+            currency: refund.currency.code().to_owned(),
+            status: match refund.state {
+                domain::RefundState::Pending => RefundStatus::Pending,
+                domain::RefundState::Succeeded => RefundStatus::Succeeded,
+                domain::RefundState::Failed => RefundStatus::Failed,
+            },
+            kind: match refund.kind {
+                domain::RefundKind::Requested => RefundKindBody::Requested,
+                domain::RefundKind::LatePayment => RefundKindBody::LatePayment,
+            },
+            reason: refund.reason,
+            payment_id: refund.payment_id,
+            processor_refund_id: refund.processor_refund_id,
+            failure_message: refund.failure_message,
+            created_at: refund.created_at,
+            updated_at: refund.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefundList {
+    /// Always `list`.
+    pub object: &'static str,
+    pub data: Vec<RefundResource>,
+    /// Always false: a link's refunds come in one page.
+    pub has_more: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -375,6 +468,10 @@ pub struct EventData {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub previous_attributes: Option<serde_json::Value>,
+    /// For `payment_link.refund_created`, `.refunded` and `.refund_failed`:
+    /// the refund as the event left it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refund: Option<RefundResource>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -383,7 +480,8 @@ pub struct EventResource {
     /// Always `event`.
     pub object: &'static str,
     /// `payment_link.created`, `.updated`, `.processing`, `.paid`,
-    /// `.payment_failed`, `.cancelled` or `.expired`.
+    /// `.payment_failed`, `.cancelled`, `.expired`, `.refund_created`,
+    /// `.refunded` or `.refund_failed`.
     #[serde(rename = "type")]
     pub event_type: String,
     pub created_at: Timestamp,
@@ -409,6 +507,7 @@ impl EventResource {
             data: EventData {
                 object: PaymentLinkResource::new(event.link, public_url),
                 previous_attributes: event.previous_attributes,
+                refund: event.refund.map(RefundResource::from),
             },
         }
     }

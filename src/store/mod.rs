@@ -12,9 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use jiff::Timestamp;
 
-use crate::domain::{
-    ChargeOutcome, EventType, Link, LinkEvent, LinkStatus, PaymentAttempt, Transition,
-};
+use crate::domain::{EventType, Link, LinkEvent, LinkStatus, PaymentAttempt, Refund, Transition};
 use crate::webhooks::delivery::{Attempt, ClaimedDelivery, Delivery, NextStep};
 use crate::webhooks::endpoint::WebhookEndpoint;
 
@@ -53,6 +51,15 @@ pub struct ApiKeyRecord {
     pub key_hash: String,
     pub key_prefix: String,
     pub created_at: Timestamp,
+}
+
+/// An account's processor in one mode: its name and its configuration,
+/// sealed (see `crate::secrets`), never in clear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessorAccount {
+    pub processor: String,
+    pub sealed_config: String,
+    pub updated_at: Timestamp,
 }
 
 /// Filters shared by list, bulk cancel and stats. `status` filters on the
@@ -229,14 +236,51 @@ pub trait Store: Send + Sync + 'static {
         before: Timestamp,
         limit: usize,
     ) -> StoreResult<Vec<PaymentAttempt>>;
-    /// The test processor's ledger: records `outcome` for `attempt_id`
-    /// unless one is recorded already, and returns the recorded one.
-    async fn record_test_charge(
+    /// The test processor's ledger: records `outcome` for `key` (an
+    /// attempt or refund id) unless one is recorded already, and returns
+    /// the recorded one.
+    async fn record_test_outcome(
         &self,
-        attempt_id: &str,
-        outcome: &ChargeOutcome,
+        key: &str,
+        outcome: serde_json::Value,
         now: Timestamp,
-    ) -> StoreResult<ChargeOutcome>;
+    ) -> StoreResult<serde_json::Value>;
+    /// Writes the processor's own id of a pending attempt's payment (made,
+    /// not yet confirmed); false if the attempt is no longer pending.
+    async fn set_attempt_reference(&self, attempt_id: &str, reference: &str) -> StoreResult<bool>;
+    /// An attempt by id.
+    async fn get_attempt(&self, attempt_id: &str) -> StoreResult<Option<PaymentAttempt>>;
+
+    // ---- refunds ----
+
+    /// The link's refunds, oldest first.
+    async fn link_refunds(&self, link_id: &str) -> StoreResult<Vec<Refund>>;
+    /// Up to `limit` pending refunds created before `before`, oldest first.
+    async fn pending_refunds(&self, before: Timestamp, limit: usize) -> StoreResult<Vec<Refund>>;
+
+    // ---- processors ----
+
+    /// The processor an account uses in a mode, with its sealed secrets.
+    async fn processor_account(
+        &self,
+        account_id: &str,
+        livemode: bool,
+    ) -> StoreResult<Option<ProcessorAccount>>;
+    /// Sets (or with `None` for `processor`, removes) an account's processor for a mode.
+    async fn set_processor_account(
+        &self,
+        account_id: &str,
+        livemode: bool,
+        processor: Option<ProcessorAccount>,
+    ) -> StoreResult<()>;
+    /// Notes a processor's webhook event as handled; false if it was already.
+    async fn record_processor_event(
+        &self,
+        processor: &str,
+        event_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    async fn account_by_name(&self, name: &str) -> StoreResult<Option<Account>>;
     /// The secret named `name`, set to `candidate` if it has none yet.
     async fn server_secret(&self, name: &str, candidate: &str) -> StoreResult<String>;
     /// Whether this store is one process's alone (SQLite), so that what a

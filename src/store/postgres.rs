@@ -16,12 +16,12 @@ use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row};
 
 use super::{
     Account, ApiKeyRecord, Applied, EventFilter, IdempotencyClaim, IdempotencyMark,
-    IdempotencyWindow, LinkFilter, Page, Scope, StatsRow, Store, StoreError, StoreResult,
-    StoredResponse,
+    IdempotencyWindow, LinkFilter, Page, ProcessorAccount, Scope, StatsRow, Store, StoreError,
+    StoreResult, StoredResponse,
 };
 use crate::domain::{
-    AttemptState, ChargeOutcome, Currency, EventType, Link, LinkEvent, LinkStatus, PaymentAttempt,
-    PaymentType, Transition,
+    AttemptState, Currency, EventType, Link, LinkEvent, LinkStatus, PaymentAttempt, PaymentType,
+    Refund, RefundState, Transition,
 };
 use crate::webhooks::delivery::{
     Attempt, ClaimedDelivery, Delivery, DeliveryStatus, GONE_REASON, LEASE, NextStep,
@@ -76,7 +76,7 @@ impl PostgresStore {
 
 const LINK_COLUMNS: &str = "id, account_id, livemode, slug, amount, currency, description, payment_type, \
      customer, line_items, order_reference, metadata, success_url, cancel_url, status, expires_at, \
-     created_at, updated_at, cancelled_at, cancellation_reason, paid_at, payment_id, version";
+     created_at, updated_at, cancelled_at, cancellation_reason, paid_at, payment_id, version, amount_refunded";
 
 fn internal(message: impl Into<String>) -> sqlx::Error {
     sqlx::Error::Decode(message.into().into())
@@ -121,6 +121,7 @@ fn link_from_row(row: &PgRow) -> sqlx::Result<Link> {
         cancellation_reason: row.try_get("cancellation_reason")?,
         paid_at: opt_ts(row, "paid_at")?,
         payment_id: row.try_get("payment_id")?,
+        amount_refunded: row.try_get("amount_refunded")?,
         version: row.try_get("version")?,
     })
 }
@@ -138,6 +139,7 @@ fn event_from_row(row: &PgRow) -> sqlx::Result<LinkEvent> {
         previous_attributes: row
             .try_get::<Option<Json<serde_json::Value>>, _>("previous_attributes")?
             .map(|j| j.0),
+        refund: row.try_get::<Option<Json<_>>, _>("refund")?.map(|j| j.0),
     })
 }
 
@@ -152,8 +154,8 @@ fn account_from_row(row: &PgRow) -> sqlx::Result<Account> {
 
 async fn insert_event(tx: &mut sqlx::PgConnection, event: &LinkEvent) -> StoreResult<()> {
     sqlx::query(
-        "insert into events (id, link_id, account_id, livemode, type, created_at, actor, reason, link, previous_attributes)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "insert into events (id, link_id, account_id, livemode, type, created_at, actor, reason, link, previous_attributes, refund)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&event.id)
     .bind(&event.link.id)
@@ -165,6 +167,7 @@ async fn insert_event(tx: &mut sqlx::PgConnection, event: &LinkEvent) -> StoreRe
     .bind(&event.reason)
     .bind(Json(&event.link))
     .bind(event.previous_attributes.as_ref().map(Json))
+    .bind(event.refund.as_ref().map(Json))
     .execute(&mut *tx)
     .await?;
     // The event's deliveries, in the same transaction: an event is never
@@ -185,7 +188,8 @@ async fn insert_event(tx: &mut sqlx::PgConnection, event: &LinkEvent) -> StoreRe
     Ok(())
 }
 
-const EVENT_COLUMNS: &str = "id, type, created_at, actor, reason, link, previous_attributes";
+const EVENT_COLUMNS: &str =
+    "id, type, created_at, actor, reason, link, previous_attributes, refund";
 
 const ENDPOINT_COLUMNS: &str = "id, account_id, livemode, url, description, events, format, enabled, \
      disabled_reason, secret, retired_secrets, created_at, updated_at";
@@ -239,7 +243,7 @@ async fn write_transition(
     let changed = sqlx::query(
         "update payment_links set status = $1, description = $2, metadata = $3, expires_at = $4,
             updated_at = $5, cancelled_at = $6, cancellation_reason = $7, paid_at = $8,
-            payment_id = $9, version = $10
+            payment_id = $9, version = $10, amount_refunded = $13
          where id = $11 and version = $12",
     )
     .bind(link.status.as_str())
@@ -254,19 +258,29 @@ async fn write_transition(
     .bind(link.version)
     .bind(&link.id)
     .bind(transition.expected_version)
+    .bind(link.amount_refunded)
     .execute(&mut *tx)
     .await?
     .rows_affected();
     if changed == 0 {
         return Ok(Applied::StaleVersion);
     }
-    if let Some(attempt) = &transition.attempt {
-        // Its own savepoint: an attempt settled already undoes the link's
-        // update, not the caller's whole transaction.
+    if transition.attempt.is_some() || transition.refund.is_some() {
+        // Its own savepoint: an attempt or refund settled already undoes
+        // the link's update, not the caller's whole transaction.
         sqlx::query("savepoint transition")
             .execute(&mut *tx)
             .await?;
-        if write_attempt(tx, attempt).await? == 0 {
+        let mut stale = false;
+        if let Some(attempt) = &transition.attempt {
+            stale |= write_attempt(tx, attempt).await? == 0;
+        }
+        if let Some(refund) = &transition.refund
+            && !stale
+        {
+            stale |= write_refund(tx, refund).await? == 0;
+        }
+        if stale {
             sqlx::query("rollback to savepoint transition")
                 .execute(&mut *tx)
                 .await?;
@@ -281,15 +295,16 @@ async fn write_transition(
 }
 
 const ATTEMPT_COLUMNS: &str = "id, link_id, account_id, livemode, amount, currency, processor, state, \
-     payment_id, failure_message, card_brand, card_last4, created_at, updated_at";
+     payment_id, failure_message, card_brand, card_last4, created_at, updated_at, processor_reference";
 
 /// Inserts a new pending attempt, or settles a stored one that is still
 /// pending; returns the rows written (0: it was settled already).
 async fn write_attempt(tx: &mut sqlx::PgConnection, attempt: &PaymentAttempt) -> StoreResult<u64> {
     Ok(sqlx::query(AssertSqlSafe(format!(
-        "insert into payment_attempts ({ATTEMPT_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+        "insert into payment_attempts ({ATTEMPT_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
          on conflict (id) do update set state = excluded.state, payment_id = excluded.payment_id,
-             failure_message = excluded.failure_message, updated_at = excluded.updated_at
+             failure_message = excluded.failure_message, updated_at = excluded.updated_at,
+             processor_reference = coalesce(excluded.processor_reference, payment_attempts.processor_reference)
          where payment_attempts.state = 'pending'"
     )))
     .bind(&attempt.id)
@@ -306,9 +321,32 @@ async fn write_attempt(tx: &mut sqlx::PgConnection, attempt: &PaymentAttempt) ->
     .bind(&attempt.card_last4)
     .bind(attempt.created_at.to_sqlx())
     .bind(attempt.updated_at.to_sqlx())
+    .bind(&attempt.processor_reference)
     .execute(&mut *tx)
     .await?
     .rows_affected())
+}
+
+/// Inserts a new pending refund, or settles a stored one that is still
+/// pending; returns the rows written (0: it was settled already).
+async fn write_refund(tx: &mut sqlx::PgConnection, refund: &Refund) -> StoreResult<u64> {
+    Ok(sqlx::query(
+        "insert into refunds (id, link_id, state, created_at, body) values ($1, $2, $3, $4, $5)
+         on conflict (id) do update set state = excluded.state, body = excluded.body
+         where refunds.state = 'pending'",
+    )
+    .bind(&refund.id)
+    .bind(&refund.link_id)
+    .bind(refund.state.as_str())
+    .bind(refund.created_at.to_sqlx())
+    .bind(Json(refund))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected())
+}
+
+fn refund_from_row(row: &PgRow) -> sqlx::Result<Refund> {
+    Ok(row.try_get::<Json<Refund>, _>("body")?.0)
 }
 
 fn attempt_from_row(row: &PgRow) -> sqlx::Result<PaymentAttempt> {
@@ -325,6 +363,7 @@ fn attempt_from_row(row: &PgRow) -> sqlx::Result<PaymentAttempt> {
         state: AttemptState::parse(&state)
             .ok_or_else(|| internal(format!("unknown attempt state {state}")))?,
         payment_id: row.try_get("payment_id")?,
+        processor_reference: row.try_get("processor_reference")?,
         failure_message: row.try_get("failure_message")?,
         card_brand: row.try_get("card_brand")?,
         card_last4: row.try_get("card_last4")?,
@@ -500,7 +539,7 @@ impl Store for PostgresStore {
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(AssertSqlSafe(format!(
-            "insert into payment_links ({LINK_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"
+            "insert into payment_links ({LINK_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"
         )))
         .bind(&link.id)
         .bind(&link.account_id)
@@ -525,6 +564,7 @@ impl Store for PostgresStore {
         .bind(link.paid_at.map(|t| t.to_sqlx()))
         .bind(&link.payment_id)
         .bind(link.version)
+        .bind(link.amount_refunded)
         .execute(&mut *tx)
         .await?;
         insert_event(&mut tx, &event).await?;
@@ -615,10 +655,9 @@ impl Store for PostgresStore {
     }
 
     async fn link_events(&self, link_id: &str) -> StoreResult<Vec<LinkEvent>> {
-        let rows = sqlx::query(
-            "select id, type, created_at, actor, reason, link, previous_attributes
-             from events where link_id = $1 order by seq",
-        )
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "select {EVENT_COLUMNS} from events where link_id = $1 order by seq"
+        )))
         .bind(link_id)
         .fetch_all(&self.pool)
         .await?;
@@ -866,12 +905,12 @@ impl Store for PostgresStore {
             .collect::<sqlx::Result<Vec<_>>>()?)
     }
 
-    async fn record_test_charge(
+    async fn record_test_outcome(
         &self,
-        attempt_id: &str,
-        outcome: &ChargeOutcome,
+        key: &str,
+        outcome: serde_json::Value,
         now: Timestamp,
-    ) -> StoreResult<ChargeOutcome> {
+    ) -> StoreResult<serde_json::Value> {
         let row = sqlx::query(
             "with inserted as (
                  insert into test_processor_charges (attempt_id, outcome, created_at) values ($1, $2, $3)
@@ -880,8 +919,8 @@ impl Store for PostgresStore {
              union all select outcome from test_processor_charges where attempt_id = $1
              limit 1",
         )
-        .bind(attempt_id)
-        .bind(Json(outcome))
+        .bind(key)
+        .bind(Json(&outcome))
         .bind(now.to_sqlx())
         .fetch_optional(&self.pool)
         .await?;
@@ -891,12 +930,142 @@ impl Store for PostgresStore {
             Some(row) => row,
             None => {
                 sqlx::query("select outcome from test_processor_charges where attempt_id = $1")
-                    .bind(attempt_id)
+                    .bind(key)
                     .fetch_one(&self.pool)
                     .await?
             }
         };
-        Ok(row.try_get::<Json<ChargeOutcome>, _>("outcome")?.0)
+        Ok(row.try_get::<Json<serde_json::Value>, _>("outcome")?.0)
+    }
+
+    async fn set_attempt_reference(&self, attempt_id: &str, reference: &str) -> StoreResult<bool> {
+        Ok(sqlx::query(
+            "update payment_attempts set processor_reference = $2 where id = $1 and state = 'pending'",
+        )
+        .bind(attempt_id)
+        .bind(reference)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    async fn get_attempt(&self, attempt_id: &str) -> StoreResult<Option<PaymentAttempt>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "select {ATTEMPT_COLUMNS} from payment_attempts where id = $1"
+        )))
+        .bind(attempt_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(attempt_from_row).transpose()?)
+    }
+
+    async fn link_refunds(&self, link_id: &str) -> StoreResult<Vec<Refund>> {
+        let rows =
+            sqlx::query("select body from refunds where link_id = $1 order by created_at, id")
+                .bind(link_id)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .iter()
+            .map(refund_from_row)
+            .collect::<sqlx::Result<Vec<_>>>()?)
+    }
+
+    async fn pending_refunds(&self, before: Timestamp, limit: usize) -> StoreResult<Vec<Refund>> {
+        let rows = sqlx::query(
+            "select body from refunds where state = $1 and created_at < $2
+             order by created_at limit $3",
+        )
+        .bind(RefundState::Pending.as_str())
+        .bind(before.to_sqlx())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(refund_from_row)
+            .collect::<sqlx::Result<Vec<_>>>()?)
+    }
+
+    async fn processor_account(
+        &self,
+        account_id: &str,
+        livemode: bool,
+    ) -> StoreResult<Option<ProcessorAccount>> {
+        let row = sqlx::query(
+            "select processor, sealed_config, updated_at from processor_accounts
+             where account_id = $1 and livemode = $2",
+        )
+        .bind(account_id)
+        .bind(livemode)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(ProcessorAccount {
+            processor: row.try_get("processor")?,
+            sealed_config: row.try_get("sealed_config")?,
+            updated_at: ts(&row, "updated_at")?,
+        }))
+    }
+
+    async fn set_processor_account(
+        &self,
+        account_id: &str,
+        livemode: bool,
+        processor: Option<ProcessorAccount>,
+    ) -> StoreResult<()> {
+        match processor {
+            Some(p) => sqlx::query(
+                "insert into processor_accounts (account_id, livemode, processor, sealed_config, updated_at)
+                 values ($1, $2, $3, $4, $5)
+                 on conflict (account_id, livemode) do update set processor = excluded.processor,
+                     sealed_config = excluded.sealed_config, updated_at = excluded.updated_at",
+            )
+            .bind(account_id)
+            .bind(livemode)
+            .bind(&p.processor)
+            .bind(&p.sealed_config)
+            .bind(p.updated_at.to_sqlx())
+            .execute(&self.pool)
+            .await?,
+            None => sqlx::query(
+                "delete from processor_accounts where account_id = $1 and livemode = $2",
+            )
+            .bind(account_id)
+            .bind(livemode)
+            .execute(&self.pool)
+            .await?,
+        };
+        Ok(())
+    }
+
+    async fn record_processor_event(
+        &self,
+        processor: &str,
+        event_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        Ok(sqlx::query(
+            "insert into processor_events (processor, event_id, received_at) values ($1, $2, $3)
+             on conflict do nothing",
+        )
+        .bind(processor)
+        .bind(event_id)
+        .bind(now.to_sqlx())
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    async fn account_by_name(&self, name: &str) -> StoreResult<Option<Account>> {
+        let row =
+            sqlx::query("select id, name, suspended, created_at from accounts where name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.as_ref().map(account_from_row).transpose()?)
     }
 
     async fn server_secret(&self, name: &str, candidate: &str) -> StoreResult<String> {

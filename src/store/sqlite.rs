@@ -18,11 +18,12 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{
     Account, ApiKeyRecord, Applied, EventFilter, IdempotencyClaim, IdempotencyMark,
-    IdempotencyWindow, LinkFilter, Page, Scope, StatsRow, Store, StoreError, StoreResult,
-    StoredResponse,
+    IdempotencyWindow, LinkFilter, Page, ProcessorAccount, Scope, StatsRow, Store, StoreError,
+    StoreResult, StoredResponse,
 };
 use crate::domain::{
-    AttemptState, ChargeOutcome, EventType, Link, LinkEvent, LinkStatus, PaymentAttempt, Transition,
+    AttemptState, EventType, Link, LinkEvent, LinkStatus, PaymentAttempt, Refund, RefundState,
+    Transition,
 };
 use crate::webhooks::delivery::{
     Attempt, ClaimedDelivery, Delivery, DeliveryStatus, GONE_REASON, LEASE, NextStep,
@@ -35,6 +36,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("sqlite/0003_webhooks.sql")),
     (4, include_str!("sqlite/0004_durability.sql")),
     (5, include_str!("sqlite/0005_retired_secrets.sql")),
+    (6, include_str!("sqlite/0006_refunds_and_processors.sql")),
 ];
 const READERS: usize = 4;
 /// Most operations one commit may carry.
@@ -360,7 +362,7 @@ fn conversion_error(message: String) -> rusqlite::Error {
 
 const LINK_COLUMNS: &str = "id, account_id, livemode, slug, amount, currency, description, payment_type, \
      customer, line_items, order_reference, metadata, success_url, cancel_url, status, expires_at, \
-     created_at, updated_at, cancelled_at, cancellation_reason, paid_at, payment_id, version";
+     created_at, updated_at, cancelled_at, cancellation_reason, paid_at, payment_id, version, amount_refunded";
 
 fn link_from_row(row: &Row<'_>) -> rusqlite::Result<Link> {
     let currency: String = row.get("currency")?;
@@ -389,6 +391,7 @@ fn link_from_row(row: &Row<'_>) -> rusqlite::Result<Link> {
         cancellation_reason: row.get("cancellation_reason")?,
         paid_at: opt_from_micros(row.get("paid_at")?)?,
         payment_id: row.get("payment_id")?,
+        amount_refunded: row.get("amount_refunded")?,
         version: row.get("version")?,
     })
 }
@@ -406,13 +409,14 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<LinkEvent> {
         link: json_column(row.get("link")?)?
             .ok_or_else(|| conversion_error("missing link".into()))?,
         previous_attributes: json_column(row.get("previous_attributes")?)?,
+        refund: json_column(row.get("refund")?)?,
     })
 }
 
 fn insert_event(connection: &Connection, event: &LinkEvent) -> StoreResult<()> {
     connection.execute(
-        "insert into events (id, link_id, account_id, livemode, type, created_at, actor, reason, link, previous_attributes)
-         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "insert into events (id, link_id, account_id, livemode, type, created_at, actor, reason, link, previous_attributes, refund)
+         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             event.id,
             event.link.id,
@@ -424,6 +428,7 @@ fn insert_event(connection: &Connection, event: &LinkEvent) -> StoreResult<()> {
             event.reason,
             serde_json::to_string(&event.link)?,
             event.previous_attributes.as_ref().map(serde_json::Value::to_string),
+            optional_json(&event.refund)?,
         ],
     )?;
     // The event's deliveries, in the same transaction: an event is never
@@ -488,7 +493,8 @@ fn event_types_json(endpoint: &WebhookEndpoint) -> StoreResult<Option<String>> {
     )
 }
 
-const EVENT_COLUMNS: &str = "id, type, created_at, actor, reason, link, previous_attributes";
+const EVENT_COLUMNS: &str =
+    "id, type, created_at, actor, reason, link, previous_attributes, refund";
 
 fn optional_json<T: serde::Serialize>(value: &Option<T>) -> StoreResult<Option<String>> {
     Ok(value.as_ref().map(serde_json::to_string).transpose()?)
@@ -666,7 +672,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         self.write(move |c| {
             c.execute(
-                &format!("insert into payment_links ({LINK_COLUMNS}) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"),
+                &format!("insert into payment_links ({LINK_COLUMNS}) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)"),
                 params![
                     link.id,
                     link.account_id,
@@ -691,6 +697,7 @@ impl Store for SqliteStore {
                     link.paid_at.map(micros),
                     link.payment_id,
                     link.version,
+                    link.amount_refunded,
                 ],
             )?;
             insert_event(c, &event)?;
@@ -1022,26 +1029,165 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn record_test_charge(
+    async fn record_test_outcome(
         &self,
-        attempt_id: &str,
-        outcome: &ChargeOutcome,
+        key: &str,
+        outcome: serde_json::Value,
         now: Timestamp,
-    ) -> StoreResult<ChargeOutcome> {
-        let attempt_id = attempt_id.to_owned();
-        let outcome = serde_json::to_string(outcome)?;
+    ) -> StoreResult<serde_json::Value> {
+        let key = key.to_owned();
+        let outcome = outcome.to_string();
         self.write(move |c| {
             c.execute(
                 "insert into test_processor_charges (attempt_id, outcome, created_at) values (?1, ?2, ?3)
                  on conflict do nothing",
-                params![attempt_id, outcome, micros(now)],
+                params![key, outcome, micros(now)],
             )?;
             let recorded: String = c.query_row(
                 "select outcome from test_processor_charges where attempt_id = ?1",
-                [attempt_id],
+                [key],
                 |row| row.get(0),
             )?;
             Ok(serde_json::from_str(&recorded)?)
+        })
+        .await
+    }
+
+    async fn set_attempt_reference(&self, attempt_id: &str, reference: &str) -> StoreResult<bool> {
+        let (attempt_id, reference) = (attempt_id.to_owned(), reference.to_owned());
+        self.write(move |c| {
+            Ok(c.execute(
+                "update payment_attempts set processor_reference = ?2 where id = ?1 and state = 'pending'",
+                params![attempt_id, reference],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn get_attempt(&self, attempt_id: &str) -> StoreResult<Option<PaymentAttempt>> {
+        let attempt_id = attempt_id.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row(
+                &format!("select {ATTEMPT_COLUMNS} from payment_attempts where id = ?1"),
+                [attempt_id],
+                attempt_from_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn link_refunds(&self, link_id: &str) -> StoreResult<Vec<Refund>> {
+        let link_id = link_id.to_owned();
+        self.read(move |c| {
+            let mut statement = c.prepare_cached(
+                "select body from refunds where link_id = ?1 order by created_at, id",
+            )?;
+            let refunds = statement
+                .query_map([link_id], refund_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(refunds)
+        })
+        .await
+    }
+
+    async fn pending_refunds(&self, before: Timestamp, limit: usize) -> StoreResult<Vec<Refund>> {
+        self.read(move |c| {
+            let mut statement = c.prepare_cached(
+                "select body from refunds where state = ?1 and created_at < ?2
+                 order by created_at limit ?3",
+            )?;
+            let refunds = statement
+                .query_map(
+                    params![
+                        RefundState::Pending.as_str(),
+                        micros(before),
+                        i64::try_from(limit).unwrap_or(i64::MAX)
+                    ],
+                    refund_from_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(refunds)
+        })
+        .await
+    }
+
+    async fn processor_account(
+        &self,
+        account_id: &str,
+        livemode: bool,
+    ) -> StoreResult<Option<ProcessorAccount>> {
+        let account_id = account_id.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row(
+                "select processor, sealed_config, updated_at from processor_accounts
+                 where account_id = ?1 and livemode = ?2",
+                params![account_id, livemode],
+                |row| {
+                    Ok(ProcessorAccount {
+                        processor: row.get(0)?,
+                        sealed_config: row.get(1)?,
+                        updated_at: from_micros(row.get(2)?)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn set_processor_account(
+        &self,
+        account_id: &str,
+        livemode: bool,
+        processor: Option<ProcessorAccount>,
+    ) -> StoreResult<()> {
+        let account_id = account_id.to_owned();
+        self.write(move |c| {
+            match processor {
+                Some(p) => c.execute(
+                    "insert into processor_accounts (account_id, livemode, processor, sealed_config, updated_at)
+                     values (?1, ?2, ?3, ?4, ?5)
+                     on conflict (account_id, livemode) do update set processor = excluded.processor,
+                         sealed_config = excluded.sealed_config, updated_at = excluded.updated_at",
+                    params![account_id, livemode, p.processor, p.sealed_config, micros(p.updated_at)],
+                )?,
+                None => c.execute(
+                    "delete from processor_accounts where account_id = ?1 and livemode = ?2",
+                    params![account_id, livemode],
+                )?,
+            };
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_processor_event(
+        &self,
+        processor: &str,
+        event_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let (processor, event_id) = (processor.to_owned(), event_id.to_owned());
+        self.write(move |c| {
+            Ok(c.execute(
+                "insert into processor_events (processor, event_id, received_at) values (?1, ?2, ?3)
+                 on conflict do nothing",
+                params![processor, event_id, micros(now)],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn account_by_name(&self, name: &str) -> StoreResult<Option<Account>> {
+        let name = name.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row(
+                "select id, name, suspended, created_at from accounts where name = ?1",
+                [name],
+                account_from_row,
+            )
+            .optional()?)
         })
         .await
     }
@@ -1461,7 +1607,7 @@ fn write_transition_rows(c: &Connection, transition: &Transition) -> StoreResult
     let changed = c.execute(
         "update payment_links set status = ?1, description = ?2, metadata = ?3, expires_at = ?4,
             updated_at = ?5, cancelled_at = ?6, cancellation_reason = ?7, paid_at = ?8,
-            payment_id = ?9, version = ?10
+            payment_id = ?9, version = ?10, amount_refunded = ?13
          where id = ?11 and version = ?12",
         params![
             link.status.as_str(),
@@ -1476,6 +1622,7 @@ fn write_transition_rows(c: &Connection, transition: &Transition) -> StoreResult
             link.version,
             link.id,
             transition.expected_version,
+            link.amount_refunded,
         ],
     )?;
     if changed == 0 {
@@ -1483,6 +1630,11 @@ fn write_transition_rows(c: &Connection, transition: &Transition) -> StoreResult
     }
     if let Some(attempt) = &transition.attempt
         && write_attempt(c, attempt)? == 0
+    {
+        return Ok(Applied::StaleVersion);
+    }
+    if let Some(refund) = &transition.refund
+        && write_refund(c, refund)? == 0
     {
         return Ok(Applied::StaleVersion);
     }
@@ -1494,9 +1646,10 @@ fn write_transition_rows(c: &Connection, transition: &Transition) -> StoreResult
 /// pending; returns the rows written (0: it was settled already).
 fn write_attempt(c: &Connection, attempt: &PaymentAttempt) -> StoreResult<usize> {
     Ok(c.prepare_cached(&format!(
-        "insert into payment_attempts ({ATTEMPT_COLUMNS}) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+        "insert into payment_attempts ({ATTEMPT_COLUMNS}) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
          on conflict (id) do update set state = excluded.state, payment_id = excluded.payment_id,
-             failure_message = excluded.failure_message, updated_at = excluded.updated_at
+             failure_message = excluded.failure_message, updated_at = excluded.updated_at,
+             processor_reference = coalesce(excluded.processor_reference, payment_attempts.processor_reference)
          where payment_attempts.state = 'pending'"
     ))?
     .execute(params![
@@ -1514,11 +1667,33 @@ fn write_attempt(c: &Connection, attempt: &PaymentAttempt) -> StoreResult<usize>
         attempt.card_last4,
         micros(attempt.created_at),
         micros(attempt.updated_at),
+        attempt.processor_reference,
     ])?)
 }
 
+/// Inserts a new pending refund, or settles a stored one that is still
+/// pending; returns the rows written (0: it was settled already).
+fn write_refund(c: &Connection, refund: &Refund) -> StoreResult<usize> {
+    Ok(c.prepare_cached(
+        "insert into refunds (id, link_id, state, created_at, body) values (?1, ?2, ?3, ?4, ?5)
+         on conflict (id) do update set state = excluded.state, body = excluded.body
+         where refunds.state = 'pending'",
+    )?
+    .execute(params![
+        refund.id,
+        refund.link_id,
+        refund.state.as_str(),
+        micros(refund.created_at),
+        serde_json::to_string(refund)?,
+    ])?)
+}
+
+fn refund_from_row(row: &Row<'_>) -> rusqlite::Result<Refund> {
+    json_column(row.get("body")?)?.ok_or_else(|| conversion_error("missing refund".into()))
+}
+
 const ATTEMPT_COLUMNS: &str = "id, link_id, account_id, livemode, amount, currency, processor, state, \
-     payment_id, failure_message, card_brand, card_last4, created_at, updated_at";
+     payment_id, failure_message, card_brand, card_last4, created_at, updated_at, processor_reference";
 
 fn attempt_from_row(row: &Row<'_>) -> rusqlite::Result<PaymentAttempt> {
     let currency: String = row.get("currency")?;
@@ -1534,6 +1709,7 @@ fn attempt_from_row(row: &Row<'_>) -> rusqlite::Result<PaymentAttempt> {
         state: AttemptState::parse(&state)
             .ok_or_else(|| conversion_error(format!("unknown attempt state {state}")))?,
         payment_id: row.get("payment_id")?,
+        processor_reference: row.get("processor_reference")?,
         failure_message: row.get("failure_message")?,
         card_brand: row.get("card_brand")?,
         card_last4: row.get("card_last4")?,

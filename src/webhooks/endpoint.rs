@@ -260,6 +260,6 @@ mod tests {
             Ok(Some(vec![EventType::Paid, EventType::Expired]))
         );
         assert_eq!(parse_event_types(&[]).unwrap_err().param, "events");
-        assert!(parse_event_types(&["payment_link.refunded".into()]).is_err());
+        assert!(parse_event_types(&["payment_link.refunded_twice".into()]).is_err());
     }
 }

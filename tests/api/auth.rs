@@ -115,7 +115,8 @@ backend_tests! {
     }
 
     async fn a_live_key_creates_live_links() {
-        let app = TestApp::spawn().await;
+        let app = TestApp::spawn_with_settings(Default::default(), crate::refunds::secrets_settings()).await;
+        crate::refunds::connect_stripe(&app, "default", true).await;
         let live = app.create_key("default", true).await;
         assert!(live.starts_with("pl_live_"));
         let response = app

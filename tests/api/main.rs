@@ -44,6 +44,7 @@ mod multi_node;
 mod node_examples;
 mod protocol;
 mod rate_limits;
+mod refunds;
 mod update;
 mod validation;
 mod webhooks;

@@ -325,7 +325,7 @@ backend_tests! {
             (json!({"url": "ftp://example.com/hook"}), "url"),
             (json!({"url": "not a url"}), "url"),
             (json!({"url": "https://example.com/hook", "events": []}), "events"),
-            (json!({"url": "https://example.com/hook", "events": ["payment_link.refunded"]}), "events"),
+            (json!({"url": "https://example.com/hook", "events": ["payment_link.disputed"]}), "events"),
             (json!({"url": "https://example.com/hook", "format": "xml"}), "format"),
             (json!({"url": "https://example.com/hook", "secret": "whsec_mine"}), "secret"),
             (json!({"url": "https://example.com/hook", "description": "x".repeat(501)}), "description"),
@@ -400,7 +400,7 @@ backend_tests! {
         assert_eq!(rest.body["has_more"], false);
         assert_eq!(rest.body["data"][0], all.body["data"][2]);
 
-        for (query, param) in [("type=payment_link.refunded", "type"), ("limit=0", "limit"), ("colour=red", "colour"), ("starting_after=evt_nope", "starting_after")] {
+        for (query, param) in [("type=payment_link.disputed", "type"), ("limit=0", "limit"), ("colour=red", "colour"), ("starting_after=evt_nope", "starting_after")] {
             let response = app.get(&format!("/v1/events?{query}")).await;
             assert_eq!(response.status, StatusCode::BAD_REQUEST, "{query}");
             assert_eq!(response.param(), param, "{query}");
