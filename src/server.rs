@@ -87,6 +87,9 @@ pub async fn start(
     if let Err(error) = service.reconcile_payments(reconcile_after).await {
         tracing::warn!(%error, "reconciling payments at start-up failed; the reconciler retries");
     }
+    if let Err(error) = service.reconcile_refunds(reconcile_after).await {
+        tracing::warn!(%error, "reconciling refunds at start-up failed; the reconciler retries");
+    }
     let tasks = TaskTracker::new();
     let csrf = CsrfKey::new(service.checkout_csrf_key().await?.as_bytes())?;
     let checkout_limits = Arc::new(CheckoutLimits::new(options.checkout_limits));
@@ -212,8 +215,9 @@ async fn run_sweeper(
     }
 }
 
-/// Every `interval`, settles payment attempts pending longer than
-/// `older_than`, so no link stays `processing` past that age.
+/// Every `interval`, settles payment attempts and refunds pending longer
+/// than `older_than`, so no link stays `processing` past that age and no
+/// reserved refund is left unmade.
 async fn run_reconciler(
     service: Arc<Service>,
     interval: Duration,
@@ -230,6 +234,14 @@ async fn run_reconciler(
             Ok(settled) => tracing::info!(settled, "reconciler settled stale payment attempts"),
             Err(error) => {
                 tracing::warn!(%error, "reconciling payments failed; retrying next interval");
+            }
+        }
+        // Refunds reserved but not answered (a crash, a processor outage).
+        match service.reconcile_refunds(older_than).await {
+            Ok(0) => {}
+            Ok(settled) => tracing::info!(settled, "reconciler settled stale refunds"),
+            Err(error) => {
+                tracing::warn!(%error, "reconciling refunds failed; retrying next interval");
             }
         }
     }

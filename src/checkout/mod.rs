@@ -24,7 +24,7 @@ use serde::Deserialize;
 use crate::domain::card::Card;
 use crate::domain::{FieldError, Link, LinkStatus};
 use crate::http::AppState;
-use crate::service::{PaymentResult, ServiceError};
+use crate::service::{CheckoutProcessor, PaymentResult, ServiceError};
 use crate::store::Account;
 
 const CSRF_COOKIE: &str = "pl_csrf";
@@ -135,16 +135,19 @@ impl Context {
     }
 }
 
-async fn load(state: &AppState, slug: &str, address: IpAddr) -> Result<(Link, Account), Response> {
+async fn load(
+    state: &AppState,
+    slug: &str,
+    address: IpAddr,
+) -> Result<(Link, Account, CheckoutProcessor), Response> {
     let ctx = Context::new(state);
-    let found = match state.service.get_link_by_slug(slug).await {
-        Ok(link) => state
-            .service
-            .account(&link.account_id)
-            .await
-            .map(|account| (link, account)),
-        Err(error) => Err(error),
-    };
+    let found = async {
+        let link = state.service.get_link_by_slug(slug).await?;
+        let account = state.service.account(&link.account_id).await?;
+        let checkout = state.service.checkout_processor(&link).await?;
+        Ok::<_, ServiceError>((link, account, checkout))
+    }
+    .await;
     match found {
         Ok(found) => Ok(found),
         Err(ServiceError::NotFound) if !state.checkout_limits.unknown_slug_budget_left(address) => {
@@ -177,7 +180,11 @@ async fn load(state: &AppState, slug: &str, address: IpAddr) -> Result<(Link, Ac
 }
 
 /// The page for a link that cannot take a payment now, or `None` if it can.
-fn closed_page(link: &Link, account: &Account) -> Option<(StatusCode, Markup)> {
+fn closed_page(
+    link: &Link,
+    account: &Account,
+    checkout: &CheckoutProcessor,
+) -> Option<(StatusCode, Markup)> {
     let merchant = account.name.as_str();
     let markup = match link.status {
         LinkStatus::Active if account.suspended => pages::closed(
@@ -186,11 +193,13 @@ fn closed_page(link: &Link, account: &Account) -> Option<(StatusCode, Markup)> {
             "Payments are not available for this link.",
             Some("The merchant cannot take payments at the moment. You have not been charged."),
         ),
-        LinkStatus::Active if link.livemode => pages::closed(
+        LinkStatus::Active if !matches!(checkout, CheckoutProcessor::TestCard) => pages::closed(
             link,
             merchant,
             "Payments are not available for this link yet.",
-            Some("The merchant has not connected a payment processor for live payments."),
+            Some(
+                "This page does not take card payments through the merchant's processor yet. You have not been charged.",
+            ),
         ),
         LinkStatus::Active => return None,
         LinkStatus::Processing => pages::closed(
@@ -224,12 +233,12 @@ async fn show(
 ) -> Response {
     let ctx = Context::new(&state);
     let address = client_address(connect.as_ref().map(|c| &c.0));
-    let (link, account) = match load(&state, &slug, address).await {
+    let (link, account, checkout) = match load(&state, &slug, address).await {
         Ok(found) => found,
         Err(response) => return response,
     };
     let merchant = account.name.as_str();
-    if let Some((status, markup)) = closed_page(&link, &account) {
+    if let Some((status, markup)) = closed_page(&link, &account, &checkout) {
         return page(status, markup, Some(&link), None, ctx.secure_cookie);
     }
     let token = csrf_cookie(&state, &slug, &headers).unwrap_or_else(|| state.csrf.issue(&slug));
@@ -257,14 +266,14 @@ async fn pay(
 ) -> Response {
     let ctx = Context::new(&state);
     let address = client_address(connect.as_ref().map(|c| &c.0));
-    let (link, account) = match load(&state, &slug, address).await {
+    let (link, account, checkout) = match load(&state, &slug, address).await {
         Ok(found) => found,
         Err(response) => return response,
     };
     let merchant = account.name.as_str();
     // A link that cannot be paid answers 409 (403 for live mode or a
     // suspended account) and changes nothing.
-    if let Some((_, markup)) = closed_page(&link, &account) {
+    if let Some((_, markup)) = closed_page(&link, &account, &checkout) {
         let status = if link.status == LinkStatus::Active {
             StatusCode::FORBIDDEN
         } else {
@@ -349,7 +358,7 @@ async fn pay(
             message,
         }) => {
             tracing::info!(link_id = %after.id, brand = card.brand(), last4 = card.last4(), "payment declined");
-            if let Some((_, markup)) = closed_page(&after, &account) {
+            if let Some((_, markup)) = closed_page(&after, &account, &checkout) {
                 return page(
                     StatusCode::CONFLICT,
                     markup,
@@ -366,7 +375,7 @@ async fn pay(
                 link: processing, ..
             },
         ) => {
-            let (_, markup) = closed_page(&processing, &account)
+            let (_, markup) = closed_page(&processing, &account, &checkout)
                 .unwrap_or((StatusCode::ACCEPTED, pages::not_found()));
             page(
                 StatusCode::ACCEPTED,
@@ -384,7 +393,7 @@ async fn pay(
             // Lost a race (another submit, a cancel, expiry): show what won.
             match state.service.get_link_by_slug(&slug).await {
                 Ok(now) => {
-                    let (_, markup) = closed_page(&now, &account)
+                    let (_, markup) = closed_page(&now, &account, &checkout)
                         .unwrap_or((StatusCode::CONFLICT, pages::not_found()));
                     page(
                         StatusCode::CONFLICT,
