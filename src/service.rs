@@ -275,6 +275,10 @@ impl Service {
         self.clock.now()
     }
 
+    pub fn processor_settings(&self) -> &crate::payments::ProcessorSettings {
+        &self.settings.processors
+    }
+
     pub fn settings(&self) -> &ServiceSettings {
         &self.settings
     }
@@ -619,13 +623,57 @@ impl Service {
         if let Some(reason) = &reason {
             validate_reason(reason)?;
         }
+        let key = LinkKey::Id(caller.scope.clone(), id.to_owned());
+        if idempotency.as_ref().is_none_or(|c| c.recall.is_none()) {
+            self.void_pending_payment(&key).await?;
+        }
         let actor = caller.actor();
-        self.change(
-            &LinkKey::Id(caller.scope.clone(), id.to_owned()),
-            idempotency,
-            |link, now| Ok(link.cancel(policy, reason.clone(), actor.clone(), now)?),
-        )
+        self.change(&key, idempotency, |link, now| {
+            Ok(link.cancel(policy, reason.clone(), actor.clone(), now)?)
+        })
         .await
+    }
+
+    /// A cancel of a `processing` link whose payment the processor holds
+    /// unconfirmed (a PaymentIntent waiting for 3-D Secure) first cancels
+    /// that payment at the processor and settles the attempt, so the link
+    /// is active again and the cancel can proceed; if the payment went
+    /// through first, the link is paid and the cancel is refused. An
+    /// attempt the processor has not made yet (no reference) is left to
+    /// finish: the cancel answers 409 as before.
+    async fn void_pending_payment(&self, key: &LinkKey) -> ServiceResult<()> {
+        let link = self.load(key).await?;
+        if link.status != LinkStatus::Processing {
+            return Ok(());
+        }
+        let Some(attempt) = self
+            .store
+            .link_attempts(&link.id)
+            .await?
+            .into_iter()
+            .find(|a| a.state == AttemptState::Pending && a.processor_reference.is_some())
+        else {
+            return Ok(());
+        };
+        let Some(processor) = self
+            .processor_named(&attempt.account_id, attempt.livemode, &attempt.processor)
+            .await?
+        else {
+            return Ok(());
+        };
+        match tokio::time::timeout(PROCESSOR_TIMEOUT, processor.void(&attempt)).await {
+            Ok(Ok(outcome)) => {
+                tracing::info!(attempt_id = %attempt.id, ?outcome, "voided a pending payment before a cancel");
+                self.settle_attempt(&attempt, &outcome).await?;
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, attempt_id = %attempt.id, "could not void a pending payment; the cancel waits for it");
+            }
+            Err(_) => {
+                tracing::warn!(attempt_id = %attempt.id, "the processor did not answer a void in time");
+            }
+        }
+        Ok(())
     }
 
     /// Cancels (or with `dry_run`, reports what would be cancelled) up to
@@ -873,7 +921,8 @@ impl Service {
                 // The processor took money for a link that no longer
                 // takes it: record it and refund it, in one transaction.
                 ChargeOutcome::Succeeded { payment_id }
-                    if link.status != LinkStatus::Processing =>
+                    if link.status != LinkStatus::Processing
+                        || attempt.state == AttemptState::Failed =>
                 {
                     Ok(Some(link.refund_late_payment(
                         attempt, payment_id, &refund_id, now,
@@ -917,12 +966,14 @@ impl Service {
                 // request it raced): answer what was recorded.
                 tracing::info!(attempt_id = %attempt.id, "payment attempt was settled by someone else");
                 let link = self.change(&key, None, |_, _| Ok(None)).await?;
-                let recorded = self
-                    .store
-                    .link_attempts(&attempt.link_id)
-                    .await?
-                    .into_iter()
-                    .find(|a| a.id == attempt.id);
+                let recorded = self.store.get_attempt(&attempt.id).await?;
+                if let (Some(failed), ChargeOutcome::Succeeded { .. }) = (&recorded, outcome)
+                    && failed.state == AttemptState::Failed
+                {
+                    // Closed as failed here, yet the processor took the
+                    // money (a late 3-D Secure, say): give it back.
+                    return Box::pin(self.settle_attempt(failed, outcome)).await;
+                }
                 Ok(match recorded {
                     Some(a) if a.state == AttemptState::Succeeded => PaymentResult::Paid(link),
                     Some(a) if a.state == AttemptState::Failed => PaymentResult::Declined {
@@ -935,6 +986,114 @@ impl Service {
             (Ok(link), ChargeOutcome::RequiresAction { .. }) => Ok(PaymentResult::Processing(link)),
             (Err(error), _) => Err(error),
         }
+    }
+
+    /// The customer is back from authenticating (3-D Secure) on the page:
+    /// asks the processor what became of the link's pending attempt and
+    /// settles it if it has an outcome.
+    pub async fn complete_pending_payment(&self, slug: &str) -> ServiceResult<PaymentResult> {
+        let link = self.get_link_by_slug(slug).await?;
+        let Some(attempt) = self
+            .store
+            .link_attempts(&link.id)
+            .await?
+            .into_iter()
+            .find(|a| a.state == AttemptState::Pending)
+        else {
+            return Err(ServiceError::InvalidState {
+                status: link.status,
+                message: "No payment is in progress on this link.".into(),
+            });
+        };
+        let Some(processor) = self
+            .processor_named(&attempt.account_id, attempt.livemode, &attempt.processor)
+            .await?
+        else {
+            return Ok(PaymentResult::Processing(link));
+        };
+        match tokio::time::timeout(PROCESSOR_TIMEOUT, processor.outcome(&attempt)).await {
+            Ok(Ok(outcome)) => self.settle_attempt(&attempt, &outcome).await,
+            Ok(Err(error)) => {
+                tracing::info!(%error, attempt_id = %attempt.id, "payment has no outcome yet");
+                Ok(PaymentResult::Processing(link))
+            }
+            Err(_) => Ok(PaymentResult::Processing(link)),
+        }
+    }
+
+    /// A processor's webhook says what became of attempt `attempt_id`;
+    /// settles it unless it is settled already (whichever of the
+    /// synchronous answer and the webhook comes first wins).
+    pub async fn apply_processor_outcome(
+        &self,
+        scope: &Scope,
+        attempt_id: &str,
+        outcome: &ChargeOutcome,
+    ) -> ServiceResult<()> {
+        let Some(attempt) = self
+            .store
+            .get_attempt(attempt_id)
+            .await?
+            .filter(|a| a.account_id == scope.account_id && a.livemode == scope.livemode)
+        else {
+            tracing::info!(
+                attempt_id,
+                "a processor event names no attempt of its account; ignored"
+            );
+            return Ok(());
+        };
+        let late_success = attempt.state == AttemptState::Failed
+            && matches!(outcome, ChargeOutcome::Succeeded { .. });
+        if attempt.state == AttemptState::Pending || late_success {
+            self.settle_attempt(&attempt, outcome).await?;
+        }
+        Ok(())
+    }
+
+    /// A processor's webhook says payment `payment_id` was refunded: runs
+    /// the pending refunds of the link it paid (each asks the processor).
+    pub async fn refresh_refunds(&self, scope: &Scope, payment_id: &str) -> ServiceResult<()> {
+        let filter = LinkFilter {
+            payment_id: Some(payment_id.to_owned()),
+            ..LinkFilter::default()
+        };
+        let page = Page {
+            limit: 1,
+            starting_after: None,
+        };
+        for link in self
+            .store
+            .list_links(scope, &filter, &page, self.now())
+            .await?
+        {
+            for refund in self.store.link_refunds(&link.id).await? {
+                if refund.state == RefundState::Pending {
+                    self.run_refund(refund).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a processor event was handled already.
+    pub async fn processor_event_seen(
+        &self,
+        processor: &str,
+        event_id: &str,
+    ) -> ServiceResult<bool> {
+        Ok(self.store.processor_event_seen(processor, event_id).await?)
+    }
+
+    /// Notes a processor event as handled; false if it was handled before.
+    pub async fn record_processor_event(
+        &self,
+        processor: &str,
+        event_id: &str,
+    ) -> ServiceResult<bool> {
+        Ok(self
+            .store
+            .record_processor_event(processor, event_id, self.now())
+            .await?)
     }
 
     /// Settles every attempt still pending `older_than` after it started,
@@ -959,6 +1118,10 @@ impl Service {
                 };
                 let outcome = match processor.outcome(&attempt).await {
                     Ok(outcome) => outcome,
+                    Err(crate::payments::ProcessorError::Pending(why)) => {
+                        tracing::debug!(attempt_id = %attempt.id, %why, "payment has no outcome yet");
+                        continue;
+                    }
                     Err(error) => {
                         tracing::warn!(%error, attempt_id = %attempt.id, "could not ask the processor; retrying next round");
                         continue;

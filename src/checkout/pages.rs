@@ -1,5 +1,7 @@
-//! The hosted page's HTML (maud: compile-checked and escaped). No
-//! JavaScript: every state works with plain forms and links.
+//! The hosted page's HTML (maud: compile-checked and escaped). The test
+//! processor's page has no JavaScript: every state works with plain forms
+//! and links. A Stripe page loads Stripe.js and paylink's own small script
+//! (`stripe-checkout.js`, same origin) and nothing else.
 
 use jiff::tz::TimeZone;
 use maud::{DOCTYPE, Markup, html};
@@ -16,6 +18,10 @@ pub struct PayForm<'a> {
 }
 
 fn layout(title: &str, livemode: bool, body: Markup) -> Markup {
+    layout_with_scripts(title, livemode, &[], body)
+}
+
+fn layout_with_scripts(title: &str, livemode: bool, scripts: &[&str], body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -31,6 +37,9 @@ fn layout(title: &str, livemode: bool, body: Markup) -> Markup {
                     div class="test-banner" role="note" { "TEST MODE: no real money moves" }
                 }
                 main { div class="card" { (body) } }
+                @for script in scripts {
+                    script src=(script) {}
+                }
             }
         }
     }
@@ -125,6 +134,70 @@ pub fn payable(link: &Link, merchant: &str, form: &PayForm<'_>) -> Markup {
                 button type="submit" { "Pay " (format_money(link.amount, link.currency)) }
             }
             (back_link(link))
+        },
+    )
+}
+
+/// Where a Stripe page gets Stripe.js and the account's publishable key.
+pub struct StripePage<'a> {
+    pub publishable_key: &'a str,
+    pub js_url: &'a str,
+}
+
+pub const STRIPE_GLUE: &str = "/pay/assets/stripe-checkout.js";
+
+/// The payable page of a Stripe link: Stripe Elements mounts its card
+/// field in `#card-element`; the form posts only `payment_method`.
+pub fn stripe_payable(
+    link: &Link,
+    merchant: &str,
+    form: &PayForm<'_>,
+    stripe: &StripePage<'_>,
+) -> Markup {
+    layout_with_scripts(
+        &format!("Pay {merchant}"),
+        link.livemode,
+        &[stripe.js_url, STRIPE_GLUE],
+        html! {
+            (summary(link, merchant))
+            @if let Some(notice) = form.notice {
+                p class="notice" role="alert" { (notice) }
+            }
+            form id="stripe-pay" method="post" action={ "/pay/" (link.slug) } data-publishable-key=(stripe.publishable_key) {
+                input type="hidden" name="csrf_token" value=(form.csrf_token);
+                input type="hidden" name="payment_method" value="";
+                label for="card-element" { "Card" }
+                div id="card-element" {}
+                p id="card-errors" class="error" role="alert" {}
+                button type="submit" { "Pay " (format_money(link.amount, link.currency)) }
+            }
+            p class="muted" { "Card details go straight to Stripe; this site never sees them." }
+            (back_link(link))
+        },
+    )
+}
+
+/// The page that completes 3-D Secure with Stripe.js, then posts back to
+/// `/pay/{slug}/complete` so paylink asks Stripe for the outcome.
+pub fn stripe_action(
+    link: &Link,
+    merchant: &str,
+    csrf_token: &str,
+    client_secret: &str,
+    stripe: &StripePage<'_>,
+) -> Markup {
+    layout_with_scripts(
+        "Confirm your payment",
+        link.livemode,
+        &[stripe.js_url, STRIPE_GLUE],
+        html! {
+            (summary(link, merchant))
+            p class="state" role="status" { "Your bank asks you to confirm this payment." }
+            form id="stripe-action" method="post" action={ "/pay/" (link.slug) "/complete" }
+                data-publishable-key=(stripe.publishable_key) data-client-secret=(client_secret) {
+                input type="hidden" name="csrf_token" value=(csrf_token);
+                noscript { button type="submit" { "I have confirmed the payment" } }
+            }
         },
     )
 }

@@ -676,7 +676,10 @@ impl Link {
         refund_id: &str,
         now: Timestamp,
     ) -> Result<Transition, StateConflict> {
-        if attempt.state != AttemptState::Pending || attempt.link_id != self.id {
+        // A failed attempt may still turn out to have taken money (its
+        // customer finished 3-D Secure after paylink gave up on it).
+        let open = matches!(attempt.state, AttemptState::Pending | AttemptState::Failed);
+        if !open || attempt.link_id != self.id {
             return Err(StateConflict {
                 status: self.status,
                 message: format!("The payment attempt {} is already settled.", attempt.id),
@@ -711,12 +714,14 @@ impl Link {
             Some(reason),
             now,
         );
-        transition.attempt = Some(attempt.settled(
+        let mut settled = attempt.settled(
             &ChargeOutcome::Succeeded {
                 payment_id: payment_id.to_owned(),
             },
             now,
-        ));
+        );
+        settled.failure_message = None;
+        transition.attempt = Some(settled);
         transition.event.refund = Some(refund.clone());
         transition.refund = Some(refund);
         Ok(transition)

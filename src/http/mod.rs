@@ -12,6 +12,7 @@ pub mod extract;
 pub mod idempotency;
 mod links;
 mod ops;
+mod processor_webhooks;
 pub mod rate_limit;
 pub mod request_id;
 mod strict_json;
@@ -127,6 +128,7 @@ pub fn app(service: Arc<Service>, public_url: &str, settings: HttpSettings) -> R
     // the detached task of a write, idempotency, the handler.
     router
         .merge(crate::checkout::router())
+        .merge(processor_webhooks::router())
         // Only on a matched route and method: a 404 or 405 is answered as
         // such, never from (or into) an idempotency key.
         .route_layer(axum::middleware::from_fn_with_state(

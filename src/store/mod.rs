@@ -280,6 +280,7 @@ pub trait Store: Send + Sync + 'static {
         event_id: &str,
         now: Timestamp,
     ) -> StoreResult<bool>;
+    async fn processor_event_seen(&self, processor: &str, event_id: &str) -> StoreResult<bool>;
     async fn account_by_name(&self, name: &str) -> StoreResult<Option<Account>>;
     /// The secret named `name`, set to `candidate` if it has none yet.
     async fn server_secret(&self, name: &str, candidate: &str) -> StoreResult<String>;

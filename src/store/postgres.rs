@@ -305,7 +305,8 @@ async fn write_attempt(tx: &mut sqlx::PgConnection, attempt: &PaymentAttempt) ->
          on conflict (id) do update set state = excluded.state, payment_id = excluded.payment_id,
              failure_message = excluded.failure_message, updated_at = excluded.updated_at,
              processor_reference = coalesce(excluded.processor_reference, payment_attempts.processor_reference)
-         where payment_attempts.state = 'pending'"
+         where payment_attempts.state = 'pending'
+            or (payment_attempts.state = 'failed' and excluded.state = 'succeeded')"
     )))
     .bind(&attempt.id)
     .bind(&attempt.link_id)
@@ -1057,6 +1058,16 @@ impl Store for PostgresStore {
         .await?
         .rows_affected()
             == 1)
+    }
+
+    async fn processor_event_seen(&self, processor: &str, event_id: &str) -> StoreResult<bool> {
+        Ok(sqlx::query_scalar(
+            "select exists (select 1 from processor_events where processor = $1 and event_id = $2)",
+        )
+        .bind(processor)
+        .bind(event_id)
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     async fn account_by_name(&self, name: &str) -> StoreResult<Option<Account>> {

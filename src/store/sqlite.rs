@@ -1179,6 +1179,18 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn processor_event_seen(&self, processor: &str, event_id: &str) -> StoreResult<bool> {
+        let (processor, event_id) = (processor.to_owned(), event_id.to_owned());
+        self.read(move |c| {
+            Ok(c.query_row(
+                "select exists (select 1 from processor_events where processor = ?1 and event_id = ?2)",
+                params![processor, event_id],
+                |row| row.get(0),
+            )?)
+        })
+        .await
+    }
+
     async fn account_by_name(&self, name: &str) -> StoreResult<Option<Account>> {
         let name = name.to_owned();
         self.read(move |c| {
@@ -1650,7 +1662,8 @@ fn write_attempt(c: &Connection, attempt: &PaymentAttempt) -> StoreResult<usize>
          on conflict (id) do update set state = excluded.state, payment_id = excluded.payment_id,
              failure_message = excluded.failure_message, updated_at = excluded.updated_at,
              processor_reference = coalesce(excluded.processor_reference, payment_attempts.processor_reference)
-         where payment_attempts.state = 'pending'"
+         where payment_attempts.state = 'pending'
+            or (payment_attempts.state = 'failed' and excluded.state = 'succeeded')"
     ))?
     .execute(params![
         attempt.id,
