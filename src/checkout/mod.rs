@@ -251,13 +251,11 @@ fn closed_page(
             "Payments are not available for this link.",
             Some("The merchant cannot take payments at the moment. You have not been charged."),
         ),
-        LinkStatus::Active if !matches!(checkout, CheckoutProcessor::TestCard) => pages::closed(
+        LinkStatus::Active if matches!(checkout, CheckoutProcessor::Unavailable) => pages::closed(
             link,
             merchant,
             "Payments are not available for this link yet.",
-            Some(
-                "This page does not take card payments through the merchant's processor yet. You have not been charged.",
-            ),
+            Some("The merchant has not connected a payment processor for these payments."),
         ),
         LinkStatus::Active => return None,
         LinkStatus::Processing => pages::closed(

@@ -115,6 +115,8 @@ enum Answer<T> {
 }
 
 const DECLINED: &str = "Your card was declined.";
+const UNREACHABLE: &str =
+    "We could not reach the payment processor. You have not been charged; please try again.";
 
 impl StripeProcessor {
     pub fn new(
@@ -296,6 +298,14 @@ impl PaymentProcessor for StripeProcessor {
                 attempt.id.clone(),
             ),
         ];
+        // Until the confirm is sent no money can move: a failure before it
+        // closes the attempt at once, and the customer may simply retry.
+        let unreachable = |error: ProcessorError| {
+            tracing::warn!(%error, attempt_id = %attempt.id, "Stripe could not be reached before confirming; nothing was charged");
+            ChargeOutcome::Declined {
+                message: UNREACHABLE.into(),
+            }
+        };
         let intent = match self
             .call::<PaymentIntent>(
                 reqwest::Method::POST,
@@ -303,19 +313,24 @@ impl PaymentProcessor for StripeProcessor {
                 &form,
                 Some(&attempt.id),
             )
-            .await?
+            .await
         {
-            Answer::Ok(intent) => intent,
-            Answer::Refused { error, .. } => {
+            Ok(Answer::Ok(intent)) => intent,
+            Ok(Answer::Refused { error, .. }) => {
                 return Ok(ChargeOutcome::Declined {
                     message: error.message.unwrap_or_else(|| DECLINED.into()),
                 });
             }
+            Err(error) => return Ok(unreachable(error)),
         };
         // From here on the reconciler can ask Stripe about this attempt.
-        self.store
+        if let Err(error) = self
+            .store
             .set_attempt_reference(&attempt.id, &intent.id)
-            .await?;
+            .await
+        {
+            return Ok(unreachable(error.into()));
+        }
         let confirmed = match self
             .call::<PaymentIntent>(
                 reqwest::Method::POST,

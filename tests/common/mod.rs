@@ -10,6 +10,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
+pub mod localstripe;
+
 /// The reconcile age the child servers run with.
 pub const RECONCILE_AFTER_SECS: u64 = 2;
 
@@ -56,6 +58,8 @@ pub struct Server {
     pub child: Option<Child>,
     pub addr: String,
     pub database_url: String,
+    /// Extra environment for `serve` (processor endpoints, secrets key).
+    pub env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -66,6 +70,7 @@ impl Server {
             child: None,
             addr: format!("127.0.0.1:{}", free_port()),
             database_url,
+            env: Vec::new(),
         };
         server.start().await;
         (server, key)
@@ -98,6 +103,7 @@ impl Server {
                 RECONCILE_AFTER_SECS.to_string(),
             )
             .env("PAYLINK_LOG", "error")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
