@@ -102,7 +102,7 @@ fn with_stripe_csp(mut response: Response, state: &AppState, link: &Link) -> Res
         .map_or_else(|| "'self'".to_owned(), |o| format!("'self' {o}"));
     let csp = format!(
         "default-src 'none'; script-src 'self' {js}; frame-src {js} https://hooks.stripe.com; \
-         connect-src {api}; style-src 'self' 'unsafe-inline'; img-src 'self' {js}; \
+         connect-src {api}; style-src 'self'; img-src 'self' {js}; \
          form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
     );
     if let Ok(value) = HeaderValue::from_str(&csp) {

@@ -198,3 +198,90 @@ async fn a_customer_pays_in_a_real_browser_and_sees_a_cancelled_link_refused() {
     let _ = browser.wait().await;
     events.abort();
 }
+
+/// The Stripe page in Chromium, against localstripe's stand-in for
+/// Stripe.js: the page loads Stripe.js under its CSP and Elements mounts the
+/// card field; 3-D Secure is completed by clicking the stand-in's own
+/// challenge, after which the page posts back and lands on `success_url`.
+/// One step is made by the test as the browser would make it: the stand-in's
+/// `createPaymentMethod` does nothing, so the test creates the PaymentMethod
+/// at localstripe (as Stripe.js would) and submits the page's own form with
+/// its id (as the page's script would).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_pays_through_stripe_with_3d_secure_in_a_real_browser() {
+    if !Path::new(CHROMIUM).exists() {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI=true requires Chromium at {CHROMIUM} (apt-get install chromium)"
+        );
+        eprintln!("SKIPPED Stripe browser test: no Chromium at {CHROMIUM}");
+        return;
+    }
+    let Some(shop) = crate::stripe::StripeShop::open("Stripe browser test").await else {
+        return;
+    };
+    let merchant = merchant_site().await;
+    let success_url = format!("{merchant}/thanks");
+    let created = shop
+        .app
+        .create_link_with(json!({"amount": 2500, "currency": "EUR", "description": "Blue mug",
+                                 "success_url": success_url}))
+        .await;
+    let id = created.id();
+    let url = created.body["url"].as_str().unwrap().to_owned();
+    let profile = tempfile::tempdir().unwrap();
+    let (mut browser, events) = launch(profile.path()).await;
+    let page = browser.new_page(url.as_str()).await.unwrap();
+    page.wait_for_navigation().await.unwrap();
+
+    // Stripe.js ran under the page's CSP and mounted its card field.
+    let mut mounted = false;
+    for _ in 0..100 {
+        if page.find_element("#card-element input").await.is_ok() {
+            mounted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(mounted, "Elements mounted the card field: {}", text_of(&page).await);
+    assert!(page.find_element("#card_number").await.is_err(), "no card field of paylink's own");
+
+    let payment_method = shop.stripe.payment_method("4000002500003155").await;
+    page.evaluate(format!(
+        "(() => {{ const form = document.getElementById('stripe-pay'); \
+           form.elements.payment_method.value = '{payment_method}'; \
+           HTMLFormElement.prototype.submit.call(form); }})()"
+    ))
+    .await
+    .unwrap();
+
+    // The 3-D Secure page: the stand-in's challenge appears; complete it.
+    let mut clicked = false;
+    for _ in 0..100 {
+        if let Ok(button) = page.find_element("body > div:last-of-type > button").await
+            && button.inner_text().await.ok().flatten().as_deref() == Some("Complete authentication")
+        {
+            button.click().await.unwrap();
+            clicked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(clicked, "the 3-D Secure challenge was shown: {}", text_of(&page).await);
+
+    let mut landed = false;
+    for _ in 0..100 {
+        let current = page.url().await.unwrap().unwrap_or_default();
+        if current.starts_with(&success_url) && text_of(&page).await.contains("Thanks for your order!") {
+            landed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(landed, "the browser lands on success_url: {}", text_of(&page).await);
+    assert_eq!(shop.app.link(&id).await["status"], "paid");
+
+    browser.close().await.unwrap();
+    let _ = browser.wait().await;
+    events.abort();
+}
