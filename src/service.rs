@@ -1141,7 +1141,20 @@ impl Service {
     /// What a restart must finish before serving: on a store this process
     /// owns alone, every idempotency claim left without an answer was cut
     /// by the previous run's death.
-    pub async fn recover_after_start(&self) -> ServiceResult<()> {
+    pub async fn recover_after_start(&self) -> anyhow::Result<()> {
+        let sealed = self.seal_endpoint_secrets().await?;
+        if sealed > 0 {
+            tracing::info!(
+                sealed,
+                "webhook endpoint secrets stored in clear are now sealed under PAYLINK_SECRETS_KEY"
+            );
+        }
+        if self.settings.processors.secrets_key.is_none() {
+            tracing::warn!(
+                "PAYLINK_SECRETS_KEY is not set: webhook endpoint secrets are stored in clear and no processor can be configured ({})",
+                crate::secrets::HOW_TO_MAKE_A_KEY
+            );
+        }
         if self.store.single_process() {
             let abandoned = self.store.abandon_idempotency_claims().await?;
             if abandoned > 0 {

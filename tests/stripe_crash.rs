@@ -43,21 +43,32 @@ async fn forward(
 ) -> Response {
     let mut request = proxy.client.request(
         method,
-        format!("{}{}", proxy.upstream, uri.path_and_query().map_or("", |p| p.as_str())),
+        format!(
+            "{}{}",
+            proxy.upstream,
+            uri.path_and_query().map_or("", |p| p.as_str())
+        ),
     );
     for name in ["authorization", "content-type", "idempotency-key"] {
         if let Some(value) = headers.get(name) {
             request = request.header(name, value.as_bytes());
         }
     }
-    let answer = request.body(body).send().await.expect("localstripe answers");
+    let answer = request
+        .body(body)
+        .send()
+        .await
+        .expect("localstripe answers");
     let status = answer.status().as_u16();
     let bytes = answer.bytes().await.unwrap_or_default();
     if uri.path().ends_with("/confirm") && proxy.armed.load(Ordering::SeqCst) {
         let confirmed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if confirmed["status"] == "succeeded" {
             let pid = proxy.paylink_pid.load(Ordering::SeqCst);
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status().await;
+            let _ = Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status()
+                .await;
             proxy.killed.store(true, Ordering::SeqCst);
             return StatusCode::BAD_GATEWAY.into_response();
         }
@@ -73,7 +84,11 @@ async fn forward(
 fn link_in_file(path: &std::path::Path, id: &str) -> (String, i64) {
     let connection = rusqlite::Connection::open(path).unwrap();
     let status: String = connection
-        .query_row("select status from payment_links where id = ?1", [id], |r| r.get(0))
+        .query_row(
+            "select status from payment_links where id = ?1",
+            [id],
+            |r| r.get(0),
+        )
         .unwrap();
     let pending: i64 = connection
         .query_row(
@@ -99,7 +114,9 @@ async fn kill_9_between_stripe_s_success_and_the_commit_is_reconciled_to_paid_on
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy_url = format!("http://{}", listener.local_addr().unwrap());
-    let app = axum::Router::new().fallback(forward).with_state(proxy.clone());
+    let app = axum::Router::new()
+        .fallback(forward)
+        .with_state(proxy.clone());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let dir = tempfile::tempdir().unwrap();
@@ -111,12 +128,23 @@ async fn kill_9_between_stripe_s_success_and_the_commit_is_reconciled_to_paid_on
         Duration::from_secs(60),
         Command::new(Server::binary())
             .args([
-                "accounts", "set-processor", "chaos", "--mode", "test", "--processor", "stripe",
-                "--secret-key", localstripe::SECRET_KEY,
-                "--publishable-key", localstripe::PUBLISHABLE_KEY,
-                "--webhook-secret", localstripe::WEBHOOK_SECRET,
-                "--public-url", "https://pay.example.com",
-                "--database-url", &database_url,
+                "accounts",
+                "set-processor",
+                "chaos",
+                "--mode",
+                "test",
+                "--processor",
+                "stripe",
+                "--secret-key",
+                localstripe::SECRET_KEY,
+                "--publishable-key",
+                localstripe::PUBLISHABLE_KEY,
+                "--webhook-secret",
+                localstripe::WEBHOOK_SECRET,
+                "--public-url",
+                "https://pay.example.com",
+                "--database-url",
+                &database_url,
             ])
             .env("PAYLINK_SECRETS_KEY", SECRETS_KEY)
             .output(),
@@ -124,7 +152,11 @@ async fn kill_9_between_stripe_s_success_and_the_commit_is_reconciled_to_paid_on
     .await
     .unwrap()
     .unwrap();
-    assert!(configured.status.success(), "{}", String::from_utf8_lossy(&configured.stderr));
+    assert!(
+        configured.status.success(),
+        "{}",
+        String::from_utf8_lossy(&configured.stderr)
+    );
     assert_eq!(
         String::from_utf8_lossy(&configured.stdout).trim(),
         "https://pay.example.com/processors/stripe/chaos/webhook"
@@ -140,9 +172,10 @@ async fn kill_9_between_stripe_s_success_and_the_commit_is_reconciled_to_paid_on
         ],
     };
     server.start().await;
-    proxy
-        .paylink_pid
-        .store(server.child.as_ref().unwrap().id().unwrap(), Ordering::SeqCst);
+    proxy.paylink_pid.store(
+        server.child.as_ref().unwrap().id().unwrap(),
+        Ordering::SeqCst,
+    );
     let base = format!("http://{}", server.addr);
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -162,25 +195,45 @@ async fn kill_9_between_stripe_s_success_and_the_commit_is_reconciled_to_paid_on
     let id = link["id"].as_str().unwrap().to_owned();
     let url = link["url"].as_str().unwrap().to_owned();
     let page = client.get(&url).send().await.unwrap();
-    let token = page.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap()
-        .strip_prefix("pl_csrf=").unwrap().to_owned();
+    let token = page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .strip_prefix("pl_csrf=")
+        .unwrap()
+        .to_owned();
     let payment_method = stripe.payment_method("4242424242424242").await;
     let cut = client
         .post(&url)
         .header("cookie", format!("pl_csrf={token}"))
-        .form(&[("payment_method", payment_method.as_str()), ("csrf_token", token.as_str())])
+        .form(&[
+            ("payment_method", payment_method.as_str()),
+            ("csrf_token", token.as_str()),
+        ])
         .timeout(Duration::from_secs(30))
         .send()
         .await;
-    assert!(cut.is_err(), "paylink died before answering: {:?}", cut.map(|r| r.status()));
-    assert!(proxy.killed.load(Ordering::SeqCst), "the kill came after Stripe's success");
+    assert!(
+        cut.is_err(),
+        "paylink died before answering: {:?}",
+        cut.map(|r| r.status())
+    );
+    assert!(
+        proxy.killed.load(Ordering::SeqCst),
+        "the kill came after Stripe's success"
+    );
     server.kill().await;
 
     // What the kill left: Stripe charged; paylink's file says processing.
     let (status, pending) = link_in_file(&path, &id);
     assert_eq!((status.as_str(), pending), ("processing", 1));
     let intents = stripe.get("/v1/payment_intents?limit=100").await;
-    let ours: Vec<&Value> = intents["data"].as_array().unwrap().iter()
+    let ours: Vec<&Value> = intents["data"]
+        .as_array()
+        .unwrap()
+        .iter()
         .filter(|pi| pi["metadata"]["paylink_link_id"] == id.as_str())
         .collect();
     assert_eq!(ours.len(), 1);
@@ -204,7 +257,10 @@ async fn kill_9_between_stripe_s_success_and_the_commit_is_reconciled_to_paid_on
         if link["status"] != "processing" {
             break link;
         }
-        assert!(Instant::now() < deadline, "still processing after restart: {link}");
+        assert!(
+            Instant::now() < deadline,
+            "still processing after restart: {link}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(link["status"], "paid");
@@ -218,10 +274,27 @@ async fn kill_9_between_stripe_s_success_and_the_commit_is_reconciled_to_paid_on
         .json()
         .await
         .unwrap();
-    let types: Vec<&str> = events["data"].as_array().unwrap().iter()
-        .map(|e| e["type"].as_str().unwrap()).collect();
-    assert_eq!(types, ["payment_link.created", "payment_link.processing", "payment_link.paid"]);
-    let refunds = stripe.get(&format!("/v1/refunds?payment_intent={charged}")).await;
-    assert_eq!(refunds["data"].as_array().unwrap().len(), 0, "nothing refunded");
+    let types: Vec<&str> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "payment_link.created",
+            "payment_link.processing",
+            "payment_link.paid"
+        ]
+    );
+    let refunds = stripe
+        .get(&format!("/v1/refunds?payment_intent={charged}"))
+        .await;
+    assert_eq!(
+        refunds["data"].as_array().unwrap().len(),
+        0,
+        "nothing refunded"
+    );
     server.kill().await;
 }

@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use super::{Caller, Service, ServiceError, ServiceResult};
 use crate::domain::{FieldError, LinkEvent, ids};
 use crate::store::EventFilter;
+use crate::store::StoreError;
 use crate::webhooks::delivery::{Attempt, ClaimedDelivery, Delivery, NextStep};
 use crate::webhooks::endpoint::{
     MAX_ENDPOINTS, MAX_URL_LENGTH, PayloadFormat, WebhookEndpoint, parse_event_types,
@@ -103,7 +104,9 @@ impl Service {
             created_at: now,
             updated_at: now,
         };
-        self.store.insert_webhook_endpoint(endpoint.clone()).await?;
+        self.store
+            .insert_webhook_endpoint(self.conceal_endpoint(endpoint.clone()))
+            .await?;
         Ok(endpoint)
     }
 
@@ -112,17 +115,24 @@ impl Service {
         caller: &Caller,
         id: &str,
     ) -> ServiceResult<WebhookEndpoint> {
-        self.store
+        let endpoint = self
+            .store
             .get_webhook_endpoint(&caller.scope, id)
             .await?
-            .ok_or(ServiceError::NotFound)
+            .ok_or(ServiceError::NotFound)?;
+        self.reveal_endpoint(endpoint)
     }
 
     pub async fn list_webhook_endpoints(
         &self,
         caller: &Caller,
     ) -> ServiceResult<Vec<WebhookEndpoint>> {
-        Ok(self.store.list_webhook_endpoints(&caller.scope).await?)
+        self.store
+            .list_webhook_endpoints(&caller.scope)
+            .await?
+            .into_iter()
+            .map(|endpoint| self.reveal_endpoint(endpoint))
+            .collect()
     }
 
     pub async fn update_webhook_endpoint(
@@ -149,7 +159,11 @@ impl Service {
             }
         }
         endpoint.updated_at = self.now();
-        if !self.store.update_webhook_endpoint(endpoint.clone()).await? {
+        if !self
+            .store
+            .update_webhook_endpoint(self.conceal_endpoint(endpoint.clone()))
+            .await?
+        {
             return Err(ServiceError::NotFound);
         }
         // Re-enabling may have made waiting deliveries due.
@@ -177,7 +191,11 @@ impl Service {
     ) -> ServiceResult<WebhookEndpoint> {
         let mut endpoint = self.get_webhook_endpoint(caller, id).await?;
         endpoint.rotate_secret(signing::new_secret(), self.now())?;
-        if !self.store.update_webhook_endpoint(endpoint.clone()).await? {
+        if !self
+            .store
+            .update_webhook_endpoint(self.conceal_endpoint(endpoint.clone()))
+            .await?
+        {
             return Err(ServiceError::NotFound);
         }
         Ok(endpoint)
@@ -284,7 +302,94 @@ impl Service {
     // ---- the dispatcher's side ----
 
     pub async fn claim_deliveries(&self, limit: usize) -> ServiceResult<Vec<ClaimedDelivery>> {
-        Ok(self.store.claim_deliveries(self.now(), limit).await?)
+        self.store
+            .claim_deliveries(self.now(), limit)
+            .await?
+            .into_iter()
+            .map(|mut claimed| {
+                claimed.endpoint = self.reveal_endpoint(claimed.endpoint)?;
+                Ok(claimed)
+            })
+            .collect()
+    }
+
+    // ---- endpoint secrets at rest ----
+
+    /// The endpoint as stored: with `PAYLINK_SECRETS_KEY`, its signing
+    /// secrets sealed (bound to the endpoint's id); without it, in clear.
+    fn conceal_endpoint(&self, mut endpoint: WebhookEndpoint) -> WebhookEndpoint {
+        let Some(key) = &self.settings.processors.secrets_key else {
+            return endpoint;
+        };
+        let purpose = endpoint_purpose(&endpoint.id);
+        if !is_sealed(&endpoint.secret) {
+            endpoint.secret = key.seal(endpoint.secret.as_bytes(), &purpose);
+        }
+        for retired in &mut endpoint.retired_secrets {
+            if !is_sealed(&retired.secret) {
+                retired.secret = key.seal(retired.secret.as_bytes(), &purpose);
+            }
+        }
+        endpoint
+    }
+
+    /// The endpoint with its secrets in clear, to sign with or to change.
+    fn reveal_endpoint(&self, mut endpoint: WebhookEndpoint) -> ServiceResult<WebhookEndpoint> {
+        let purpose = endpoint_purpose(&endpoint.id);
+        let open = |sealed: &str| -> ServiceResult<String> {
+            if !is_sealed(sealed) {
+                return Ok(sealed.to_owned());
+            }
+            let key = self
+                .settings
+                .processors
+                .secrets_key
+                .as_ref()
+                .ok_or_else(|| {
+                    StoreError::Internal(crate::secrets::SecretsError::NoKey.to_string())
+                })?;
+            let plain = key
+                .open(sealed, &purpose)
+                .map_err(|error| StoreError::Internal(error.to_string()))?;
+            String::from_utf8(plain)
+                .map_err(|_| StoreError::Internal("a sealed secret is not text".into()).into())
+        };
+        endpoint.secret = open(&endpoint.secret)?;
+        for retired in &mut endpoint.retired_secrets {
+            retired.secret = open(&retired.secret)?;
+        }
+        Ok(endpoint)
+    }
+
+    /// At start-up with `PAYLINK_SECRETS_KEY`: seals every endpoint secret
+    /// still stored in clear (endpoints made before the key was set).
+    /// Without the key, refuses a database whose secrets are sealed.
+    pub async fn seal_endpoint_secrets(&self) -> anyhow::Result<usize> {
+        let endpoints = self.store.all_webhook_endpoints().await?;
+        let stored_sealed = |e: &WebhookEndpoint| {
+            is_sealed(&e.secret) && e.retired_secrets.iter().all(|r| is_sealed(&r.secret))
+        };
+        if self.settings.processors.secrets_key.is_none() {
+            if endpoints.iter().any(|e| is_sealed(&e.secret)) {
+                anyhow::bail!(
+                    "this database's webhook secrets are sealed: {}",
+                    crate::secrets::SecretsError::NoKey
+                );
+            }
+            return Ok(0);
+        }
+        let mut sealed = 0;
+        for endpoint in endpoints {
+            if stored_sealed(&endpoint) {
+                continue;
+            }
+            let endpoint = self.reveal_endpoint(endpoint)?;
+            self.store
+                .update_webhook_endpoint(self.conceal_endpoint(endpoint))
+                .await?;
+            sealed += 1;
+        }
+        Ok(sealed)
     }
 
     pub async fn record_attempt(
@@ -307,4 +412,14 @@ impl Service {
     pub async fn deliveries_waiting(&self) {
         self.deliveries_waiting.notified().await;
     }
+}
+
+/// The associated data an endpoint's secrets are sealed with.
+fn endpoint_purpose(endpoint_id: &str) -> String {
+    format!("webhook_endpoint:{endpoint_id}")
+}
+
+/// Clear secrets are `whsec_...`; sealed ones carry the sealing version.
+fn is_sealed(stored: &str) -> bool {
+    !stored.starts_with("whsec_")
 }

@@ -305,6 +305,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<WebhookEndpoint>>;
     /// The scope's live endpoints, oldest first.
     async fn list_webhook_endpoints(&self, scope: &Scope) -> StoreResult<Vec<WebhookEndpoint>>;
+    /// Every live endpoint of every account (start-up's sealing of secrets).
+    async fn all_webhook_endpoints(&self) -> StoreResult<Vec<WebhookEndpoint>>;
     /// Writes an endpoint's changeable fields; false if it is gone.
     async fn update_webhook_endpoint(&self, endpoint: WebhookEndpoint) -> StoreResult<bool>;
     /// Deletes the endpoint; its pending deliveries fail. False if no such endpoint.

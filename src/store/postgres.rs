@@ -1174,6 +1174,18 @@ impl Store for PostgresStore {
             .collect::<sqlx::Result<Vec<_>>>()?)
     }
 
+    async fn all_webhook_endpoints(&self) -> StoreResult<Vec<WebhookEndpoint>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "select {ENDPOINT_COLUMNS} from webhook_endpoints where deleted_at is null order by created_at, id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(endpoint_from_row)
+            .collect::<sqlx::Result<Vec<_>>>()?)
+    }
+
     async fn update_webhook_endpoint(&self, endpoint: WebhookEndpoint) -> StoreResult<bool> {
         let changed = sqlx::query(
             "update webhook_endpoints set url = $1, description = $2, events = $3, format = $4,

@@ -1298,6 +1298,19 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn all_webhook_endpoints(&self) -> StoreResult<Vec<WebhookEndpoint>> {
+        self.read(move |c| {
+            let mut statement = c.prepare(&format!(
+                "select {ENDPOINT_COLUMNS} from webhook_endpoints where deleted_at is null order by created_at, id"
+            ))?;
+            let endpoints = statement
+                .query_map([], endpoint_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(endpoints)
+        })
+        .await
+    }
+
     async fn update_webhook_endpoint(&self, endpoint: WebhookEndpoint) -> StoreResult<bool> {
         self.write(move |c| {
             Ok(c.execute(

@@ -224,8 +224,10 @@ async fn a_customer_pays_through_stripe_with_3d_secure_in_a_real_browser() {
     let success_url = format!("{merchant}/thanks");
     let created = shop
         .app
-        .create_link_with(json!({"amount": 2500, "currency": "EUR", "description": "Blue mug",
-                                 "success_url": success_url}))
+        .create_link_with(
+            json!({"amount": 2500, "currency": "EUR", "description": "Blue mug",
+                                 "success_url": success_url}),
+        )
         .await;
     let id = created.id();
     let url = created.body["url"].as_str().unwrap().to_owned();
@@ -243,8 +245,15 @@ async fn a_customer_pays_through_stripe_with_3d_secure_in_a_real_browser() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(mounted, "Elements mounted the card field: {}", text_of(&page).await);
-    assert!(page.find_element("#card_number").await.is_err(), "no card field of paylink's own");
+    assert!(
+        mounted,
+        "Elements mounted the card field: {}",
+        text_of(&page).await
+    );
+    assert!(
+        page.find_element("#card_number").await.is_err(),
+        "no card field of paylink's own"
+    );
 
     let payment_method = shop.stripe.payment_method("4000002500003155").await;
     page.evaluate(format!(
@@ -259,7 +268,8 @@ async fn a_customer_pays_through_stripe_with_3d_secure_in_a_real_browser() {
     let mut clicked = false;
     for _ in 0..100 {
         if let Ok(button) = page.find_element("body > div:last-of-type > button").await
-            && button.inner_text().await.ok().flatten().as_deref() == Some("Complete authentication")
+            && button.inner_text().await.ok().flatten().as_deref()
+                == Some("Complete authentication")
         {
             button.click().await.unwrap();
             clicked = true;
@@ -267,18 +277,28 @@ async fn a_customer_pays_through_stripe_with_3d_secure_in_a_real_browser() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(clicked, "the 3-D Secure challenge was shown: {}", text_of(&page).await);
+    assert!(
+        clicked,
+        "the 3-D Secure challenge was shown: {}",
+        text_of(&page).await
+    );
 
     let mut landed = false;
     for _ in 0..100 {
         let current = page.url().await.unwrap().unwrap_or_default();
-        if current.starts_with(&success_url) && text_of(&page).await.contains("Thanks for your order!") {
+        if current.starts_with(&success_url)
+            && text_of(&page).await.contains("Thanks for your order!")
+        {
             landed = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(landed, "the browser lands on success_url: {}", text_of(&page).await);
+    assert!(
+        landed,
+        "the browser lands on success_url: {}",
+        text_of(&page).await
+    );
     assert_eq!(shop.app.link(&id).await["status"], "paid");
 
     browser.close().await.unwrap();

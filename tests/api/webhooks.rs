@@ -536,3 +536,62 @@ async fn two_nodes_deliver_a_burst_once_at_a_time() {
     })
     .await;
 }
+
+backend_tests! {
+    async fn endpoint_secrets_are_sealed_at_rest_and_still_sign() {
+        let app = TestApp::spawn_with_settings(ServerOptions::default(), crate::refunds::secrets_settings()).await;
+        let receiver = Receiver::start().await;
+        let endpoint = register(&app, json!({"url": receiver.url()})).await;
+        let secret = endpoint["secret"].as_str().unwrap().to_owned();
+        let id = endpoint["id"].as_str().unwrap().to_owned();
+        let caller = app.service.authenticate(&app.key).await.unwrap();
+
+        // What the database holds is not the secret.
+        let stored = app.service.store().list_webhook_endpoints(&caller.scope).await.unwrap();
+        let stored = stored.iter().find(|e| e.id == id).unwrap();
+        assert_ne!(stored.secret, secret);
+        assert!(!stored.secret.contains(secret.trim_start_matches("whsec_")));
+        assert!(stored.secret.starts_with("v1:"), "{}", stored.secret);
+
+        // Deliveries are still signed with it, and so after a rotation
+        // with both secrets (the retired one sealed too).
+        let link = app.create_link().await;
+        app.cancel(&link, json!({})).await;
+        let received = receiver.wait_for(2, WAIT).await;
+        assert!(received.iter().all(|r| verifies(&secret, r)));
+        let rotated = app.post(&format!("/v1/webhook-endpoints/{id}/rotate-secret"), json!({})).await;
+        let new_secret = rotated.body["secret"].as_str().unwrap().to_owned();
+        let stored = app.service.store().list_webhook_endpoints(&caller.scope).await.unwrap();
+        let stored = stored.iter().find(|e| e.id == id).unwrap();
+        assert!(stored.retired_secrets.iter().all(|r| r.secret.starts_with("v1:")));
+        app.create_link().await;
+        let received = receiver.wait_for(3, WAIT).await;
+        let last = received.last().unwrap();
+        assert!(verifies(&secret, last) && verifies(&new_secret, last));
+    }
+
+    async fn clear_secrets_are_sealed_when_a_key_is_set() {
+        // An endpoint made without a key (stored in clear)...
+        let app = TestApp::spawn().await;
+        let receiver = Receiver::start().await;
+        let endpoint = register(&app, json!({"url": receiver.url()})).await;
+        let secret = endpoint["secret"].as_str().unwrap().to_owned();
+        let caller = app.service.authenticate(&app.key).await.unwrap();
+        let stored = app.service.store().list_webhook_endpoints(&caller.scope).await.unwrap();
+        assert_eq!(stored[0].secret, secret);
+
+        // ... is sealed at the next start with a key, and still opens.
+        let service = paylink::service::Service::new(
+            std::sync::Arc::clone(app.service.store()),
+            std::sync::Arc::new(paylink::clock::SystemClock),
+            crate::refunds::secrets_settings(),
+        );
+        service.recover_after_start().await.unwrap();
+        let stored = app.service.store().list_webhook_endpoints(&caller.scope).await.unwrap();
+        assert!(stored[0].secret.starts_with("v1:"));
+        let id = endpoint["id"].as_str().unwrap();
+        assert_eq!(service.get_webhook_endpoint(&caller, id).await.unwrap().secret, secret);
+        // Without the key, a database with sealed secrets is refused.
+        assert!(app.service.recover_after_start().await.is_err());
+    }
+}
