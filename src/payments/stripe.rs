@@ -662,5 +662,16 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(foreign.effect(), EventEffect::Ignored);
+        let refunded: StripeEvent = serde_json::from_value(serde_json::json!({
+            "id": "evt_3", "type": "charge.refunded",
+            "data": {"object": {"id": "ch_1", "payment_intent": "pi_9"}}
+        }))
+        .unwrap();
+        assert_eq!(
+            refunded.effect(),
+            EventEffect::Refunded {
+                payment_intent: "pi_9".into()
+            }
+        );
     }
 }

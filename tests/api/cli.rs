@@ -187,3 +187,52 @@ async fn api_keys_never_appear_in_the_database_or_the_log_in_plain_text() {
         assert!(!text.contains(secret), "{name} holds the key in plain text");
     }
 }
+
+backend_tests! {
+    async fn set_processor_seals_stripe_keys_and_refuses_without_a_secrets_key() {
+        let app = TestApp::spawn().await;
+        let stripe = [
+            "accounts", "set-processor", "default", "--mode", "live", "--processor", "stripe",
+            "--secret-key", "sk_live_abc", "--publishable-key", "pk_live_abc",
+            "--webhook-secret", "whsec_abc", "--public-url", "https://pay.example.com/",
+        ];
+        // No PAYLINK_SECRETS_KEY: refused, saying how to make one.
+        let refused = paylink(&stripe, &app.database_url);
+        assert!(!refused.status.success());
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(said.contains("PAYLINK_SECRETS_KEY") && said.contains("openssl rand -base64 32"), "{said}");
+
+        let with_key = Command::new(env!("CARGO_BIN_EXE_paylink"))
+            .args(stripe)
+            .env("PAYLINK_DATABASE_URL", &app.database_url)
+            .env("PAYLINK_SECRETS_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+            .output()
+            .unwrap();
+        assert_eq!(last_line(&with_key), "https://pay.example.com/processors/stripe/default/webhook");
+        let caller = app.service.authenticate(&app.key).await.unwrap();
+        let stored = app
+            .service
+            .store()
+            .processor_account(&caller.scope.account_id, true)
+            .await
+            .unwrap()
+            .expect("a live processor");
+        assert_eq!(stored.processor, "stripe");
+        assert!(!stored.sealed_config.contains("sk_live_abc"), "the secret key is sealed");
+
+        // Keys of the wrong mode, and the test processor in live mode, are refused.
+        let mut wrong_mode = stripe;
+        wrong_mode[8] = "sk_test_abc";
+        let output = paylink(&wrong_mode, &app.database_url);
+        assert!(!output.status.success());
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(said.contains("must be live keys for live mode"), "{said}");
+        let live_test = paylink(&["accounts", "set-processor", "default", "--mode", "live", "--processor", "test"], &app.database_url);
+        assert!(!live_test.status.success());
+        assert!(String::from_utf8_lossy(&live_test.stderr).contains("test-mode payments only"));
+        // Back to the built-in processor in test mode.
+        let back = paylink(&["accounts", "set-processor", "default", "--mode", "test", "--processor", "test"], &app.database_url);
+        assert!(back.status.success(), "{}", String::from_utf8_lossy(&back.stderr));
+        assert!(app.service.store().processor_account(&caller.scope.account_id, false).await.unwrap().is_none());
+    }
+}
