@@ -1,5 +1,5 @@
 //! The `paylink` command line: `serve`, `migrate`, `keys create`,
-//! `accounts suspend|resume`. Logs go to stderr so stdout carries only
+//! `accounts suspend|resume|set-processor`. Logs go to stderr so stdout carries only
 //! what a script may want to capture (a new API key).
 
 use std::sync::Arc;
@@ -461,22 +461,28 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Accounts { command } => {
-            let (name, database, suspend) = match command {
-                AccountsCommand::Suspend { name, database } => (name, database, true),
-                AccountsCommand::Resume { name, database } => (name, database, false),
-                AccountsCommand::SetProcessor { .. } => unreachable!("matched above"),
-            };
-            let service = open_service(&database, ServiceSettings::default()).await?;
-            service
-                .set_account_suspended(&name, suspend)
-                .await
-                .with_context(|| format!("no account named `{name}`"))?;
-            eprintln!(
-                "account `{name}` {}",
-                if suspend { "suspended" } else { "resumed" }
-            );
-            Ok(())
-        }
+        Command::Accounts {
+            command: AccountsCommand::Suspend { name, database },
+        } => suspend_or_resume(&name, &database, true).await,
+        Command::Accounts {
+            command: AccountsCommand::Resume { name, database },
+        } => suspend_or_resume(&name, &database, false).await,
     }
+}
+
+async fn suspend_or_resume(
+    name: &str,
+    database: &DatabaseArgs,
+    suspend: bool,
+) -> anyhow::Result<()> {
+    let service = open_service(database, ServiceSettings::default()).await?;
+    service
+        .set_account_suspended(name, suspend)
+        .await
+        .with_context(|| format!("no account named `{name}`"))?;
+    eprintln!(
+        "account `{name}` {}",
+        if suspend { "suspended" } else { "resumed" }
+    );
+    Ok(())
 }

@@ -1,9 +1,15 @@
-//! The hosted checkout page, `GET/POST /pay/{slug}`: server-rendered, no
-//! JavaScript, with a strict Content-Security-Policy, no framing, no
-//! referrer, a CSRF token the server issued for the link (see [`csrf`]),
-//! its own rate limits (see [`limits`]), and no payment for a suspended
-//! account. A submitted payment runs in the request's detached task (see
-//! `http::detach`), so closing the tab cannot leave it half done.
+//! The hosted checkout page, `GET/POST /pay/{slug}`: server-rendered, with
+//! a strict Content-Security-Policy, no framing, no referrer, a CSRF token
+//! the server issued for the link (see [`csrf`]), its own rate limits (see
+//! [`limits`]), and no payment for a suspended account. A submitted payment
+//! runs in the request's detached task (see `http::detach`), so closing the
+//! tab cannot leave it half done.
+//!
+//! Which form a link gets depends on its account's processor: the test
+//! processor's page is paylink's own card form with no JavaScript at all; a
+//! Stripe page loads Stripe.js and collects the card in Stripe's Elements,
+//! so only a PaymentMethod id is posted (card data never reaches paylink),
+//! and `POST /pay/{slug}/complete` is where it returns from 3-D Secure.
 
 pub mod csrf;
 pub mod limits;
@@ -364,26 +370,15 @@ async fn pay(
         );
     }
     let request = form.map(|Form(request)| request).unwrap_or_default();
-    let cookie = csrf_cookie(&state, &slug, &headers);
-    let token = cookie.clone().unwrap_or_else(|| state.csrf.issue(&slug));
-    let answer = Answer {
-        state: &state,
-        link: &link,
-        account: &account,
-        checkout: &checkout,
-        token: &token,
-        secure_cookie: ctx.secure_cookie,
+    let answer = match Answer::for_post(
+        &state,
+        (&link, &account, &checkout),
+        &headers,
+        &request.csrf_token,
+    ) {
+        Ok(answer) => answer,
+        Err(refused) => return *refused,
     };
-    if !cookie
-        .is_some_and(|cookie| csrf::same_bytes(cookie.as_bytes(), request.csrf_token.as_bytes()))
-    {
-        return answer.form(
-            StatusCode::FORBIDDEN,
-            &[],
-            Some("Your session on this page expired. Please enter your card details again."),
-            "",
-        );
-    }
     let result = match &checkout {
         CheckoutProcessor::Stripe { .. } => {
             if !is_payment_method_id(&request.payment_method) {
@@ -444,33 +439,21 @@ async fn complete(
     headers: HeaderMap,
     form: Result<Form<CompleteRequest>, FormRejection>,
 ) -> Response {
-    let ctx = Context::new(&state);
     let address = client_address(connect.as_ref().map(|c| &c.0));
     let (link, account, checkout) = match load(&state, &slug, address).await {
         Ok(found) => found,
         Err(response) => return response,
     };
     let request = form.map(|Form(request)| request).unwrap_or_default();
-    let cookie = csrf_cookie(&state, &slug, &headers);
-    let token = cookie.clone().unwrap_or_else(|| state.csrf.issue(&slug));
-    let answer = Answer {
-        state: &state,
-        link: &link,
-        account: &account,
-        checkout: &checkout,
-        token: &token,
-        secure_cookie: ctx.secure_cookie,
+    let answer = match Answer::for_post(
+        &state,
+        (&link, &account, &checkout),
+        &headers,
+        &request.csrf_token,
+    ) {
+        Ok(answer) => answer,
+        Err(refused) => return *refused,
     };
-    if !cookie
-        .is_some_and(|cookie| csrf::same_bytes(cookie.as_bytes(), request.csrf_token.as_bytes()))
-    {
-        return answer.form(
-            StatusCode::FORBIDDEN,
-            &[],
-            Some("Your session on this page expired. Please enter your card details again."),
-            "",
-        );
-    }
     let result = state.service.complete_pending_payment(&slug).await;
     answer.result(&slug, result).await
 }
@@ -481,11 +464,43 @@ struct Answer<'a> {
     link: &'a Link,
     account: &'a Account,
     checkout: &'a CheckoutProcessor,
-    token: &'a str,
+    token: String,
     secure_cookie: bool,
 }
 
-impl Answer<'_> {
+impl<'a> Answer<'a> {
+    /// The answer to a POST of the link's page, once its CSRF token (the
+    /// form's, the same as the cookie's, issued by this server for this
+    /// link) is checked; a 403 page with the form again otherwise.
+    fn for_post(
+        state: &'a AppState,
+        (link, account, checkout): (&'a Link, &'a Account, &'a CheckoutProcessor),
+        headers: &HeaderMap,
+        posted_token: &str,
+    ) -> Result<Self, Box<Response>> {
+        let cookie = csrf_cookie(state, &link.slug, headers);
+        let answer = Answer {
+            state,
+            link,
+            account,
+            checkout,
+            token: cookie
+                .clone()
+                .unwrap_or_else(|| state.csrf.issue(&link.slug)),
+            secure_cookie: Context::new(state).secure_cookie,
+        };
+        if cookie.is_some_and(|cookie| csrf::same_bytes(cookie.as_bytes(), posted_token.as_bytes()))
+        {
+            return Ok(answer);
+        }
+        Err(Box::new(answer.form(
+            StatusCode::FORBIDDEN,
+            &[],
+            Some("Your session on this page expired. Please enter your card details again."),
+            "",
+        )))
+    }
+
     fn stripe(&self) -> Option<pages::StripePage<'_>> {
         match self.checkout {
             CheckoutProcessor::Stripe {
@@ -508,7 +523,7 @@ impl Answer<'_> {
         expiry: &str,
     ) -> Response {
         let form = pages::PayForm {
-            csrf_token: self.token,
+            csrf_token: &self.token,
             errors,
             notice,
             expiry_value: expiry,
@@ -520,7 +535,7 @@ impl Answer<'_> {
                     status,
                     pages::stripe_payable(self.link, merchant, &form, &stripe),
                     Some(self.link),
-                    Some(self.token),
+                    Some(&self.token),
                     self.secure_cookie,
                 ),
                 self.state,
@@ -530,7 +545,7 @@ impl Answer<'_> {
                 status,
                 pages::payable(self.link, merchant, &form),
                 Some(self.link),
-                Some(self.token),
+                Some(&self.token),
                 self.secure_cookie,
             ),
         }
@@ -591,12 +606,12 @@ impl Answer<'_> {
                         pages::stripe_action(
                             &processing,
                             merchant,
-                            self.token,
+                            &self.token,
                             &client_secret,
                             &stripe,
                         ),
                         Some(&processing),
-                        Some(self.token),
+                        Some(&self.token),
                         self.secure_cookie,
                     ),
                     self.state,
