@@ -1011,7 +1011,8 @@ impl Service {
         else {
             return Ok(PaymentResult::Processing(link));
         };
-        match tokio::time::timeout(PROCESSOR_TIMEOUT, processor.outcome(&attempt)).await {
+        match tokio::time::timeout(PROCESSOR_TIMEOUT, processor.outcome(&attempt, self.now())).await
+        {
             Ok(Ok(outcome)) => self.settle_attempt(&attempt, &outcome).await,
             Ok(Err(error)) => {
                 tracing::info!(%error, attempt_id = %attempt.id, "payment has no outcome yet");
@@ -1116,7 +1117,7 @@ impl Service {
                     tracing::warn!(attempt_id = %attempt.id, processor = %attempt.processor, "no processor to reconcile this attempt with");
                     continue;
                 };
-                let outcome = match processor.outcome(&attempt).await {
+                let outcome = match processor.outcome(&attempt, self.now()).await {
                     Ok(outcome) => outcome,
                     Err(crate::payments::ProcessorError::Pending(why)) => {
                         tracing::debug!(attempt_id = %attempt.id, %why, "payment has no outcome yet");

@@ -61,9 +61,13 @@ pub trait PaymentProcessor: Send + Sync + 'static {
         attempt: &PaymentAttempt,
         source: PaymentSource<'_>,
     ) -> Result<ChargeOutcome, ProcessorError>;
-    /// What became of `attempt`; an attempt the processor never saw (or
-    /// never confirmed) is closed as declined, for good.
-    async fn outcome(&self, attempt: &PaymentAttempt) -> Result<ChargeOutcome, ProcessorError>;
+    /// What became of `attempt`, asked at `now`; an attempt the processor
+    /// never saw (or never confirmed) is closed as declined, for good.
+    async fn outcome(
+        &self,
+        attempt: &PaymentAttempt,
+        now: Timestamp,
+    ) -> Result<ChargeOutcome, ProcessorError>;
     /// Makes sure `attempt` can no longer take money (Stripe: cancels its
     /// PaymentIntent) and answers its outcome: declined, or succeeded if it
     /// went through first.
@@ -125,7 +129,11 @@ impl PaymentProcessor for TestProcessor {
         self.ledger(&attempt.id, &decided).await
     }
 
-    async fn outcome(&self, attempt: &PaymentAttempt) -> Result<ChargeOutcome, ProcessorError> {
+    async fn outcome(
+        &self,
+        attempt: &PaymentAttempt,
+        _now: Timestamp,
+    ) -> Result<ChargeOutcome, ProcessorError> {
         let abandoned = ChargeOutcome::Declined {
             message: ABANDONED_MESSAGE.into(),
         };
@@ -133,7 +141,7 @@ impl PaymentProcessor for TestProcessor {
     }
 
     async fn void(&self, attempt: &PaymentAttempt) -> Result<ChargeOutcome, ProcessorError> {
-        self.outcome(attempt).await
+        self.outcome(attempt, Timestamp::now()).await
     }
 
     /// Every refund of a test payment succeeds (paylink has already made

@@ -368,7 +368,11 @@ impl PaymentProcessor for StripeProcessor {
         }
     }
 
-    async fn outcome(&self, attempt: &PaymentAttempt) -> Result<ChargeOutcome, ProcessorError> {
+    async fn outcome(
+        &self,
+        attempt: &PaymentAttempt,
+        now: Timestamp,
+    ) -> Result<ChargeOutcome, ProcessorError> {
         let Some(id) = &attempt.processor_reference else {
             // Never created at Stripe as far as paylink knows: nothing was
             // confirmed, so nothing was charged.
@@ -386,7 +390,7 @@ impl PaymentProcessor for StripeProcessor {
         if let Some(outcome) = settled_outcome(&intent) {
             return Ok(outcome);
         }
-        let age = Timestamp::now().duration_since(attempt.created_at);
+        let age = now.duration_since(attempt.created_at);
         if intent.status == "requires_action" && age.unsigned_abs() < ACTION_WINDOW {
             return Err(ProcessorError::Pending(
                 "the customer is completing 3-D Secure".into(),

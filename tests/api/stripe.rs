@@ -45,6 +45,8 @@ impl StripeShop {
         let app = TestApp::spawn_with_settings(
             ServerOptions {
                 checkout_limits: generous_checkout_limits(),
+                // Rounds often, so a test that moves the clock sees one soon.
+                reconcile_interval: Duration::from_millis(200),
                 ..ServerOptions::default()
             },
             ServiceSettings { ..settings },
@@ -468,5 +470,25 @@ backend_tests! {
         let again = shop.pay(&slug, SUCCEEDS).await;
         assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.html);
         assert_eq!(shop.app.link(&id).await["status"], "paid");
+    }
+
+    async fn an_abandoned_3d_secure_is_cancelled_after_its_window_and_the_link_is_payable_again() {
+        let Some(shop) = StripeShop::open("stripe abandoned 3ds").await else { return };
+        let (id, slug) = shop.link(2000).await;
+        let posted = shop.pay(&slug, NEEDS_3DS).await;
+        let intent_id = posted.data("client-secret").split("_secret_").next().unwrap().to_owned();
+
+        // Within the 15-minute window the customer may still finish.
+        shop.app.advance(jiff::SignedDuration::from_mins(14));
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert_eq!(shop.app.link(&id).await["status"], "processing");
+        assert_eq!(shop.intent(&intent_id).await["status"], "requires_action");
+
+        // Past it, the reconciler cancels the PaymentIntent at Stripe and
+        // the link takes payments again.
+        shop.app.advance(jiff::SignedDuration::from_mins(2));
+        shop.wait_for(&id, "active").await;
+        assert_eq!(shop.intent(&intent_id).await["status"], "canceled");
+        assert_eq!(shop.pay(&slug, SUCCEEDS).await.status, StatusCode::SEE_OTHER);
     }
 }
