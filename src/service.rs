@@ -988,6 +988,35 @@ impl Service {
         }
     }
 
+    /// For a `processing` link whose payment waits for the customer to
+    /// authenticate: the secret the page needs to show the challenge again.
+    pub async fn pending_action(&self, link: &Link) -> ServiceResult<Option<String>> {
+        if link.status != LinkStatus::Processing {
+            return Ok(None);
+        }
+        let Some(attempt) = self
+            .store
+            .link_attempts(&link.id)
+            .await?
+            .into_iter()
+            .find(|a| a.state == AttemptState::Pending && a.processor_reference.is_some())
+        else {
+            return Ok(None);
+        };
+        let Some(processor) = self
+            .processor_named(&attempt.account_id, attempt.livemode, &attempt.processor)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(
+            tokio::time::timeout(PROCESSOR_TIMEOUT, processor.pending_action(&attempt))
+                .await
+                .ok()
+                .flatten(),
+        )
+    }
+
     /// The customer is back from authenticating (3-D Secure) on the page:
     /// asks the processor what became of the link's pending attempt and
     /// settles it if it has an outcome.

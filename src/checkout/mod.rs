@@ -300,6 +300,27 @@ async fn show(
         Err(response) => return response,
     };
     let merchant = account.name.as_str();
+    if let CheckoutProcessor::Stripe {
+        publishable_key,
+        js_url,
+    } = &checkout
+        && let Ok(Some(client_secret)) = state.service.pending_action(&link).await
+    {
+        // Reloaded during 3-D Secure: the challenge again.
+        let token = csrf_cookie(&state, &slug, &headers).unwrap_or_else(|| state.csrf.issue(&slug));
+        let stripe = pages::StripePage {
+            publishable_key,
+            js_url,
+        };
+        let response = page(
+            StatusCode::OK,
+            pages::stripe_action(&link, merchant, &token, &client_secret, &stripe),
+            Some(&link),
+            Some(&token),
+            ctx.secure_cookie,
+        );
+        return with_stripe_csp(response, &state, &link);
+    }
     if let Some((status, markup)) = closed_page(&link, &account, &checkout) {
         return page(status, markup, Some(&link), None, ctx.secure_cookie);
     }

@@ -68,6 +68,12 @@ pub trait PaymentProcessor: Send + Sync + 'static {
         attempt: &PaymentAttempt,
         now: Timestamp,
     ) -> Result<ChargeOutcome, ProcessorError>;
+    /// The secret the customer's browser needs to finish authenticating
+    /// `attempt` (3-D Secure), if it is waiting for that; lets a reloaded
+    /// page pick the challenge up again.
+    async fn pending_action(&self, _attempt: &PaymentAttempt) -> Option<String> {
+        None
+    }
     /// Makes sure `attempt` can no longer take money (Stripe: cancels its
     /// PaymentIntent) and answers its outcome: declined, or succeeded if it
     /// went through first.

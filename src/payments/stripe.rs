@@ -400,6 +400,14 @@ impl PaymentProcessor for StripeProcessor {
         self.cancel_intent(attempt, id).await
     }
 
+    async fn pending_action(&self, attempt: &PaymentAttempt) -> Option<String> {
+        let id = attempt.processor_reference.as_deref()?;
+        match self.retrieve(id).await.ok()? {
+            Answer::Ok(intent) if intent.status == "requires_action" => intent.client_secret,
+            _ => None,
+        }
+    }
+
     async fn void(&self, attempt: &PaymentAttempt) -> Result<ChargeOutcome, ProcessorError> {
         match &attempt.processor_reference {
             Some(id) => self.cancel_intent(attempt, id).await,

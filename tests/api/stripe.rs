@@ -257,6 +257,9 @@ backend_tests! {
         assert!(posted.html.contains("id=\"stripe-action\""));
         let client_secret = posted.data("client-secret");
         assert_eq!(shop.app.link(&id).await["status"], "processing");
+        // A reload shows the challenge again.
+        let reloaded = shop.get(&format!("/pay/{slug}")).await;
+        assert_eq!(reloaded.data("client-secret"), client_secret);
         shop.stripe.authenticate(&client_secret, true).await;
         let token = posted.csrf();
         let back = shop.post(&format!("/pay/{slug}/complete"), &token, &[]).await;
