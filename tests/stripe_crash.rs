@@ -64,12 +64,13 @@ async fn forward(
     if uri.path().ends_with("/confirm") && proxy.armed.load(Ordering::SeqCst) {
         let confirmed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if confirmed["status"] == "succeeded" {
+            // Noted before the kill: the client sees paylink die at once.
+            proxy.killed.store(true, Ordering::SeqCst);
             let pid = proxy.paylink_pid.load(Ordering::SeqCst);
             let _ = Command::new("kill")
                 .args(["-9", &pid.to_string()])
                 .status()
                 .await;
-            proxy.killed.store(true, Ordering::SeqCst);
             return StatusCode::BAD_GATEWAY.into_response();
         }
     }
