@@ -1146,7 +1146,24 @@ impl Service {
                     tracing::warn!(attempt_id = %attempt.id, processor = %attempt.processor, "no processor to reconcile this attempt with");
                     continue;
                 };
-                let outcome = match processor.outcome(&attempt, self.now()).await {
+                // A link whose time ran out while its payment waited for the
+                // customer (3-D Secure) stops waiting: the payment is voided
+                // at the processor (or found succeeded) and the expiry follows.
+                let scope = Scope {
+                    account_id: attempt.account_id.clone(),
+                    livemode: attempt.livemode,
+                };
+                let link_expired = self
+                    .store
+                    .get_link(&scope, &attempt.link_id)
+                    .await?
+                    .is_some_and(|link| link.expires_at <= self.now());
+                let asked = if link_expired && attempt.processor_reference.is_some() {
+                    processor.void(&attempt).await
+                } else {
+                    processor.outcome(&attempt, self.now()).await
+                };
+                let outcome = match asked {
                     Ok(outcome) => outcome,
                     Err(crate::payments::ProcessorError::Pending(why)) => {
                         tracing::debug!(attempt_id = %attempt.id, %why, "payment has no outcome yet");

@@ -494,4 +494,23 @@ backend_tests! {
         assert_eq!(shop.intent(&intent_id).await["status"], "canceled");
         assert_eq!(shop.pay(&slug, SUCCEEDS).await.status, StatusCode::SEE_OTHER);
     }
+
+    async fn a_link_expiring_during_3d_secure_cancels_its_payment_intent() {
+        let Some(shop) = StripeShop::open("stripe expiry voids").await else { return };
+        let expires_at = jiff::Timestamp::now() + jiff::SignedDuration::from_mins(5);
+        let created = shop
+            .app
+            .create_link_with(json!({"amount": 700, "currency": "EUR", "expires_at": expires_at}))
+            .await;
+        let (id, slug) = (created.id(), created.body["slug"].as_str().unwrap().to_owned());
+        let posted = shop.pay(&slug, NEEDS_3DS).await;
+        let intent_id = posted.data("client-secret").split("_secret_").next().unwrap().to_owned();
+
+        // Past its expiry, though well inside 3-D Secure's 15 minutes.
+        shop.app.advance(jiff::SignedDuration::from_mins(6));
+        shop.wait_for(&id, "expired").await;
+        assert_eq!(shop.intent(&intent_id).await["status"], "canceled");
+        let types = shop.app.event_types(&id).await;
+        assert!(types.ends_with(&["payment_link.payment_failed".to_owned(), "payment_link.expired".to_owned()]), "{types:?}");
+    }
 }
