@@ -1,8 +1,9 @@
 //! Property test: random sequences of operations on a few links, run
 //! against the real service and SQLite store, compared step by step with a
 //! model of DESIGN.md §2. Terminal states never change, amounts never
-//! change, each link has at most one terminal event, and the stored events
-//! are exactly the link's status history.
+//! change, each link has at most one terminal event, the stored events
+//! are exactly the link's status history, and refunds never add up to more
+//! than the amount.
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ enum Op {
     CompletePayment(usize),
     FailPayment(usize),
     Update(usize),
+    Refund(usize, i64),
     Sweep,
 }
 
@@ -36,7 +38,8 @@ fn op() -> impl Strategy<Value = Op> {
         link.clone().prop_map(Op::BeginPayment),
         link.clone().prop_map(Op::CompletePayment),
         link.clone().prop_map(Op::FailPayment),
-        link.prop_map(Op::Update),
+        link.clone().prop_map(Op::Update),
+        (link, 1i64..700).prop_map(|(i, amount)| Op::Refund(i, amount)),
         Just(Op::Sweep),
     ]
 }
@@ -47,6 +50,7 @@ struct ModelLink {
     status: LinkStatus,
     expires_in_hours: i64,
     events: Vec<&'static str>,
+    refunded: i64,
 }
 
 impl ModelLink {
@@ -100,7 +104,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 .unwrap();
             ids.push(link.id);
             slugs.push(link.slug);
-            model.push(ModelLink { status: LinkStatus::Active, expires_in_hours: LIFETIME_HOURS, events: vec!["payment_link.created"] });
+            model.push(ModelLink { status: LinkStatus::Active, expires_in_hours: LIFETIME_HOURS, events: vec!["payment_link.created"], refunded: 0 });
         }
         let mut elapsed = 0i64;
         let mut update_counter = 0;
@@ -189,6 +193,28 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         prop_assert!(matches!(result, Err(ServiceError::InvalidState { .. })), "refused as invalid_state");
                     }
                 }
+                Op::Refund(i, amount) => {
+                    let result = service.refund_link(&caller, &ids[i], Some(amount), None).await;
+                    let m = &mut model[i];
+                    m.expire_if_due(elapsed);
+                    let left = 1000 + i as i64 - m.refunded;
+                    match m.status {
+                        LinkStatus::Paid if left > 0 && amount <= left => {
+                            let refunded = result.unwrap();
+                            prop_assert_eq!(refunded.refund.amount, amount);
+                            prop_assert_eq!(refunded.refund.state, paylink::domain::RefundState::Succeeded);
+                            m.refunded += amount;
+                            m.events.push("payment_link.refund_created");
+                            m.events.push("payment_link.refunded");
+                        }
+                        LinkStatus::Paid if left > 0 => {
+                            prop_assert!(matches!(result, Err(ServiceError::Invalid(_))), "an over-refund is a field error");
+                        }
+                        _ => {
+                            prop_assert!(matches!(result, Err(ServiceError::InvalidState { .. })), "refused as invalid_state");
+                        }
+                    }
+                }
             }
 
             // After every step, the store agrees with the model.
@@ -208,6 +234,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     prop_assert_eq!(stored.status, last.link.status, "the last event is the current state");
                     prop_assert_eq!(stored.status, model[i].status);
                     prop_assert_eq!(stored.amount, 1000 + i as i64);
+                    prop_assert_eq!(stored.amount_refunded, model[i].refunded);
+                    prop_assert!(stored.amount_refunded <= stored.amount);
                 }
             }
         }

@@ -685,10 +685,16 @@ impl Link {
                 message: format!("The payment attempt {} is already settled.", attempt.id),
             });
         }
-        let reason = format!(
-            "A payment of this link succeeded after it was {}; it is refunded automatically.",
-            self.status.as_str()
-        );
+        let reason = match self.status {
+            LinkStatus::Active | LinkStatus::Processing => format!(
+                "The payment attempt {} succeeded after it had been closed as failed; it is refunded automatically.",
+                attempt.id
+            ),
+            status => format!(
+                "A payment of this link succeeded after it was {}; it is refunded automatically.",
+                status.as_str()
+            ),
+        };
         let refund = Refund {
             id: refund_id.to_owned(),
             link_id: self.id.clone(),

@@ -324,12 +324,15 @@ impl PaymentProcessor for StripeProcessor {
             Err(error) => return Ok(unreachable(error)),
         };
         // From here on the reconciler can ask Stripe about this attempt.
-        if let Err(error) = self
+        match self
             .store
             .set_attempt_reference(&attempt.id, &intent.id)
             .await
         {
-            return Ok(unreachable(error.into()));
+            Ok(true) => {}
+            // Closed meanwhile: it must never take money now.
+            Ok(false) => return Ok(abandoned()),
+            Err(error) => return Ok(unreachable(error.into())),
         }
         let confirmed = match self
             .call::<PaymentIntent>(
