@@ -189,6 +189,19 @@ enum LinkKey {
     Slug(String),
 }
 
+impl LinkKey {
+    /// The link an attempt or refund belongs to, in its own scope.
+    fn of(account_id: &str, livemode: bool, link_id: &str) -> Self {
+        LinkKey::Id(
+            Scope {
+                account_id: account_id.to_owned(),
+                livemode,
+            },
+            link_id.to_owned(),
+        )
+    }
+}
+
 pub struct Service {
     store: Arc<dyn Store>,
     /// Opens the processors accounts configure (Stripe).
@@ -624,14 +637,27 @@ impl Service {
             validate_reason(reason)?;
         }
         let key = LinkKey::Id(caller.scope.clone(), id.to_owned());
-        if idempotency.as_ref().is_none_or(|c| c.recall.is_none()) {
-            self.void_pending_payment(&key).await?;
-        }
         let actor = caller.actor();
-        self.change(&key, idempotency, |link, now| {
-            Ok(link.cancel(policy, reason.clone(), actor.clone(), now)?)
-        })
-        .await
+        let cancel =
+            |link: &Link, now| Ok(link.cancel(policy, reason.clone(), actor.clone(), now)?);
+        match self.change(&key, idempotency.clone(), cancel).await {
+            // Refused only because a payment is in flight: if the processor
+            // holds it unconfirmed, void it and decide again.
+            Err(ServiceError::InvalidState {
+                status: LinkStatus::Processing,
+                message,
+            }) => {
+                let link = self.load(&key).await?;
+                if !self.void_pending_payment(&link).await? {
+                    return Err(ServiceError::InvalidState {
+                        status: LinkStatus::Processing,
+                        message,
+                    });
+                }
+                self.change(&key, idempotency, cancel).await
+            }
+            decided => decided,
+        }
     }
 
     /// A cancel of a `processing` link whose payment the processor holds
@@ -641,10 +667,36 @@ impl Service {
     /// through first, the link is paid and the cancel is refused. An
     /// attempt the processor has not made yet (no reference) is left to
     /// finish: the cancel answers 409 as before.
-    async fn void_pending_payment(&self, key: &LinkKey) -> ServiceResult<()> {
-        let link = self.load(key).await?;
+    /// Returns whether a payment was voided (and settled).
+    async fn void_pending_payment(&self, link: &Link) -> ServiceResult<bool> {
+        let Some((attempt, processor)) = self.payment_held_by_processor(link).await? else {
+            return Ok(false);
+        };
+        match tokio::time::timeout(PROCESSOR_TIMEOUT, processor.void(&attempt)).await {
+            Ok(Ok(outcome)) => {
+                tracing::info!(attempt_id = %attempt.id, ?outcome, "voided a pending payment before a cancel");
+                self.settle_attempt(&attempt, &outcome).await?;
+                Ok(true)
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, attempt_id = %attempt.id, "could not void a pending payment; the cancel waits for it");
+                Ok(false)
+            }
+            Err(_) => {
+                tracing::warn!(attempt_id = %attempt.id, "the processor did not answer a void in time");
+                Ok(false)
+            }
+        }
+    }
+
+    /// The pending attempt of a `processing` link whose payment the
+    /// processor has made (it has a reference), with that processor.
+    async fn payment_held_by_processor(
+        &self,
+        link: &Link,
+    ) -> ServiceResult<Option<(PaymentAttempt, Arc<dyn PaymentProcessor>)>> {
         if link.status != LinkStatus::Processing {
-            return Ok(());
+            return Ok(None);
         }
         let Some(attempt) = self
             .store
@@ -653,27 +705,12 @@ impl Service {
             .into_iter()
             .find(|a| a.state == AttemptState::Pending && a.processor_reference.is_some())
         else {
-            return Ok(());
+            return Ok(None);
         };
-        let Some(processor) = self
+        Ok(self
             .processor_named(&attempt.account_id, attempt.livemode, &attempt.processor)
             .await?
-        else {
-            return Ok(());
-        };
-        match tokio::time::timeout(PROCESSOR_TIMEOUT, processor.void(&attempt)).await {
-            Ok(Ok(outcome)) => {
-                tracing::info!(attempt_id = %attempt.id, ?outcome, "voided a pending payment before a cancel");
-                self.settle_attempt(&attempt, &outcome).await?;
-            }
-            Ok(Err(error)) => {
-                tracing::warn!(%error, attempt_id = %attempt.id, "could not void a pending payment; the cancel waits for it");
-            }
-            Err(_) => {
-                tracing::warn!(attempt_id = %attempt.id, "the processor did not answer a void in time");
-            }
-        }
-        Ok(())
+            .map(|processor| (attempt, processor)))
     }
 
     /// Cancels (or with `dry_run`, reports what would be cancelled) up to
@@ -908,13 +945,7 @@ impl Service {
         attempt: &PaymentAttempt,
         outcome: &ChargeOutcome,
     ) -> ServiceResult<PaymentResult> {
-        let key = LinkKey::Id(
-            Scope {
-                account_id: attempt.account_id.clone(),
-                livemode: attempt.livemode,
-            },
-            attempt.link_id.clone(),
-        );
+        let key = LinkKey::of(&attempt.account_id, attempt.livemode, &attempt.link_id);
         let refund_id = ids::new_refund_id();
         let settled = self
             .change(&key, None, |link, now| match outcome {
@@ -991,22 +1022,7 @@ impl Service {
     /// For a `processing` link whose payment waits for the customer to
     /// authenticate: the secret the page needs to show the challenge again.
     pub async fn pending_action(&self, link: &Link) -> ServiceResult<Option<String>> {
-        if link.status != LinkStatus::Processing {
-            return Ok(None);
-        }
-        let Some(attempt) = self
-            .store
-            .link_attempts(&link.id)
-            .await?
-            .into_iter()
-            .find(|a| a.state == AttemptState::Pending && a.processor_reference.is_some())
-        else {
-            return Ok(None);
-        };
-        let Some(processor) = self
-            .processor_named(&attempt.account_id, attempt.livemode, &attempt.processor)
-            .await?
-        else {
+        let Some((attempt, processor)) = self.payment_held_by_processor(link).await? else {
             return Ok(None);
         };
         Ok(
@@ -1149,15 +1165,14 @@ impl Service {
                 // A link whose time ran out while its payment waited for the
                 // customer (3-D Secure) stops waiting: the payment is voided
                 // at the processor (or found succeeded) and the expiry follows.
-                let scope = Scope {
-                    account_id: attempt.account_id.clone(),
-                    livemode: attempt.livemode,
-                };
                 let link_expired = self
-                    .store
-                    .get_link(&scope, &attempt.link_id)
-                    .await?
-                    .is_some_and(|link| link.expires_at <= self.now());
+                    .load(&LinkKey::of(
+                        &attempt.account_id,
+                        attempt.livemode,
+                        &attempt.link_id,
+                    ))
+                    .await
+                    .is_ok_and(|link| link.expires_at <= self.now());
                 let asked = if link_expired && attempt.processor_reference.is_some() {
                     processor.void(&attempt).await
                 } else {
@@ -1354,12 +1369,10 @@ impl Service {
             refund
         };
         let link = self
-            .load(&LinkKey::Id(
-                Scope {
-                    account_id: refund.account_id.clone(),
-                    livemode: refund.livemode,
-                },
-                refund.link_id.clone(),
+            .load(&LinkKey::of(
+                &refund.account_id,
+                refund.livemode,
+                &refund.link_id,
             ))
             .await?;
         let refund = self
@@ -1410,13 +1423,7 @@ impl Service {
         refund: &Refund,
         outcome: &RefundOutcome,
     ) -> ServiceResult<Refund> {
-        let key = LinkKey::Id(
-            Scope {
-                account_id: refund.account_id.clone(),
-                livemode: refund.livemode,
-            },
-            refund.link_id.clone(),
-        );
+        let key = LinkKey::of(&refund.account_id, refund.livemode, &refund.link_id);
         let now_settled = refund.settled(outcome, self.now());
         match self
             .change(&key, None, |link, now| {
