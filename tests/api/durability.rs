@@ -218,6 +218,51 @@ backend_tests! {
         assert_eq!(data.len(), 30, "one link per idempotency key");
     }
 
+    async fn early_closed_refunds_run_to_their_end_and_never_exceed_the_amount() {
+        let app = TestApp::spawn().await;
+        let addr = addr_of(&app);
+        let auth = format!("Bearer {}", app.key);
+        let id = app
+            .create_link_with(json!({"amount": 1000, "currency": "EUR"}))
+            .await
+            .id();
+        app.pay(&id).await;
+        // Twenty refunds of 100 on a link of 1000, each client hanging up
+        // as soon as its request is sent.
+        let path = format!("/v1/payment-links/{id}/refunds");
+        futures::future::join_all((0..20).map(|_| {
+            let request = post_request(
+                &path,
+                &[("Authorization", auth.as_str())],
+                "application/json",
+                r#"{"amount": 100}"#,
+            );
+            let addr = addr.clone();
+            async move { send_and_hang_up(&addr, &request, Duration::ZERO).await }
+        }))
+        .await;
+        // Whatever reached the server finishes: no refund is left pending,
+        // and the link's refunded amount is exactly the succeeded refunds.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let refunds = app.get(&path).await.body["data"].as_array().unwrap().clone();
+            let pending = refunds.iter().filter(|r| r["status"] == "pending").count();
+            if pending == 0 {
+                let succeeded: i64 = refunds
+                    .iter()
+                    .filter(|r| r["status"] == "succeeded")
+                    .map(|r| r["amount"].as_i64().unwrap())
+                    .sum();
+                assert_eq!(app.link(&id).await["amount_refunded"], succeeded);
+                assert!(succeeded <= 1000);
+                eprintln!("{} of 20 early-closed refunds reached the server", refunds.len());
+                break;
+            }
+            assert!(Instant::now() < deadline, "{pending} refunds stayed pending");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn a_suspended_accounts_page_takes_no_payment() {
         let app = TestApp::spawn().await;
         let id = app.create_link().await;
