@@ -45,6 +45,7 @@ mod node_examples;
 mod protocol;
 mod rate_limits;
 mod refunds;
+mod snapshots;
 mod stripe;
 mod update;
 mod validation;
