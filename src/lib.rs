@@ -15,6 +15,7 @@
 //! in `domain::payment`, refunds in `domain::refund`, idempotency marks in
 //! `store`).
 
+pub mod app;
 pub mod checkout;
 pub mod clock;
 pub mod connections;
@@ -25,5 +26,6 @@ pub mod payments;
 pub mod secrets;
 pub mod server;
 pub mod service;
+pub mod ssrf;
 pub mod store;
 pub mod webhooks;

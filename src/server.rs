@@ -117,7 +117,9 @@ pub async fn start(
     let dispatcher = Dispatcher::new(
         Arc::clone(&service),
         transport,
-        &public_url,
+        Arc::new(crate::app::payloads::Payloads {
+            public_url: public_url.clone(),
+        }),
         options.webhooks.clone(),
     );
     let shutdown = CancellationToken::new();

@@ -90,8 +90,21 @@ pub enum ServiceError {
     Contention,
     #[error("payments are not available for live-mode links")]
     PaymentsUnavailable,
-    #[error(transparent)]
-    Store(#[from] StoreError),
+    /// The database cannot be reached or is shutting down; retry later.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// A fault on paylink's side (the detail is for the log, not the client).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(detail) => ServiceError::Unavailable(detail),
+            StoreError::Internal(detail) => ServiceError::Internal(detail),
+        }
+    }
 }
 
 impl From<FieldError> for ServiceError {
@@ -296,8 +309,9 @@ impl Service {
         &self.settings
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    /// Readiness: the database answers.
+    pub async fn ready(&self) -> ServiceResult<()> {
+        Ok(self.store.ping().await?)
     }
 
     // ---- accounts and keys ----

@@ -27,12 +27,12 @@ use axum::routing::{get, post};
 use maud::Markup;
 use serde::Deserialize;
 
+use crate::domain::Account;
 use crate::domain::card::Card;
 use crate::domain::{FieldError, Link, LinkStatus};
 use crate::http::AppState;
 use crate::payments::PaymentSource;
 use crate::service::{CheckoutProcessor, PaymentResult, ServiceError};
-use crate::store::Account;
 
 const CSRF_COOKIE: &str = "pl_csrf";
 const STYLESHEET: &str = include_str!("checkout.css");

@@ -35,13 +35,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{iso_seconds, json_response};
+use crate::domain::LinkFilter;
 use crate::domain::cancel::AlreadyCancelled;
 use crate::domain::{CancelPolicy, Customer, LineItem, Link, LinkStatus, NewLink};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::http::extract::{Authenticated, JsonBody, page_limit};
 use crate::service::ServiceError;
-use crate::store::LinkFilter;
 
 pub const PREFIX: &str = "/compat/gale";
 
@@ -470,4 +470,34 @@ async fn cancel_link(
         .cancel_link(&caller, &link.id, request.reason, &POLICY)
         .await?;
     Ok(Json(GalePaymentLink::new(&state, cancelled)))
+}
+
+/// Gale's webhook event, as its documentation shows it:
+/// `{"type": "payment_link.cancelled", "data": {"id", "status",
+/// "cancelled_at", "cancellation_reason"}}`, times in whole seconds, UTC.
+pub fn webhook_event(event: &crate::domain::LinkEvent) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct GaleEvent<'a> {
+        #[serde(rename = "type")]
+        event_type: &'static str,
+        data: GaleLinkState<'a>,
+    }
+    #[derive(Serialize)]
+    struct GaleLinkState<'a> {
+        id: &'a str,
+        status: &'static str,
+        cancelled_at: Option<String>,
+        cancellation_reason: Option<&'a str>,
+    }
+    let link = &event.link;
+    serde_json::to_vec(&GaleEvent {
+        event_type: event.event_type.as_str(),
+        data: GaleLinkState {
+            id: &link.id,
+            status: status_word(link.status),
+            cancelled_at: link.cancelled_at.map(iso_seconds),
+            cancellation_reason: link.cancellation_reason.as_deref(),
+        },
+    })
+    .expect("event payloads serialize")
 }

@@ -34,13 +34,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::json_response;
+use crate::domain::LinkFilter;
 use crate::domain::cancel::AlreadyCancelled;
 use crate::domain::{CancelPolicy, Link, LinkStatus, ids};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::http::extract::Authenticated;
 use crate::service::{Caller, ServiceError};
-use crate::store::LinkFilter;
 
 pub const PREFIX: &str = "/compat/payments";
 

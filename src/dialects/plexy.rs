@@ -32,6 +32,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::json_response;
+use crate::domain::LinkFilter;
 use crate::domain::cancel::AlreadyCancelled;
 use crate::domain::link::LinkUpdate;
 use crate::domain::{CancelPolicy, Link, LinkStatus, NewLink, ids};
@@ -39,7 +40,6 @@ use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::http::extract::{Authenticated, JsonBody, page_limit};
 use crate::service::ServiceError;
-use crate::store::LinkFilter;
 
 pub const PREFIX: &str = "/compat/plexy";
 

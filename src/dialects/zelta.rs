@@ -38,6 +38,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{iso_millis, json_response};
+use crate::domain::LinkFilter;
 use crate::domain::cancel::AlreadyCancelled;
 use crate::domain::{CancelPolicy, Customer, Link, LinkStatus, NewLink};
 use crate::http::AppState;
@@ -45,7 +46,6 @@ use crate::http::auth::MISSING_KEY_MESSAGE;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::http::extract::{Authenticated, JsonBody, page_limit};
 use crate::service::ServiceError;
-use crate::store::LinkFilter;
 
 pub const PREFIX: &str = "/compat/zelta";
 

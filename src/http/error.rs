@@ -8,7 +8,6 @@ use utoipa::ToSchema;
 
 use super::request_id;
 use crate::service::ServiceError;
-use crate::store::StoreError;
 
 /// The documented set of error codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -150,11 +149,11 @@ impl From<ServiceError> for ApiError {
                 ErrorCode::InvalidState,
                 "No processor takes this link's payments; an operator connects one with `paylink accounts set-processor`.",
             ),
-            ServiceError::Store(StoreError::Unavailable(detail)) => {
+            ServiceError::Unavailable(detail) => {
                 tracing::warn!(%detail, "database unavailable");
                 ApiError::unavailable("The database is unavailable; retry shortly.")
             }
-            ServiceError::Store(StoreError::Internal(detail)) => {
+            ServiceError::Internal(detail) => {
                 tracing::error!(%detail, "database error");
                 ApiError::internal()
             }

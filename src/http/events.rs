@@ -11,9 +11,9 @@ use super::AppState;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{Authenticated, JsonBody, page_limit};
 use super::wire::*;
+use crate::domain::EventFilter;
 use crate::domain::{EventType, ids};
 use crate::service::ServiceError;
-use crate::store::EventFilter;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -175,7 +175,7 @@ async fn redeliver_event(
 fn detail(
     state: &AppState,
     event: crate::domain::LinkEvent,
-    deliveries: Vec<crate::webhooks::delivery::Delivery>,
+    deliveries: Vec<crate::domain::webhook::delivery::Delivery>,
 ) -> EventDetail {
     EventDetail {
         event: EventResource::new(event, &state.public_url),

@@ -25,8 +25,8 @@ use sha2::{Digest, Sha256};
 use super::AppState;
 use super::error::{ApiError, ErrorCode};
 use super::extract::MAX_BODY_BYTES;
+use crate::domain::idempotency::{IdempotencyClaim, IdempotencyMark, StoredResponse};
 use crate::service::{Caller, IdempotencyContext, under_idempotency_key};
-use crate::store::{IdempotencyClaim, IdempotencyMark, StoredResponse};
 
 pub const MAX_KEY_CHARS: usize = 256;
 /// Set on a replayed response.

@@ -14,9 +14,9 @@ use super::AppState;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{Authenticated, JsonBody, page_limit};
 use super::wire::*;
+use crate::domain::LinkFilter;
 use crate::domain::{CancelPolicy, LinkStatus, ids};
 use crate::service::{BulkOutcome, MAX_BULK_CANCEL, ServiceError};
-use crate::store::LinkFilter;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -39,8 +39,7 @@ async fn healthz() -> Json<Health> {
 async fn readyz(State(state): State<AppState>) -> ApiResult<(StatusCode, Json<Health>)> {
     state
         .service
-        .store()
-        .ping()
+        .ready()
         .await
         .map_err(|_| ApiError::unavailable("The database does not answer."))?;
     Ok((StatusCode::OK, Json(Health { status: "ready" })))

@@ -19,9 +19,9 @@ use jiff::Timestamp;
 
 use super::AppState;
 use super::error::{ApiError, ErrorCode};
+use crate::domain::Scope;
 use crate::payments::stripe::{EventEffect, StripeEvent, verify_signature};
 use crate::service::ServiceError;
-use crate::store::Scope;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/processors/stripe/{account}/webhook", post(stripe_webhook))

@@ -9,10 +9,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::link::{LinkUpdate, NewLink};
+use crate::domain::webhook::delivery::{Delivery, DeliveryStatus};
+use crate::domain::webhook::endpoint::{PayloadFormat, WebhookEndpoint};
 use crate::domain::{self, LinkEvent, LinkStatus};
 use crate::service::{EndpointUpdate, NewEndpoint};
-use crate::webhooks::delivery::{Delivery, DeliveryStatus};
-use crate::webhooks::endpoint::{PayloadFormat, WebhookEndpoint};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

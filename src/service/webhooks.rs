@@ -4,15 +4,15 @@
 use jiff::Timestamp;
 
 use super::{Caller, Service, ServiceError, ServiceResult};
-use crate::domain::{FieldError, LinkEvent, ids};
-use crate::store::EventFilter;
-use crate::store::StoreError;
-use crate::webhooks::delivery::{Attempt, ClaimedDelivery, Delivery, NextStep};
-use crate::webhooks::endpoint::{
+use crate::domain::webhook::delivery::{Attempt, ClaimedDelivery, Delivery, NextStep};
+use crate::domain::webhook::endpoint::{
     MAX_ENDPOINTS, MAX_URL_LENGTH, PayloadFormat, WebhookEndpoint, parse_event_types,
     validate_description,
 };
-use crate::webhooks::{signing, ssrf};
+use crate::domain::{FieldError, LinkEvent, ids};
+use crate::store::EventFilter;
+use crate::store::StoreError;
+use crate::{domain::webhook::signing, ssrf};
 
 /// A new endpoint as asked for.
 #[derive(Debug, Clone, Default)]

@@ -12,9 +12,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use jiff::Timestamp;
 
-use crate::domain::{EventType, Link, LinkEvent, LinkStatus, PaymentAttempt, Refund, Transition};
-use crate::webhooks::delivery::{Attempt, ClaimedDelivery, Delivery, NextStep};
-use crate::webhooks::endpoint::WebhookEndpoint;
+pub use crate::domain::account::{Account, ApiKeyRecord, ProcessorAccount, Scope};
+pub use crate::domain::idempotency::{
+    IdempotencyClaim, IdempotencyMark, IdempotencyWindow, StoredResponse,
+};
+pub use crate::domain::query::{EventFilter, LinkFilter, Page, StatsRow};
+use crate::domain::webhook::delivery::{Attempt, ClaimedDelivery, Delivery, NextStep};
+use crate::domain::webhook::endpoint::WebhookEndpoint;
+use crate::domain::{Link, LinkEvent, PaymentAttempt, Refund, Transition};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -27,127 +32,12 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// The account and mode a request acts in; every link query is scoped by it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Scope {
-    pub account_id: String,
-    pub livemode: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
-    pub id: String,
-    pub name: String,
-    pub suspended: bool,
-    pub created_at: Timestamp,
-}
-
-/// A stored API key: its hash and a short display prefix, never the secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiKeyRecord {
-    pub id: String,
-    pub account_id: String,
-    pub livemode: bool,
-    pub key_hash: String,
-    pub key_prefix: String,
-    pub created_at: Timestamp,
-}
-
-/// An account's processor in one mode: its name and its configuration,
-/// sealed (see `crate::secrets`), never in clear.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcessorAccount {
-    pub processor: String,
-    pub sealed_config: String,
-    pub updated_at: Timestamp,
-}
-
-/// Filters shared by list, bulk cancel and stats. `status` filters on the
-/// effective status at `now` (a due active link counts as expired).
-#[derive(Debug, Clone, Default)]
-pub struct LinkFilter {
-    pub status: Option<LinkStatus>,
-    pub created_after: Option<Timestamp>,
-    pub created_before: Option<Timestamp>,
-    pub order_reference: Option<String>,
-    pub product_id: Option<String>,
-    pub metadata: Vec<(String, String)>,
-    /// The link paid by this payment (`pay_...`).
-    pub payment_id: Option<String>,
-}
-
-/// Newest first; `starting_after` is the (created_at, id) of the last link
-/// of the previous page, so pages never overlap or skip.
-#[derive(Debug, Clone)]
-pub struct Page {
-    pub limit: usize,
-    pub starting_after: Option<(Timestamp, String)>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatsRow {
-    pub status: LinkStatus,
-    pub currency: String,
-    pub count: i64,
-    pub amount: i64,
-}
-
-/// Filters of the event log.
-#[derive(Debug, Clone, Default)]
-pub struct EventFilter {
-    pub event_type: Option<EventType>,
-    pub link_id: Option<String>,
-}
-
 /// What became of a transition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
     Yes,
     /// The link moved on since it was read (another writer won); nothing written.
     StaleVersion,
-}
-
-/// A response kept for replay under an idempotency key.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct StoredResponse {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-/// The outcome of claiming an idempotency key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IdempotencyClaim {
-    /// This request owns the key: run it, then complete or release the key.
-    /// `committed_event` is set when this is a takeover of a claim whose
-    /// request committed its change and then died before storing its
-    /// answer: the change must be recalled from that event, not run again.
-    Claimed { committed_event: Option<String> },
-    /// Another request has the key: its fingerprint, and its response once
-    /// it finished (`None` while it is still running).
-    Existing {
-        fingerprint: String,
-        response: Option<StoredResponse>,
-    },
-}
-
-/// The idempotency key a change is made under: the store marks the key
-/// with the change's event in the change's own transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdempotencyMark {
-    pub scope: Scope,
-    pub key: String,
-}
-
-/// Times that bound an idempotency claim.
-#[derive(Debug, Clone, Copy)]
-pub struct IdempotencyWindow {
-    pub now: Timestamp,
-    /// Keys created before this are forgotten (24 hours).
-    pub expired_before: Timestamp,
-    /// A claim with no response created before this was abandoned (its
-    /// node died mid-request) and may be taken over.
-    pub abandoned_before: Timestamp,
 }
 
 #[async_trait]

@@ -19,14 +19,14 @@ use super::{
     IdempotencyWindow, LinkFilter, Page, ProcessorAccount, Scope, StatsRow, Store, StoreError,
     StoreResult, StoredResponse,
 };
+use crate::domain::webhook::delivery::{
+    Attempt, ClaimedDelivery, Delivery, DeliveryStatus, GONE_REASON, LEASE, NextStep,
+};
+use crate::domain::webhook::endpoint::{PayloadFormat, RetiredSecret, WebhookEndpoint};
 use crate::domain::{
     AttemptState, Currency, EventType, Link, LinkEvent, LinkStatus, PaymentAttempt, PaymentType,
     Refund, RefundState, Transition,
 };
-use crate::webhooks::delivery::{
-    Attempt, ClaimedDelivery, Delivery, DeliveryStatus, GONE_REASON, LEASE, NextStep,
-};
-use crate::webhooks::endpoint::{PayloadFormat, RetiredSecret, WebhookEndpoint};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/postgres/migrations");
 

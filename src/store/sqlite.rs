@@ -21,14 +21,14 @@ use super::{
     IdempotencyWindow, LinkFilter, Page, ProcessorAccount, Scope, StatsRow, Store, StoreError,
     StoreResult, StoredResponse,
 };
+use crate::domain::webhook::delivery::{
+    Attempt, ClaimedDelivery, Delivery, DeliveryStatus, GONE_REASON, LEASE, NextStep,
+};
+use crate::domain::webhook::endpoint::{PayloadFormat, WebhookEndpoint};
 use crate::domain::{
     AttemptState, EventType, Link, LinkEvent, LinkStatus, PaymentAttempt, Refund, RefundState,
     Transition,
 };
-use crate::webhooks::delivery::{
-    Attempt, ClaimedDelivery, Delivery, DeliveryStatus, GONE_REASON, LEASE, NextStep,
-};
-use crate::webhooks::endpoint::{PayloadFormat, WebhookEndpoint};
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("sqlite/0001_init.sql")),

@@ -13,9 +13,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::delivery::{ClaimedDelivery, NextStep, SendOutcome, attempt_record};
+use super::payload::PayloadRenderer;
 use super::transport::{OutgoingWebhook, Transport};
-use super::{payload, signing};
+use crate::domain::webhook::delivery::{ClaimedDelivery, NextStep, SendOutcome, attempt_record};
+use crate::domain::webhook::signing;
 use crate::service::Service;
 
 const CONTENDED_WAIT: Duration = Duration::from_millis(50);
@@ -44,7 +45,7 @@ impl Default for DispatcherSettings {
 pub struct Dispatcher {
     service: Arc<Service>,
     transport: Arc<dyn Transport>,
-    public_url: String,
+    renderer: Arc<dyn PayloadRenderer>,
     settings: DispatcherSettings,
 }
 
@@ -52,13 +53,13 @@ impl Dispatcher {
     pub fn new(
         service: Arc<Service>,
         transport: Arc<dyn Transport>,
-        public_url: &str,
+        renderer: Arc<dyn PayloadRenderer>,
         settings: DispatcherSettings,
     ) -> Self {
         Self {
             service,
             transport,
-            public_url: public_url.trim_end_matches('/').to_owned(),
+            renderer,
             settings,
         }
     }
@@ -116,7 +117,9 @@ impl Dispatcher {
 
     async fn attempt(&self, claimed: ClaimedDelivery) {
         let now = self.service.now();
-        let body = payload::body(claimed.endpoint.format, &claimed.event, &self.public_url);
+        let body = self
+            .renderer
+            .render(claimed.endpoint.format, &claimed.event);
         let started = tokio::time::Instant::now();
         let outcome = match signing::sign(
             &claimed.endpoint.signing_secrets(now),
@@ -169,11 +172,11 @@ mod tests {
 
     use super::*;
     use crate::clock::{Clock, truncate_to_micros};
+    use crate::domain::webhook::delivery::DeliveryStatus;
+    use crate::domain::webhook::schedule::RETRY_DELAYS;
     use crate::domain::{CancelPolicy, NewLink};
     use crate::service::{NewEndpoint, ServiceSettings};
     use crate::store::sqlite::SqliteStore;
-    use crate::webhooks::delivery::DeliveryStatus;
-    use crate::webhooks::schedule::RETRY_DELAYS;
 
     /// "Now" that moves with tokio's (paused) clock.
     struct TokioClock {
@@ -199,6 +202,19 @@ mod tests {
                 status: 503,
                 retry_after: None,
             }
+        }
+    }
+
+    /// Bodies are not what this test is about.
+    struct EventIdOnly;
+
+    impl PayloadRenderer for EventIdOnly {
+        fn render(
+            &self,
+            _: crate::domain::webhook::endpoint::PayloadFormat,
+            event: &crate::domain::LinkEvent,
+        ) -> Vec<u8> {
+            event.id.clone().into_bytes()
         }
     }
 
@@ -252,7 +268,7 @@ mod tests {
         let dispatcher = Dispatcher::new(
             Arc::clone(&service),
             Arc::new(AlwaysUnavailable(sent)),
-            "http://paylink.test",
+            Arc::new(EventIdOnly),
             DispatcherSettings {
                 poll_interval: Duration::from_secs(3600),
                 ..DispatcherSettings::default()

@@ -12,10 +12,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use super::delivery::SendOutcome;
-use super::schedule::parse_retry_after;
-use super::signing::SignedHeaders;
-use super::ssrf::{self, UnsafeUrl};
+use crate::domain::webhook::delivery::SendOutcome;
+use crate::domain::webhook::schedule::parse_retry_after;
+use crate::domain::webhook::signing::SignedHeaders;
+use crate::ssrf::{self, UnsafeUrl};
 
 /// How long a receiver has to answer.
 pub const TIMEOUT: Duration = Duration::from_secs(15);
@@ -152,7 +152,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::webhooks::signing::sign;
+    use crate::domain::webhook::signing::sign;
 
     /// A loopback listener that counts the connections it accepts and
     /// answers each with `204 No Content`.
@@ -181,7 +181,7 @@ mod tests {
         OutgoingWebhook {
             url,
             headers: sign(
-                &[&crate::webhooks::signing::new_secret()],
+                &[&crate::domain::webhook::signing::new_secret()],
                 "evt_1",
                 1,
                 b"{}",

@@ -210,9 +210,7 @@ backend_tests! {
             .unwrap();
         assert_eq!(last_line(&with_key), "https://pay.example.com/processors/stripe/default/webhook");
         let caller = app.service.authenticate(&app.key).await.unwrap();
-        let stored = app
-            .service
-            .store()
+        let stored = app.store
             .processor_account(&caller.scope.account_id, true)
             .await
             .unwrap()
@@ -233,6 +231,6 @@ backend_tests! {
         // Back to the built-in processor in test mode.
         let back = paylink(&["accounts", "set-processor", "default", "--mode", "test", "--processor", "test"], &app.database_url);
         assert!(back.status.success(), "{}", String::from_utf8_lossy(&back.stderr));
-        assert!(app.service.store().processor_account(&caller.scope.account_id, false).await.unwrap().is_none());
+        assert!(app.store.processor_account(&caller.scope.account_id, false).await.unwrap().is_none());
     }
 }

@@ -146,6 +146,8 @@ pub struct TestApp {
     /// A test-mode key of account `default`.
     pub key: String,
     pub service: Arc<Service>,
+    /// The database under the service, for tests that look at what is stored.
+    pub store: Arc<dyn paylink::store::Store>,
     pub clock: Arc<ShiftedClock>,
     pub database_url: String,
     pub client: reqwest::Client,
@@ -241,7 +243,11 @@ impl TestApp {
         let store = paylink::store::open(&database_url, &Default::default())
             .await
             .expect("open store");
-        let service = Arc::new(Service::new(store, clock.clone(), settings.clone()));
+        let service = Arc::new(Service::new(
+            Arc::clone(&store),
+            clock.clone(),
+            settings.clone(),
+        ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -252,6 +258,7 @@ impl TestApp {
             base: format!("http://{}", server.addr),
             key: String::new(),
             service,
+            store,
             clock,
             database_url,
             client: reqwest::Client::new(),

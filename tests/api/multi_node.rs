@@ -142,7 +142,7 @@ async fn two_sweepers_expire_each_link_exactly_once() {
 
         assert_eq!(by_a + by_b, 300, "each link expired by exactly one sweeper");
         for id in &ids {
-            let events = a.service.store().link_events(id).await.unwrap();
+            let events = a.store.link_events(id).await.unwrap();
             let expired = events
                 .iter()
                 .filter(|e| e.event_type.as_str() == "payment_link.expired")

@@ -88,7 +88,7 @@ backend_tests! {
         let received = receiver.wait_for(1, WAIT).await;
         let delivery = &received[0];
         assert!(verifies(&secret, delivery), "the reference library verifies the signature");
-        assert!(!verifies(&paylink::webhooks::signing::new_secret(), delivery));
+        assert!(!verifies(&paylink::domain::webhook::signing::new_secret(), delivery));
         let body = delivery.json();
         assert_eq!(body["type"], "payment_link.cancelled");
         assert_eq!(body["reason"], "Customer changed their mind");
@@ -547,7 +547,7 @@ backend_tests! {
         let caller = app.service.authenticate(&app.key).await.unwrap();
 
         // What the database holds is not the secret.
-        let stored = app.service.store().list_webhook_endpoints(&caller.scope).await.unwrap();
+        let stored = app.store.list_webhook_endpoints(&caller.scope).await.unwrap();
         let stored = stored.iter().find(|e| e.id == id).unwrap();
         assert_ne!(stored.secret, secret);
         assert!(!stored.secret.contains(secret.trim_start_matches("whsec_")));
@@ -561,7 +561,7 @@ backend_tests! {
         assert!(received.iter().all(|r| verifies(&secret, r)));
         let rotated = app.post(&format!("/v1/webhook-endpoints/{id}/rotate-secret"), json!({})).await;
         let new_secret = rotated.body["secret"].as_str().unwrap().to_owned();
-        let stored = app.service.store().list_webhook_endpoints(&caller.scope).await.unwrap();
+        let stored = app.store.list_webhook_endpoints(&caller.scope).await.unwrap();
         let stored = stored.iter().find(|e| e.id == id).unwrap();
         assert!(stored.retired_secrets.iter().all(|r| r.secret.starts_with("v1:")));
         app.create_link().await;
@@ -577,17 +577,17 @@ backend_tests! {
         let endpoint = register(&app, json!({"url": receiver.url()})).await;
         let secret = endpoint["secret"].as_str().unwrap().to_owned();
         let caller = app.service.authenticate(&app.key).await.unwrap();
-        let stored = app.service.store().list_webhook_endpoints(&caller.scope).await.unwrap();
+        let stored = app.store.list_webhook_endpoints(&caller.scope).await.unwrap();
         assert_eq!(stored[0].secret, secret);
 
         // ... is sealed at the next start with a key, and still opens.
         let service = paylink::service::Service::new(
-            std::sync::Arc::clone(app.service.store()),
+            std::sync::Arc::clone(&app.store),
             std::sync::Arc::new(paylink::clock::SystemClock),
             crate::refunds::secrets_settings(),
         );
         service.recover_after_start().await.unwrap();
-        let stored = app.service.store().list_webhook_endpoints(&caller.scope).await.unwrap();
+        let stored = app.store.list_webhook_endpoints(&caller.scope).await.unwrap();
         assert!(stored[0].secret.starts_with("v1:"));
         let id = endpoint["id"].as_str().unwrap();
         assert_eq!(service.get_webhook_endpoint(&caller, id).await.unwrap().secret, secret);

@@ -1,0 +1,38 @@
+//! Accounts, their API keys and their processors: who a request acts for.
+
+use jiff::Timestamp;
+
+/// The account and mode a request acts in; every link query is scoped by it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub account_id: String,
+    pub livemode: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: String,
+    pub name: String,
+    pub suspended: bool,
+    pub created_at: Timestamp,
+}
+
+/// A stored API key: its hash and a short display prefix, never the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub account_id: String,
+    pub livemode: bool,
+    pub key_hash: String,
+    pub key_prefix: String,
+    pub created_at: Timestamp,
+}
+
+/// An account's processor in one mode: its name and its configuration,
+/// sealed (see `crate::secrets`), never in clear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessorAccount {
+    pub processor: String,
+    pub sealed_config: String,
+    pub updated_at: Timestamp,
+}
