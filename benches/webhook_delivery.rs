@@ -24,9 +24,9 @@ use futures::StreamExt;
 use jiff::Timestamp;
 use paylink::clock::SystemClock;
 use paylink::domain::{CancelPolicy, NewLink};
-use paylink::http::rate_limit::RateLimitSettings;
 use paylink::server::{self, ServerOptions};
 use paylink::service::{Caller, NewEndpoint, Service, ServiceSettings};
+use paylink::web::rate_limit::RateLimitSettings;
 use tokio::sync::Notify;
 
 const LINKS: usize = 2000;

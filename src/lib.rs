@@ -28,4 +28,5 @@ pub mod server;
 pub mod service;
 pub mod ssrf;
 pub mod store;
+pub mod web;
 pub mod webhooks;

@@ -11,13 +11,13 @@ use jiff::SignedDuration;
 use paylink::checkout::limits::{Budget, CheckoutLimitSettings};
 use paylink::clock::SystemClock;
 use paylink::connections::ConnectionSettings;
-use paylink::http::rate_limit::RateLimitSettings;
 use paylink::payments::ProcessorSettings;
 use paylink::payments::stripe::StripeConfig;
 use paylink::secrets::SecretsKey;
 use paylink::server::{self, ServerOptions};
 use paylink::service::{ProcessorChoice, Service, ServiceSettings};
 use paylink::store;
+use paylink::web::rate_limit::RateLimitSettings;
 
 #[derive(Parser)]
 #[command(name = "paylink", version, about = "Self-hostable payment links")]

@@ -17,12 +17,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::app::{self, AppSettings};
 use crate::checkout::csrf::CsrfKey;
 use crate::checkout::limits::{CheckoutLimitSettings, CheckoutLimits};
 use crate::connections::{self, ConnectionSettings};
-use crate::http::rate_limit::{RateLimitSettings, RateLimits};
-use crate::http::{self, HttpSettings};
 use crate::service::Service;
+use crate::web::rate_limit::{RateLimitSettings, RateLimits};
 use crate::webhooks::dispatcher::{Dispatcher, DispatcherSettings};
 use crate::webhooks::transport::HttpTransport;
 
@@ -100,10 +100,10 @@ pub async fn start(
         .trim_end_matches('/')
         .to_owned();
     let limits = Arc::new(RateLimits::new(options.rate_limits));
-    let app = http::app(
+    let app = app::build(
         Arc::clone(&service),
         &public_url,
-        HttpSettings {
+        AppSettings {
             request_timeout: options.request_timeout,
             limits: Arc::clone(&limits),
             tasks: tasks.clone(),

@@ -2,7 +2,7 @@
 //! a strict Content-Security-Policy, no framing, no referrer, a CSRF token
 //! the server issued for the link (see [`csrf`]), its own rate limits (see
 //! [`limits`]), and no payment for a suspended account. A submitted payment
-//! runs in the request's detached task (see `http::detach`), so closing the
+//! runs in the request's detached task (see `web::detach`), so closing the
 //! tab cannot leave it half done.
 //!
 //! Which form a link gets depends on its account's processor: the test
@@ -16,6 +16,7 @@ pub mod limits;
 mod pages;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
 use axum::Form;
 use axum::Router;
@@ -26,24 +27,42 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use maud::Markup;
 use serde::Deserialize;
+use tokio_util::task::TaskTracker;
 
 use crate::domain::Account;
 use crate::domain::card::Card;
 use crate::domain::{FieldError, Link, LinkStatus};
-use crate::http::AppState;
 use crate::payments::PaymentSource;
-use crate::service::{CheckoutProcessor, PaymentResult, ServiceError};
+use crate::service::{CheckoutProcessor, PaymentResult, Service, ServiceError};
 
 const CSRF_COOKIE: &str = "pl_csrf";
 const STYLESHEET: &str = include_str!("checkout.css");
 const STRIPE_GLUE: &str = include_str!("stripe-checkout.js");
 
-pub fn router() -> Router<AppState> {
+/// What the checkout's handlers share.
+#[derive(Clone)]
+pub struct CheckoutState {
+    pub service: Arc<Service>,
+    /// Base of hosted page URLs, without a trailing slash.
+    pub public_url: Arc<str>,
+    pub csrf: csrf::CsrfKey,
+    pub limits: Arc<limits::CheckoutLimits>,
+    /// Payments run detached (see `web::detach`); shutdown waits for them.
+    pub tasks: TaskTracker,
+}
+
+pub fn router(state: CheckoutState) -> Router {
     Router::new()
         .route("/pay/assets/checkout.css", get(stylesheet))
         .route("/pay/assets/stripe-checkout.js", get(stripe_glue))
         .route("/pay/{slug}", get(show).post(pay))
         .route("/pay/{slug}/complete", post(complete))
+        // A payment runs in a task no disconnect can cut.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.tasks.clone(),
+            crate::web::detach::run_to_completion,
+        ))
+        .with_state(state)
 }
 
 async fn stripe_glue() -> impl IntoResponse {
@@ -97,7 +116,7 @@ fn origin_of(url: &str) -> Option<String> {
 /// A Stripe page's CSP: the page's own script plus exactly Stripe's
 /// origins: Stripe.js (script and its frames), 3-D Secure's frames
 /// (`hooks.stripe.com`), and Stripe's API (Elements calls it).
-fn with_stripe_csp(mut response: Response, state: &AppState, link: &Link) -> Response {
+fn with_stripe_csp(mut response: Response, state: &CheckoutState, link: &Link) -> Response {
     let settings = state.service.processor_settings();
     let js = origin_of(&settings.stripe_js_url).unwrap_or_default();
     let api = origin_of(&settings.stripe_api_base).unwrap_or_default();
@@ -170,7 +189,7 @@ fn page(
 
 /// The CSRF token in the request's cookie, only if this server issued it
 /// for this link.
-fn csrf_cookie(state: &AppState, slug: &str, headers: &HeaderMap) -> Option<String> {
+fn csrf_cookie(state: &CheckoutState, slug: &str, headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -192,7 +211,7 @@ struct Context {
 }
 
 impl Context {
-    fn new(state: &AppState) -> Self {
+    fn new(state: &CheckoutState) -> Self {
         Self {
             secure_cookie: state.public_url.starts_with("https://"),
         }
@@ -200,7 +219,7 @@ impl Context {
 }
 
 async fn load(
-    state: &AppState,
+    state: &CheckoutState,
     slug: &str,
     address: IpAddr,
 ) -> Result<(Link, Account, CheckoutProcessor), Response> {
@@ -214,7 +233,7 @@ async fn load(
     .await;
     match found {
         Ok(found) => Ok(found),
-        Err(ServiceError::NotFound) if !state.checkout_limits.unknown_slug_budget_left(address) => {
+        Err(ServiceError::NotFound) if !state.limits.unknown_slug_budget_left(address) => {
             Err(page(
                 StatusCode::TOO_MANY_REQUESTS,
                 pages::too_many_requests(),
@@ -288,7 +307,7 @@ fn closed_page(
 }
 
 async fn show(
-    State(state): State<AppState>,
+    State(state): State<CheckoutState>,
     Path(slug): Path<String>,
     connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
@@ -359,7 +378,7 @@ async fn show(
 }
 
 async fn pay(
-    State(state): State<AppState>,
+    State(state): State<CheckoutState>,
     Path(slug): Path<String>,
     connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
@@ -381,7 +400,7 @@ async fn pay(
         };
         return page(status, markup, Some(&link), None, ctx.secure_cookie);
     }
-    if !state.checkout_limits.allow_payment(&slug, address) {
+    if !state.limits.allow_payment(&slug, address) {
         return page(
             StatusCode::TOO_MANY_REQUESTS,
             pages::too_many_requests(),
@@ -454,7 +473,7 @@ struct CompleteRequest {
 /// became of the payment (the webhook or the reconciler may also settle
 /// it; whichever comes first wins).
 async fn complete(
-    State(state): State<AppState>,
+    State(state): State<CheckoutState>,
     Path(slug): Path<String>,
     connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
@@ -481,7 +500,7 @@ async fn complete(
 
 /// How a payment's page answers, for either processor.
 struct Answer<'a> {
-    state: &'a AppState,
+    state: &'a CheckoutState,
     link: &'a Link,
     account: &'a Account,
     checkout: &'a CheckoutProcessor,
@@ -494,7 +513,7 @@ impl<'a> Answer<'a> {
     /// form's, the same as the cookie's, issued by this server for this
     /// link) is checked; a 403 page with the form again otherwise.
     fn for_post(
-        state: &'a AppState,
+        state: &'a CheckoutState,
         (link, account, checkout): (&'a Link, &'a Account, &'a CheckoutProcessor),
         headers: &HeaderMap,
         posted_token: &str,

@@ -22,37 +22,92 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{iso_seconds, json_response};
+use super::{Dialect, DialectError, find_link, iso_seconds};
 use crate::domain::{CancelPolicy, Link, LinkStatus};
-use crate::http::AppState;
-use crate::http::error::{ApiError, ErrorCode};
-use crate::http::extract::Authenticated;
-use crate::service::ServiceError;
+use crate::web::ApiState;
+use crate::web::error::{ApiError, ErrorCode};
+use crate::web::extract::{Authenticated, KeyHeader};
 
-pub const PREFIX: &str = "/compat/connect";
+/// Connect's tables.
+pub struct Connect;
 
-/// The seed states no rules of its own: the native ones.
-pub const POLICY: CancelPolicy = CancelPolicy::NATIVE;
+/// An error in Connect's envelope.
+pub type ConnectError = DialectError<Connect>;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(get_link))
-        .routes(routes!(cancel_link))
-}
+impl Dialect for Connect {
+    const PREFIX: &'static str = "/compat/connect";
+    const KEY_HEADER: KeyHeader = KeyHeader::ApiKey;
+    /// The seed states no rules of its own: the native ones.
+    const POLICY: CancelPolicy = CancelPolicy::NATIVE;
 
-fn status_word(status: LinkStatus) -> &'static str {
-    match status {
-        LinkStatus::Active | LinkStatus::Processing => "ACTIVE",
-        LinkStatus::Paid => "COMPLETED",
-        LinkStatus::Expired => "EXPIRED",
-        LinkStatus::Cancelled => "CANCELLED",
+    fn status_word(status: LinkStatus) -> &'static str {
+        match status {
+            LinkStatus::Active | LinkStatus::Processing => "ACTIVE",
+            LinkStatus::Paid => "COMPLETED",
+            LinkStatus::Expired => "EXPIRED",
+            LinkStatus::Cancelled => "CANCELLED",
+        }
+    }
+
+    fn code(code: ErrorCode) -> &'static str {
+        match code {
+            ErrorCode::InvalidRequest => "INVALID_REQUEST",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::AccountSuspended => "FORBIDDEN",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::InvalidState => "PAYMENT_LINK_NOT_CANCELLABLE",
+            ErrorCode::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            ErrorCode::IdempotencyKeyInUse => "IDEMPOTENCY_KEY_IN_USE",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::Internal => "INTERNAL",
+        }
+    }
+
+    /// `{"error": {"code", "message"}}`.
+    fn envelope(error: &ConnectError) -> serde_json::Value {
+        json!({"error": {"code": error.code, "message": error.message}})
+    }
+
+    fn not_found() -> ConnectError {
+        ConnectError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "Payment link not found.",
+        )
+    }
+
+    fn refusal(status: LinkStatus, message: String) -> ConnectError {
+        ConnectError::new(
+            StatusCode::CONFLICT,
+            "PAYMENT_LINK_NOT_CANCELLABLE",
+            format!(
+                "A payment link with status {} cannot be cancelled. {message}",
+                Self::status_word(status)
+            ),
+        )
+    }
+
+    /// "Modified requests with the same idempotency keys are rejected with
+    /// a 409 Conflict status code."
+    fn translate(error: ApiError) -> ConnectError {
+        let status = match error.code {
+            ErrorCode::IdempotencyKeyReused => StatusCode::CONFLICT,
+            _ => error.status,
+        };
+        ConnectError::new(status, Self::code(error.code), error.message)
+    }
+
+    fn routes() -> OpenApiRouter<ApiState> {
+        OpenApiRouter::new()
+            .routes(routes!(get_link))
+            .routes(routes!(cancel_link))
     }
 }
 
@@ -73,10 +128,10 @@ pub struct ConnectPaymentLink {
 }
 
 impl ConnectPaymentLink {
-    fn new(state: &AppState, link: Link) -> Self {
+    fn new(state: &ApiState, link: Link) -> Self {
         Self {
-            url: super::hosted_url(state, &link),
-            status: status_word(link.status),
+            url: state.hosted_url(&link),
+            status: Connect::status_word(link.status),
             payment_link_id: link.id,
             description: link.description,
             payment_id: link.payment_id,
@@ -100,70 +155,6 @@ pub struct ConnectErrorDetail {
     pub message: String,
 }
 
-pub struct ConnectError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl IntoResponse for ConnectError {
-    fn into_response(self) -> Response {
-        json_response(
-            self.status,
-            json!({"error": {"code": self.code, "message": self.message}}),
-        )
-    }
-}
-
-pub fn render_native(error: &ApiError) -> Response {
-    ConnectError::from(error.clone()).into_response()
-}
-
-impl From<ApiError> for ConnectError {
-    fn from(error: ApiError) -> Self {
-        let (status, code) = match error.code {
-            ErrorCode::InvalidRequest => (error.status, "INVALID_REQUEST"),
-            ErrorCode::Unauthorized => (error.status, "UNAUTHORIZED"),
-            ErrorCode::AccountSuspended => (error.status, "FORBIDDEN"),
-            ErrorCode::NotFound => (error.status, "NOT_FOUND"),
-            ErrorCode::InvalidState => (error.status, "PAYMENT_LINK_NOT_CANCELLABLE"),
-            // "Modified requests with the same idempotency keys are
-            // rejected with a 409 Conflict status code."
-            ErrorCode::IdempotencyKeyReused => (StatusCode::CONFLICT, "IDEMPOTENCY_KEY_REUSED"),
-            ErrorCode::IdempotencyKeyInUse => (error.status, "IDEMPOTENCY_KEY_IN_USE"),
-            ErrorCode::RateLimited => (error.status, "RATE_LIMITED"),
-            ErrorCode::Unavailable => (error.status, "UNAVAILABLE"),
-            ErrorCode::Internal => (error.status, "INTERNAL"),
-        };
-        ConnectError {
-            status,
-            code,
-            message: error.message,
-        }
-    }
-}
-
-impl From<ServiceError> for ConnectError {
-    fn from(error: ServiceError) -> Self {
-        match error {
-            ServiceError::NotFound => ConnectError {
-                status: StatusCode::NOT_FOUND,
-                code: "NOT_FOUND",
-                message: "Payment link not found.".into(),
-            },
-            ServiceError::InvalidState { status, message } => ConnectError {
-                status: StatusCode::CONFLICT,
-                code: "PAYMENT_LINK_NOT_CANCELLABLE",
-                message: format!(
-                    "A payment link with status {} cannot be cancelled. {message}",
-                    status_word(status)
-                ),
-            },
-            other => ApiError::from(other).into(),
-        }
-    }
-}
-
 /// Retrieve a payment link.
 #[utoipa::path(get, path = "/payment-links/{paymentLinkId}", tag = "connect",
     params(("paymentLinkId" = String, Path, description = "The unique identifier for the payment link.")),
@@ -177,11 +168,11 @@ impl From<ServiceError> for ConnectError {
     ),
     security(("api_key" = [])))]
 async fn get_link(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<ConnectPaymentLink>, ConnectError> {
-    let link = super::find_link(&state, &caller, &id).await?;
+    let link = find_link(&state, &caller, &id).await?;
     Ok(Json(ConnectPaymentLink::new(&state, link)))
 }
 
@@ -203,14 +194,14 @@ async fn get_link(
     ),
     security(("api_key" = [])))]
 async fn cancel_link(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<ConnectPaymentLink>, ConnectError> {
-    let link = super::find_link(&state, &caller, &id).await?;
+    let link = find_link(&state, &caller, &id).await?;
     let cancelled = state
         .service
-        .cancel_link(&caller, &link.id, None, &POLICY)
+        .cancel_link(&caller, &link.id, None, &Connect::POLICY)
         .await?;
     Ok(Json(ConnectPaymentLink::new(&state, cancelled)))
 }

@@ -26,7 +26,6 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -34,40 +33,102 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{iso_seconds, json_response};
-use crate::domain::LinkFilter;
+use super::{Dialect, DialectError, find_link, iso_seconds};
 use crate::domain::cancel::AlreadyCancelled;
 use crate::domain::{CancelPolicy, Customer, LineItem, Link, LinkStatus, NewLink};
-use crate::http::AppState;
-use crate::http::error::{ApiError, ErrorCode};
-use crate::http::extract::{Authenticated, JsonBody, page_limit};
 use crate::service::ServiceError;
+use crate::web::ApiState;
+use crate::web::error::ErrorCode;
+use crate::web::extract::{Authenticated, JsonBody, KeyHeader};
+use crate::web::list_query::{self, ListSyntax};
 
-pub const PREFIX: &str = "/compat/gale";
+/// Gale's tables.
+pub struct Gale;
 
-/// Only `active` cancels; a second cancel is refused like any other status.
-pub const POLICY: CancelPolicy = CancelPolicy {
-    cancel_expired: false,
-    already_cancelled: AlreadyCancelled::Refuse,
-};
+/// An error in Gale's envelope.
+pub type GaleError = DialectError<Gale>;
 
-/// Gale knows `active, paid, expired, cancelled`; a payment in progress
-/// is still `active` to it (it has no word for the moment in between).
-pub fn status_word(status: LinkStatus) -> &'static str {
-    match status {
-        LinkStatus::Active | LinkStatus::Processing => "active",
-        LinkStatus::Paid => "paid",
-        LinkStatus::Expired => "expired",
-        LinkStatus::Cancelled => "cancelled",
+impl Dialect for Gale {
+    const PREFIX: &'static str = "/compat/gale";
+    const KEY_HEADER: KeyHeader = KeyHeader::Bearer;
+    /// Only `active` cancels; a second cancel is refused like any other status.
+    const POLICY: CancelPolicy = CancelPolicy {
+        cancel_expired: false,
+        already_cancelled: AlreadyCancelled::Refuse,
+    };
+
+    /// Gale knows `active, paid, expired, cancelled`; a payment in progress
+    /// is still `active` to it (it has no word for the moment in between).
+    fn status_word(status: LinkStatus) -> &'static str {
+        match status {
+            LinkStatus::Active | LinkStatus::Processing => "active",
+            LinkStatus::Paid => "paid",
+            LinkStatus::Expired => "expired",
+            LinkStatus::Cancelled => "cancelled",
+        }
+    }
+
+    fn code(code: ErrorCode) -> &'static str {
+        match code {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::AccountSuspended => "account_suspended",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::InvalidState => "invalid_state",
+            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
+            ErrorCode::IdempotencyKeyInUse => "idempotency_key_in_use",
+            ErrorCode::RateLimited => "rate_limit_exceeded",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// `{"error": {"code", "message", "param"?}}`.
+    fn envelope(error: &GaleError) -> serde_json::Value {
+        let mut body = json!({"code": error.code, "message": error.message});
+        if let Some(param) = &error.param {
+            body["param"] = json!(param);
+        }
+        json!({ "error": body })
+    }
+
+    fn not_found() -> GaleError {
+        GaleError::new(StatusCode::NOT_FOUND, "not_found", "Payment link not found")
+            .with_param(Some("id".into()))
+    }
+
+    fn refusal(status: LinkStatus, _: String) -> GaleError {
+        let word = Self::status_word(status);
+        let message = if status == LinkStatus::Processing {
+            format!("Cannot cancel payment link with status '{word}': a payment is in progress")
+        } else {
+            format!("Cannot cancel payment link with status '{word}'")
+        };
+        GaleError::new(StatusCode::BAD_REQUEST, "invalid_state", message)
+            .with_param(Some("status".into()))
+    }
+
+    fn routes() -> OpenApiRouter<ApiState> {
+        OpenApiRouter::new()
+            .routes(routes!(create_link, list_links))
+            .routes(routes!(get_link))
+            .routes(routes!(cancel_link))
     }
 }
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(create_link, list_links))
-        .routes(routes!(get_link))
-        .routes(routes!(cancel_link))
-}
+/// How Gale spells a list query.
+const LIST: ListSyntax = ListSyntax {
+    status: Some(("active, paid, expired or cancelled", |word| match word {
+        "active" => Some(LinkStatus::Active),
+        "paid" => Some(LinkStatus::Paid),
+        "expired" => Some(LinkStatus::Expired),
+        "cancelled" => Some(LinkStatus::Cancelled),
+        _ => None,
+    })),
+    created_range: true,
+    native_filters: false,
+    paging: Some(("limit", "starting_after")),
+};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema, Default)]
 pub struct GaleCustomer {
@@ -107,10 +168,10 @@ pub struct GalePaymentLink {
 }
 
 impl GalePaymentLink {
-    fn new(state: &AppState, link: Link) -> Self {
+    fn new(state: &ApiState, link: Link) -> Self {
         Self {
-            url: super::hosted_url(state, &link),
-            status: status_word(link.status),
+            url: state.hosted_url(&link),
+            status: Gale::status_word(link.status),
             customer: link
                 .customer
                 .map(|c| GaleCustomer {
@@ -194,81 +255,6 @@ pub struct GaleErrorDetail {
     pub param: Option<String>,
 }
 
-/// An error in Gale's envelope.
-pub struct GaleError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    param: Option<String>,
-}
-
-impl IntoResponse for GaleError {
-    fn into_response(self) -> Response {
-        let mut error = json!({"code": self.code, "message": self.message});
-        if let Some(param) = self.param {
-            error["param"] = json!(param);
-        }
-        json_response(self.status, json!({ "error": error }))
-    }
-}
-
-pub fn render_native(error: &ApiError) -> Response {
-    GaleError::from(error.clone()).into_response()
-}
-
-impl From<ApiError> for GaleError {
-    fn from(error: ApiError) -> Self {
-        let code = match error.code {
-            ErrorCode::InvalidRequest => "invalid_request",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::AccountSuspended => "account_suspended",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::InvalidState => "invalid_state",
-            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
-            ErrorCode::IdempotencyKeyInUse => "idempotency_key_in_use",
-            ErrorCode::RateLimited => "rate_limit_exceeded",
-            ErrorCode::Unavailable => "unavailable",
-            ErrorCode::Internal => "internal",
-        };
-        GaleError {
-            status: error.status,
-            code,
-            message: error.message,
-            param: error.param,
-        }
-    }
-}
-
-impl From<ServiceError> for GaleError {
-    fn from(error: ServiceError) -> Self {
-        match error {
-            ServiceError::NotFound => GaleError {
-                status: StatusCode::NOT_FOUND,
-                code: "not_found",
-                message: "Payment link not found".into(),
-                param: Some("id".into()),
-            },
-            ServiceError::InvalidState { status, .. } => {
-                let word = status_word(status);
-                let message = if status == LinkStatus::Processing {
-                    format!(
-                        "Cannot cancel payment link with status '{word}': a payment is in progress"
-                    )
-                } else {
-                    format!("Cannot cancel payment link with status '{word}'")
-                };
-                GaleError {
-                    status: StatusCode::BAD_REQUEST,
-                    code: "invalid_state",
-                    message,
-                    param: Some("status".into()),
-                }
-            }
-            other => ApiError::from(other).into(),
-        }
-    }
-}
-
 /// Create a payment link (Gale's fields).
 #[utoipa::path(post, path = "/v2/payment-links", tag = "gale",
     request_body = GaleCreateRequest,
@@ -284,7 +270,7 @@ impl From<ServiceError> for GaleError {
     ),
     security(("bearer" = [])))]
 async fn create_link(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     JsonBody(request): JsonBody<GaleCreateRequest>,
 ) -> Result<(StatusCode, Json<GalePaymentLink>), GaleError> {
@@ -359,55 +345,19 @@ async fn create_link(
     ),
     security(("bearer" = [])))]
 async fn list_links(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<GalePaymentLinkList>, GaleError> {
-    let invalid = |param: &str, message: String| GaleError::from(ApiError::invalid(param, message));
-    let mut filter = LinkFilter::default();
-    let mut limit = 20;
-    let mut starting_after = None;
-    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        let value = value.into_owned();
-        let time = |param: &str| {
-            value
-                .parse::<Timestamp>()
-                .map_err(|_| invalid(param, format!("`{param}` must be an RFC 3339 time.")))
-        };
-        match key.as_ref() {
-            "status" => {
-                filter.status = Some(match value.as_str() {
-                    "active" => LinkStatus::Active,
-                    "paid" => LinkStatus::Paid,
-                    "expired" => LinkStatus::Expired,
-                    "cancelled" => LinkStatus::Cancelled,
-                    _ => {
-                        return Err(invalid(
-                            "status",
-                            "`status` is active, paid, expired or cancelled.".into(),
-                        ));
-                    }
-                })
-            }
-            "created_before" => filter.created_before = Some(time("created_before")?),
-            "created_after" => filter.created_after = Some(time("created_after")?),
-            "limit" => {
-                limit = page_limit(&value).ok_or_else(|| {
-                    invalid("limit", "`limit` is an integer from 1 to 100.".into())
-                })?
-            }
-            "starting_after" => starting_after = Some(value),
-            other => {
-                return Err(invalid(
-                    other,
-                    format!("Unknown query parameter `{other}`."),
-                ));
-            }
-        }
-    }
+    let query = list_query::parse(raw.as_deref(), &LIST)?;
     let page = state
         .service
-        .list_links(&caller, &filter, limit, starting_after.as_deref())
+        .list_links(
+            &caller,
+            &query.filter,
+            query.limit,
+            query.starting_after.as_deref(),
+        )
         .await?;
     Ok(Json(GalePaymentLinkList {
         data: page
@@ -432,11 +382,11 @@ async fn list_links(
     ),
     security(("bearer" = [])))]
 async fn get_link(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<GalePaymentLink>, GaleError> {
-    let link = super::find_link(&state, &caller, &id).await?;
+    let link = find_link(&state, &caller, &id).await?;
     Ok(Json(GalePaymentLink::new(&state, link)))
 }
 
@@ -459,15 +409,15 @@ async fn get_link(
     ),
     security(("bearer" = [])))]
 async fn cancel_link(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
     JsonBody(request): JsonBody<GaleCancelRequest>,
 ) -> Result<Json<GalePaymentLink>, GaleError> {
-    let link = super::find_link(&state, &caller, &id).await?;
+    let link = find_link(&state, &caller, &id).await?;
     let cancelled = state
         .service
-        .cancel_link(&caller, &link.id, request.reason, &POLICY)
+        .cancel_link(&caller, &link.id, request.reason, &Gale::POLICY)
         .await?;
     Ok(Json(GalePaymentLink::new(&state, cancelled)))
 }
@@ -494,7 +444,7 @@ pub fn webhook_event(event: &crate::domain::LinkEvent) -> Vec<u8> {
         event_type: event.event_type.as_str(),
         data: GaleLinkState {
             id: &link.id,
-            status: status_word(link.status),
+            status: Gale::status_word(link.status),
             cancelled_at: link.cancelled_at.map(iso_seconds),
             cancellation_reason: link.cancellation_reason.as_deref(),
         },

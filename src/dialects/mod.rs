@@ -3,12 +3,11 @@
 //! changing its base URL (and using a paylink key in that provider's header).
 //!
 //! A dialect is translation only: paths, field names and casing, status
-//! words, envelopes, error codes. Its cancel rules are a [`CancelPolicy`]
-//! handed to the core. Authentication, rate limits and idempotency are the
-//! native middleware's; errors those raise are re-rendered in the dialect's
-//! envelope by [`translate_errors`].
-//!
-//! [`CancelPolicy`]: crate::domain::CancelPolicy
+//! words, envelopes, error codes. Each is one file that implements
+//! [`Dialect`] (its tables) and holds its handlers; [`mount`] gives its
+//! routes the merchant API's middleware in its own key header and renders
+//! every error, down to an unknown route, in its envelope. Adding a sixth
+//! is one file here and one line in [`surfaces`].
 
 pub mod connect;
 pub mod gale;
@@ -16,82 +15,149 @@ pub mod payments;
 pub mod plexy;
 pub mod zelta;
 
-use axum::extract::Request;
-use axum::middleware::Next;
+use std::marker::PhantomData;
+
+use axum::Router;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::domain::{Link, ids};
-use crate::http::AppState;
-use crate::http::error::ApiError;
-use crate::http::extract::KeyHeader;
+use crate::domain::{CancelPolicy, Link, LinkStatus, ids};
 use crate::service::{Caller, ServiceError, ServiceResult};
+use crate::web::error::{ApiError, ErrorCode};
+use crate::web::extract::KeyHeader;
+use crate::web::{ApiState, merchant_api};
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .nest(gale::PREFIX, gale::router())
-        .nest(zelta::PREFIX, zelta::router())
-        .nest(payments::PREFIX, payments::router())
-        .nest(connect::PREFIX, connect::router())
-        .nest(plexy::PREFIX, plexy::router())
+/// What a provider's format asks of paylink: its tables, then its routes.
+///
+/// - `PREFIX`: where its routes live (`/compat/{name}`);
+/// - `KEY_HEADER`: the header its clients send their key in (a key in
+///   another header is not looked at, as that provider would not);
+/// - `POLICY`: its cancel rules, handed to the core;
+/// - [`Dialect::status_word`], [`Dialect::code`]: its words for each
+///   status and each native error code;
+/// - [`Dialect::envelope`]: its error body;
+/// - [`Dialect::not_found`], [`Dialect::refusal`]: its answers for a link
+///   that is not there and for a status that refuses a change;
+/// - [`Dialect::translate`]: a native error in its terms (by default its
+///   code with the native status, message and param);
+/// - [`Dialect::routes`]: its handlers, paths relative to `PREFIX`.
+pub trait Dialect: Sized + Send + Sync + 'static {
+    const PREFIX: &'static str;
+    const KEY_HEADER: KeyHeader;
+    const POLICY: CancelPolicy;
+
+    fn status_word(status: LinkStatus) -> &'static str;
+    fn code(code: ErrorCode) -> &'static str;
+    fn envelope(error: &DialectError<Self>) -> serde_json::Value;
+    fn not_found() -> DialectError<Self>;
+    fn refusal(status: LinkStatus, message: String) -> DialectError<Self>;
+    fn routes() -> OpenApiRouter<ApiState>;
+
+    fn translate(error: ApiError) -> DialectError<Self> {
+        DialectError::new(error.status, Self::code(error.code), error.message)
+            .with_param(error.param)
+    }
 }
 
-/// Re-renders a native error raised under a dialect's prefix (by the
-/// authentication, rate-limit or idempotency layers, body parsing or
-/// routing) in that dialect's envelope, keeping the response's headers
-/// (`Retry-After`, `RateLimit-*`, `WWW-Authenticate`).
-pub async fn translate_errors(request: Request, next: Next) -> Response {
-    let path = request.uri().path();
-    let render: fn(&ApiError) -> Response = if !path.starts_with("/compat/") {
-        return next.run(request).await;
-    } else if path.starts_with(gale::PREFIX) {
-        gale::render_native
-    } else if path.starts_with(zelta::PREFIX) {
-        zelta::render_native
-    } else if path.starts_with(payments::PREFIX) {
-        payments::render_native
-    } else if path.starts_with(connect::PREFIX) {
-        connect::render_native
-    } else if path.starts_with(plexy::PREFIX) {
-        plexy::render_native
-    } else {
-        return next.run(request).await;
-    };
-    let response = next.run(request).await;
-    let Some(error) = response.extensions().get::<ApiError>().cloned() else {
-        return response;
-    };
-    let (head, _) = response.into_parts();
-    let mut translated = render(&error);
-    for (name, value) in &head.headers {
-        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
-            translated.headers_mut().insert(name, value.clone());
+/// An error in dialect `D`'s envelope.
+pub struct DialectError<D> {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// The request field at fault, when there is one.
+    pub param: Option<String>,
+    /// A second sentence, for envelopes that carry one.
+    pub details: Option<String>,
+    dialect: PhantomData<D>,
+}
+
+impl<D: Dialect> DialectError<D> {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            param: None,
+            details: None,
+            dialect: PhantomData,
         }
     }
-    translated
+
+    pub fn with_param(mut self, param: Option<String>) -> Self {
+        self.param = param;
+        self
+    }
+
+    pub fn with_details(mut self, details: Option<String>) -> Self {
+        self.details = details;
+        self
+    }
+
+    /// A bad query parameter or field, as the native API would name it.
+    pub fn invalid(param: &str, message: impl Into<String>) -> Self {
+        D::translate(ApiError::invalid(param, message))
+    }
 }
 
-/// The header form a path's API key must come in: each provider's own
-/// (a key in another header is not looked at, as that provider would not).
-pub fn key_header(path: &str) -> KeyHeader {
-    if path.starts_with(gale::PREFIX) {
-        KeyHeader::Bearer
-    } else if path.starts_with(zelta::PREFIX)
-        || path.starts_with(payments::PREFIX)
-        || path.starts_with(connect::PREFIX)
-    {
-        KeyHeader::ApiKey
-    } else if path.starts_with(plexy::PREFIX) {
-        KeyHeader::RawAuthorization
-    } else {
-        KeyHeader::BearerOrApiKey
+impl<D: Dialect> IntoResponse for DialectError<D> {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(D::envelope(&self))).into_response()
     }
+}
+
+impl<D: Dialect> From<ApiError> for DialectError<D> {
+    fn from(error: ApiError) -> Self {
+        D::translate(error)
+    }
+}
+
+impl<D: Dialect> From<ServiceError> for DialectError<D> {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::NotFound => D::not_found(),
+            ServiceError::InvalidState { status, message } => D::refusal(status, message),
+            other => D::translate(ApiError::from(other)),
+        }
+    }
+}
+
+/// Dialect `D`'s routes under its prefix, with the merchant API's
+/// middleware in its key header and every error in its envelope.
+pub fn mount<D: Dialect>(state: &ApiState) -> (Router<ApiState>, utoipa::openapi::OpenApi) {
+    let (routes, document) = D::routes().split_for_parts();
+    let routes = routes
+        .fallback(crate::web::error::unknown_route)
+        .method_not_allowed_fallback(crate::web::error::method_not_allowed);
+    let render: fn(&ApiError) -> Response = |error| D::translate(error.clone()).into_response();
+    let routes = merchant_api(routes, state, D::KEY_HEADER, Some(render));
+    (Router::new().nest(D::PREFIX, routes), document)
+}
+
+/// Every dialect, mounted: their routes and their OpenAPI paths (under
+/// their prefixes).
+pub fn surfaces(
+    state: &ApiState,
+) -> Vec<(&'static str, Router<ApiState>, utoipa::openapi::OpenApi)> {
+    fn one<D: Dialect>(
+        state: &ApiState,
+    ) -> (&'static str, Router<ApiState>, utoipa::openapi::OpenApi) {
+        let (routes, document) = mount::<D>(state);
+        (D::PREFIX, routes, document)
+    }
+    vec![
+        one::<gale::Gale>(state),
+        one::<zelta::Zelta>(state),
+        one::<payments::Payments>(state),
+        one::<connect::Connect>(state),
+        one::<plexy::Plexy>(state),
+    ]
 }
 
 /// A link of the caller's, named by its id (`plink_...`) or by the last
 /// segment of its hosted URL (its slug), as Zelta's `hashUrl` is.
-pub async fn find_link(state: &AppState, caller: &Caller, reference: &str) -> ServiceResult<Link> {
+pub async fn find_link(state: &ApiState, caller: &Caller, reference: &str) -> ServiceResult<Link> {
     if reference.starts_with("plink_") {
         if !ids::is_well_formed(reference, "plink_") {
             return Err(ServiceError::NotFound);
@@ -112,10 +178,6 @@ pub async fn find_link(state: &AppState, caller: &Caller, reference: &str) -> Se
     Ok(link)
 }
 
-pub fn hosted_url(state: &AppState, link: &Link) -> String {
-    crate::http::wire::hosted_url(&state.public_url, &link.slug)
-}
-
 /// `2024-01-15T12:00:00.000Z`: JavaScript's `toISOString()` spelling.
 pub fn iso_millis(at: Timestamp) -> String {
     at.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
@@ -124,11 +186,6 @@ pub fn iso_millis(at: Timestamp) -> String {
 /// `2025-10-18T16:00:00Z`: whole seconds, UTC.
 pub fn iso_seconds(at: Timestamp) -> String {
     at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-/// A response with a JSON body and a status.
-fn json_response(status: axum::http::StatusCode, body: serde_json::Value) -> Response {
-    (status, axum::Json(body)).into_response()
 }
 
 #[cfg(test)]
@@ -152,20 +209,24 @@ mod tests {
                 .filter(|s| policy.decide(*s) == CancelDecision::Cancel)
                 .collect()
         };
-        assert_eq!(cancellable(gale::POLICY), [Active]);
-        assert_eq!(unchanged(gale::POLICY), [], "Gale refuses a second cancel");
-        assert_eq!(cancellable(zelta::POLICY), [Active, Expired]);
-        assert_eq!(unchanged(zelta::POLICY), []);
-        assert_eq!(cancellable(payments::POLICY), [Active, Expired]);
+        assert_eq!(cancellable(gale::Gale::POLICY), [Active]);
         assert_eq!(
-            unchanged(payments::POLICY),
+            unchanged(gale::Gale::POLICY),
+            [],
+            "Gale refuses a second cancel"
+        );
+        assert_eq!(cancellable(zelta::Zelta::POLICY), [Active, Expired]);
+        assert_eq!(unchanged(zelta::Zelta::POLICY), []);
+        assert_eq!(cancellable(payments::Payments::POLICY), [Active, Expired]);
+        assert_eq!(
+            unchanged(payments::Payments::POLICY),
             [Cancelled],
             "a no-op for Payments"
         );
-        assert_eq!(cancellable(connect::POLICY), [Active]);
-        assert_eq!(unchanged(connect::POLICY), [Cancelled]);
-        assert_eq!(cancellable(plexy::POLICY), [Active]);
-        assert_eq!(unchanged(plexy::POLICY), []);
+        assert_eq!(cancellable(connect::Connect::POLICY), [Active]);
+        assert_eq!(unchanged(connect::Connect::POLICY), [Cancelled]);
+        assert_eq!(cancellable(plexy::Plexy::POLICY), [Active]);
+        assert_eq!(unchanged(plexy::Plexy::POLICY), []);
     }
 
     #[test]

@@ -26,45 +26,110 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::json_response;
-use crate::domain::LinkFilter;
+use super::{Dialect, DialectError};
 use crate::domain::cancel::AlreadyCancelled;
-use crate::domain::{CancelPolicy, Link, LinkStatus, ids};
-use crate::http::AppState;
-use crate::http::error::{ApiError, ErrorCode};
-use crate::http::extract::Authenticated;
+use crate::domain::{CancelPolicy, Link, LinkFilter, LinkStatus, ids};
 use crate::service::{Caller, ServiceError};
+use crate::web::ApiState;
+use crate::web::error::ErrorCode;
+use crate::web::extract::{Authenticated, KeyHeader};
 
-pub const PREFIX: &str = "/compat/payments";
+/// The payments API's tables.
+pub struct Payments;
 
-/// Anything not paid and not processing cancels; a second cancel is a no-op.
-pub const POLICY: CancelPolicy = CancelPolicy {
-    cancel_expired: true,
-    already_cancelled: AlreadyCancelled::ReturnUnchanged,
-};
+/// An error in the payments API's envelope.
+pub type PaymentsError = DialectError<Payments>;
 
 const DOC_URL: &str = "/openapi.json";
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(get_payment))
-        .routes(routes!(cancel_payment))
-}
+impl Dialect for Payments {
+    const PREFIX: &'static str = "/compat/payments";
+    const KEY_HEADER: KeyHeader = KeyHeader::ApiKey;
+    /// Anything not paid and not processing cancels; a second cancel is a no-op.
+    const POLICY: CancelPolicy = CancelPolicy {
+        cancel_expired: true,
+        already_cancelled: AlreadyCancelled::ReturnUnchanged,
+    };
 
-fn status_word(status: LinkStatus) -> &'static str {
-    match status {
-        LinkStatus::Active => "pending",
-        LinkStatus::Processing => "processing",
-        LinkStatus::Paid => "paid",
-        LinkStatus::Expired => "expired",
-        LinkStatus::Cancelled => "canceled",
+    fn status_word(status: LinkStatus) -> &'static str {
+        match status {
+            LinkStatus::Active => "pending",
+            LinkStatus::Processing => "processing",
+            LinkStatus::Paid => "paid",
+            LinkStatus::Expired => "expired",
+            LinkStatus::Cancelled => "canceled",
+        }
+    }
+
+    fn code(code: ErrorCode) -> &'static str {
+        match code {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::AccountSuspended => "account_suspended",
+            ErrorCode::NotFound => "resource_missing",
+            ErrorCode::InvalidState => "payment_not_cancelable",
+            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
+            ErrorCode::IdempotencyKeyInUse => "idempotency_key_in_use",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// `{"success": false, "error": {"type", "code", "message", "param",
+    /// "details", "doc_url"}}`; the type is the code's class.
+    fn envelope(error: &PaymentsError) -> serde_json::Value {
+        let error_type = match error.code {
+            "unauthorized" => "authentication_error",
+            "account_suspended" => "permission_error",
+            "idempotency_key_reused" | "idempotency_key_in_use" => "idempotency_error",
+            "rate_limited" => "rate_limit_error",
+            "unavailable" | "internal" => "api_error",
+            _ => "invalid_request_error",
+        };
+        json!({
+            "success": false,
+            "error": {
+                "type": error_type,
+                "code": error.code,
+                "message": error.message,
+                "param": error.param,
+                "details": null,
+                "doc_url": DOC_URL,
+            }
+        })
+    }
+
+    fn not_found() -> PaymentsError {
+        PaymentsError::new(
+            StatusCode::NOT_FOUND,
+            "resource_missing",
+            "No such payment.",
+        )
+        .with_param(Some("id".into()))
+    }
+
+    fn refusal(status: LinkStatus, message: String) -> PaymentsError {
+        PaymentsError::new(
+            StatusCode::CONFLICT,
+            "payment_not_cancelable",
+            format!(
+                "This payment is {} and cannot be canceled. {message}",
+                Self::status_word(status)
+            ),
+        )
+    }
+
+    fn routes() -> OpenApiRouter<ApiState> {
+        OpenApiRouter::new()
+            .routes(routes!(get_payment))
+            .routes(routes!(cancel_payment))
     }
 }
 
@@ -94,10 +159,10 @@ pub struct PaymentsPayment {
 }
 
 impl PaymentsPayment {
-    fn new(state: &AppState, link: Link) -> Self {
+    fn new(state: &ApiState, link: Link) -> Self {
         Self {
-            url: super::hosted_url(state, &link),
-            status: status_word(link.status),
+            url: state.hosted_url(&link),
+            status: Payments::status_word(link.status),
             id: link.id,
             customer_id: None,
             kind: "link",
@@ -142,88 +207,8 @@ pub struct PaymentsErrorDetail {
     pub doc_url: String,
 }
 
-pub struct PaymentsError {
-    status: StatusCode,
-    error_type: &'static str,
-    code: &'static str,
-    message: String,
-    param: Option<String>,
-}
-
-impl IntoResponse for PaymentsError {
-    fn into_response(self) -> Response {
-        json_response(
-            self.status,
-            json!({
-                "success": false,
-                "error": {
-                    "type": self.error_type,
-                    "code": self.code,
-                    "message": self.message,
-                    "param": self.param,
-                    "details": null,
-                    "doc_url": DOC_URL,
-                }
-            }),
-        )
-    }
-}
-
-pub fn render_native(error: &ApiError) -> Response {
-    PaymentsError::from(error.clone()).into_response()
-}
-
-impl From<ApiError> for PaymentsError {
-    fn from(error: ApiError) -> Self {
-        let (error_type, code) = match error.code {
-            ErrorCode::InvalidRequest => ("invalid_request_error", "invalid_request"),
-            ErrorCode::Unauthorized => ("authentication_error", "unauthorized"),
-            ErrorCode::AccountSuspended => ("permission_error", "account_suspended"),
-            ErrorCode::NotFound => ("invalid_request_error", "resource_missing"),
-            ErrorCode::InvalidState => ("invalid_request_error", "payment_not_cancelable"),
-            ErrorCode::IdempotencyKeyReused => ("idempotency_error", "idempotency_key_reused"),
-            ErrorCode::IdempotencyKeyInUse => ("idempotency_error", "idempotency_key_in_use"),
-            ErrorCode::RateLimited => ("rate_limit_error", "rate_limited"),
-            ErrorCode::Unavailable => ("api_error", "unavailable"),
-            ErrorCode::Internal => ("api_error", "internal"),
-        };
-        PaymentsError {
-            status: error.status,
-            error_type,
-            code,
-            message: error.message,
-            param: error.param,
-        }
-    }
-}
-
-impl From<ServiceError> for PaymentsError {
-    fn from(error: ServiceError) -> Self {
-        match error {
-            ServiceError::NotFound => PaymentsError {
-                status: StatusCode::NOT_FOUND,
-                error_type: "invalid_request_error",
-                code: "resource_missing",
-                message: "No such payment.".into(),
-                param: Some("id".into()),
-            },
-            ServiceError::InvalidState { status, message } => PaymentsError {
-                status: StatusCode::CONFLICT,
-                error_type: "invalid_request_error",
-                code: "payment_not_cancelable",
-                message: format!(
-                    "This payment is {} and cannot be canceled. {message}",
-                    status_word(status)
-                ),
-                param: None,
-            },
-            other => ApiError::from(other).into(),
-        }
-    }
-}
-
 /// The link a payment id names: a link id, or (for the refusal) a charge.
-async fn find_link(state: &AppState, caller: &Caller, id: &str) -> Result<Link, PaymentsError> {
+async fn find_link(state: &ApiState, caller: &Caller, id: &str) -> Result<Link, PaymentsError> {
     if ids::is_well_formed(id, "pay_") {
         let filter = LinkFilter {
             payment_id: Some(id.to_owned()),
@@ -233,13 +218,12 @@ async fn find_link(state: &AppState, caller: &Caller, id: &str) -> Result<Link, 
         return Err(if found.links.is_empty() {
             ServiceError::NotFound.into()
         } else {
-            PaymentsError {
-                status: StatusCode::BAD_REQUEST,
-                error_type: "invalid_request_error",
-                code: "charge_not_cancelable",
-                message: "Charges cannot be canceled; refund the charge instead (POST /v1/payment-links/{id}/refunds on paylink's native API).".into(),
-                param: Some("id".into()),
-            }
+            PaymentsError::new(
+                StatusCode::BAD_REQUEST,
+                "charge_not_cancelable",
+                "Charges cannot be canceled; refund the charge instead (POST /v1/payment-links/{id}/refunds on paylink's native API).",
+            )
+            .with_param(Some("id".into()))
         });
     }
     if !ids::is_well_formed(id, "plink_") {
@@ -262,7 +246,7 @@ async fn find_link(state: &AppState, caller: &Caller, id: &str) -> Result<Link, 
     ),
     security(("api_key" = [])))]
 async fn get_payment(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<PaymentsEnvelope>, PaymentsError> {
@@ -291,14 +275,14 @@ async fn get_payment(
     ),
     security(("api_key" = [])))]
 async fn cancel_payment(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<PaymentsEnvelope>, PaymentsError> {
     let link = find_link(&state, &caller, &id).await?;
     let cancelled = state
         .service
-        .cancel_link(&caller, &link.id, None, &POLICY)
+        .cancel_link(&caller, &link.id, None, &Payments::POLICY)
         .await?;
     Ok(Json(PaymentsEnvelope {
         success: true,

@@ -23,7 +23,6 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -31,41 +30,98 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::json_response;
-use crate::domain::LinkFilter;
+use super::{Dialect, DialectError};
 use crate::domain::cancel::AlreadyCancelled;
 use crate::domain::link::LinkUpdate;
-use crate::domain::{CancelPolicy, Link, LinkStatus, NewLink, ids};
-use crate::http::AppState;
-use crate::http::error::{ApiError, ErrorCode};
-use crate::http::extract::{Authenticated, JsonBody, page_limit};
+use crate::domain::{CancelPolicy, Link, LinkFilter, LinkStatus, NewLink, ids};
 use crate::service::ServiceError;
+use crate::web::ApiState;
+use crate::web::error::ErrorCode;
+use crate::web::extract::{Authenticated, JsonBody, KeyHeader};
+use crate::web::list_query::{self, ListSyntax};
 
-pub const PREFIX: &str = "/compat/plexy";
+/// Plexy's tables.
+pub struct Plexy;
 
-/// Only an active link cancels; anything else is 422.
-pub const POLICY: CancelPolicy = CancelPolicy {
-    cancel_expired: false,
-    already_cancelled: AlreadyCancelled::Refuse,
-};
+/// An error in Plexy's envelope.
+pub type PlexyError = DialectError<Plexy>;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(create_link, list_links))
-        .routes(routes!(statistics))
-        .routes(routes!(by_order_reference))
-        .routes(routes!(get_link, update_expiration, cancel_link))
-}
+impl Dialect for Plexy {
+    const PREFIX: &'static str = "/compat/plexy";
+    const KEY_HEADER: KeyHeader = KeyHeader::RawAuthorization;
+    /// Only an active link cancels; anything else is 422.
+    const POLICY: CancelPolicy = CancelPolicy {
+        cancel_expired: false,
+        already_cancelled: AlreadyCancelled::Refuse,
+    };
 
-fn status_word(status: LinkStatus) -> &'static str {
-    match status {
-        LinkStatus::Active => "Active",
-        LinkStatus::Processing => "Processing",
-        LinkStatus::Paid => "Paid",
-        LinkStatus::Expired => "Expired",
-        LinkStatus::Cancelled => "Cancelled",
+    fn status_word(status: LinkStatus) -> &'static str {
+        match status {
+            LinkStatus::Active => "Active",
+            LinkStatus::Processing => "Processing",
+            LinkStatus::Paid => "Paid",
+            LinkStatus::Expired => "Expired",
+            LinkStatus::Cancelled => "Cancelled",
+        }
+    }
+
+    fn code(code: ErrorCode) -> &'static str {
+        match code {
+            ErrorCode::InvalidRequest => "bad_request",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::AccountSuspended => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::InvalidState => "unprocessable_entity",
+            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
+            ErrorCode::IdempotencyKeyInUse => "idempotency_key_in_use",
+            ErrorCode::RateLimited => "too_many_requests",
+            ErrorCode::Unavailable => "service_unavailable",
+            ErrorCode::Internal => "internal_server_error",
+        }
+    }
+
+    /// `{"error": {"code", "message"}}`.
+    fn envelope(error: &PlexyError) -> serde_json::Value {
+        json!({"error": {"code": error.code, "message": error.message}})
+    }
+
+    fn not_found() -> PlexyError {
+        PlexyError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "Payment link not found.",
+        )
+    }
+
+    fn refusal(status: LinkStatus, message: String) -> PlexyError {
+        PlexyError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable_entity",
+            format!(
+                "The payment link is {} and cannot be changed. {message}",
+                Self::status_word(status)
+            ),
+        )
+    }
+
+    fn routes() -> OpenApiRouter<ApiState> {
+        OpenApiRouter::new()
+            .routes(routes!(create_link, list_links))
+            .routes(routes!(statistics))
+            .routes(routes!(by_order_reference))
+            .routes(routes!(get_link, update_expiration, cancel_link))
     }
 }
+
+/// How Plexy spells a list query: its status words, pages.
+const LIST: ListSyntax = ListSyntax {
+    status: Some(("Active, Processing, Paid, Expired or Cancelled", |word| {
+        LinkStatus::parse(&word.to_lowercase())
+    })),
+    created_range: false,
+    native_filters: false,
+    paging: Some(("limit", "starting_after")),
+};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PlexyPaymentLink {
@@ -88,10 +144,10 @@ pub struct PlexyPaymentLink {
 }
 
 impl PlexyPaymentLink {
-    fn new(state: &AppState, link: Link) -> Self {
+    fn new(state: &ApiState, link: Link) -> Self {
         Self {
-            url: super::hosted_url(state, &link),
-            status: status_word(link.status),
+            url: state.hosted_url(&link),
+            status: Plexy::status_word(link.status),
             external_id: link.id,
             amount: link.amount,
             currency: link.currency.code().to_owned(),
@@ -166,77 +222,15 @@ pub struct PlexyErrorDetail {
     pub message: String,
 }
 
-pub struct PlexyError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl IntoResponse for PlexyError {
-    fn into_response(self) -> Response {
-        json_response(
-            self.status,
-            json!({"error": {"code": self.code, "message": self.message}}),
-        )
-    }
-}
-
-pub fn render_native(error: &ApiError) -> Response {
-    PlexyError::from(error.clone()).into_response()
-}
-
-impl From<ApiError> for PlexyError {
-    fn from(error: ApiError) -> Self {
-        let code = match error.code {
-            ErrorCode::InvalidRequest => "bad_request",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::AccountSuspended => "forbidden",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::InvalidState => "unprocessable_entity",
-            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
-            ErrorCode::IdempotencyKeyInUse => "idempotency_key_in_use",
-            ErrorCode::RateLimited => "too_many_requests",
-            ErrorCode::Unavailable => "service_unavailable",
-            ErrorCode::Internal => "internal_server_error",
-        };
-        PlexyError {
-            status: error.status,
-            code,
-            message: error.message,
-        }
-    }
-}
-
-impl From<ServiceError> for PlexyError {
-    fn from(error: ServiceError) -> Self {
-        match error {
-            ServiceError::NotFound => PlexyError {
-                status: StatusCode::NOT_FOUND,
-                code: "not_found",
-                message: "Payment link not found.".into(),
-            },
-            ServiceError::InvalidState { status, message } => PlexyError {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                code: "unprocessable_entity",
-                message: format!(
-                    "The payment link is {} and cannot be changed. {message}",
-                    status_word(status)
-                ),
-            },
-            other => ApiError::from(other).into(),
-        }
-    }
-}
-
 fn check_id(id: &str) -> Result<(), PlexyError> {
     if ids::is_well_formed(id, "plink_") {
         Ok(())
     } else {
-        Err(PlexyError {
-            status: StatusCode::BAD_REQUEST,
-            code: "bad_request",
-            message: format!("`{id}` is not a payment link id (plink_...)."),
-        })
+        Err(PlexyError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("`{id}` is not a payment link id (plink_...)."),
+        ))
     }
 }
 
@@ -255,7 +249,7 @@ fn check_id(id: &str) -> Result<(), PlexyError> {
     ),
     security(("raw_authorization" = [])))]
 async fn create_link(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     JsonBody(request): JsonBody<PlexyCreateRequest>,
 ) -> Result<(StatusCode, Json<PlexyPaymentLink>), PlexyError> {
@@ -299,40 +293,19 @@ async fn create_link(
     ),
     security(("raw_authorization" = [])))]
 async fn list_links(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<PlexyPaymentLinkList>, PlexyError> {
-    let invalid =
-        |param: &str, message: String| PlexyError::from(ApiError::invalid(param, message));
-    let mut filter = LinkFilter::default();
-    let mut limit = 20;
-    let mut starting_after = None;
-    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        match key.as_ref() {
-            "status" => {
-                filter.status = Some(
-                    LinkStatus::parse(&value.to_lowercase())
-                        .ok_or_else(|| invalid("status", format!("`{value}` is not a status.")))?,
-                )
-            }
-            "limit" => {
-                limit = page_limit(&value).ok_or_else(|| {
-                    invalid("limit", "`limit` is an integer from 1 to 100.".into())
-                })?
-            }
-            "starting_after" => starting_after = Some(value.into_owned()),
-            other => {
-                return Err(invalid(
-                    other,
-                    format!("Unknown query parameter `{other}`."),
-                ));
-            }
-        }
-    }
+    let query = list_query::parse(raw.as_deref(), &LIST)?;
     let page = state
         .service
-        .list_links(&caller, &filter, limit, starting_after.as_deref())
+        .list_links(
+            &caller,
+            &query.filter,
+            query.limit,
+            query.starting_after.as_deref(),
+        )
         .await?;
     Ok(Json(PlexyPaymentLinkList {
         data: page
@@ -355,7 +328,7 @@ async fn list_links(
     ),
     security(("raw_authorization" = [])))]
 async fn statistics(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
 ) -> Result<Json<PlexyStatistics>, PlexyError> {
     let rows = state.service.stats(&caller, &LinkFilter::default()).await?;
@@ -363,7 +336,7 @@ async fn statistics(
         data: rows
             .into_iter()
             .map(|row| PlexyStatisticsItem {
-                status: status_word(row.status),
+                status: Plexy::status_word(row.status),
                 currency: row.currency,
                 count: row.count,
                 amount: row.amount,
@@ -385,7 +358,7 @@ async fn statistics(
     ),
     security(("raw_authorization" = [])))]
 async fn by_order_reference(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     Path(order_reference): Path<String>,
 ) -> Result<Json<PlexyPaymentLink>, PlexyError> {
@@ -416,7 +389,7 @@ async fn by_order_reference(
     ),
     security(("raw_authorization" = [])))]
 async fn get_link(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<PlexyPaymentLink>, PlexyError> {
@@ -444,7 +417,7 @@ async fn get_link(
     ),
     security(("raw_authorization" = [])))]
 async fn update_expiration(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
     JsonBody(request): JsonBody<PlexyUpdateExpiration>,
@@ -475,14 +448,14 @@ async fn update_expiration(
     ),
     security(("raw_authorization" = [])))]
 async fn cancel_link(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, PlexyError> {
     check_id(&id)?;
     state
         .service
-        .cancel_link(&caller, &id, None, &POLICY)
+        .cancel_link(&caller, &id, None, &Plexy::POLICY)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

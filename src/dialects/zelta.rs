@@ -29,7 +29,6 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -37,39 +36,127 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{iso_millis, json_response};
-use crate::domain::LinkFilter;
+use super::{Dialect, DialectError, find_link, iso_millis};
 use crate::domain::cancel::AlreadyCancelled;
 use crate::domain::{CancelPolicy, Customer, Link, LinkStatus, NewLink};
-use crate::http::AppState;
-use crate::http::auth::MISSING_KEY_MESSAGE;
-use crate::http::error::{ApiError, ErrorCode};
-use crate::http::extract::{Authenticated, JsonBody, page_limit};
-use crate::service::ServiceError;
+use crate::web::ApiState;
+use crate::web::auth::MISSING_KEY_MESSAGE;
+use crate::web::error::{ApiError, ErrorCode};
+use crate::web::extract::{Authenticated, JsonBody, KeyHeader};
+use crate::web::list_query::{self, ListSyntax};
 
-pub const PREFIX: &str = "/compat/zelta";
+/// Zelta's tables.
+pub struct Zelta;
 
-/// `pending` and `expired` cancel; `completed` and `cancelled` are refused.
-pub const POLICY: CancelPolicy = CancelPolicy {
-    cancel_expired: true,
-    already_cancelled: AlreadyCancelled::Refuse,
-};
+/// An error in Zelta's envelope.
+pub type ZeltaError = DialectError<Zelta>;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(create_link, list_links))
-        .routes(routes!(get_link))
-        .routes(routes!(cancel_link))
-}
+impl Dialect for Zelta {
+    const PREFIX: &'static str = "/compat/zelta";
+    const KEY_HEADER: KeyHeader = KeyHeader::ApiKey;
+    /// `pending` and `expired` cancel; `completed` and `cancelled` are refused.
+    const POLICY: CancelPolicy = CancelPolicy {
+        cancel_expired: true,
+        already_cancelled: AlreadyCancelled::Refuse,
+    };
 
-fn status_word(status: LinkStatus) -> &'static str {
-    match status {
-        LinkStatus::Active | LinkStatus::Processing => "pending",
-        LinkStatus::Paid => "completed",
-        LinkStatus::Expired => "expired",
-        LinkStatus::Cancelled => "cancelled",
+    fn status_word(status: LinkStatus) -> &'static str {
+        match status {
+            LinkStatus::Active | LinkStatus::Processing => "pending",
+            LinkStatus::Paid => "completed",
+            LinkStatus::Expired => "expired",
+            LinkStatus::Cancelled => "cancelled",
+        }
+    }
+
+    fn code(code: ErrorCode) -> &'static str {
+        match code {
+            ErrorCode::InvalidRequest => "ERR_VALIDATION",
+            ErrorCode::Unauthorized => "ERR_INVALID_API_KEY",
+            ErrorCode::AccountSuspended => "ERR_ACCOUNT_SUSPENDED",
+            ErrorCode::NotFound => "ERR_NOT_FOUND",
+            ErrorCode::InvalidState => "ERR_INVALID_STATE",
+            ErrorCode::IdempotencyKeyReused => "ERR_IDEMPOTENCY_KEY_REUSED",
+            ErrorCode::IdempotencyKeyInUse => "ERR_IDEMPOTENCY_KEY_IN_USE",
+            ErrorCode::RateLimited => "ERR_RATE_LIMIT_EXCEEDED",
+            ErrorCode::Unavailable => "ERR_SERVICE_UNAVAILABLE",
+            ErrorCode::Internal => "ERR_INTERNAL",
+        }
+    }
+
+    /// `{"success": false, "message", "error": {"code", "details"?}, "timestamp"}`.
+    fn envelope(error: &ZeltaError) -> serde_json::Value {
+        let mut body = json!({"code": error.code});
+        if let Some(details) = &error.details {
+            body["details"] = json!(details);
+        }
+        json!({
+            "success": false,
+            "message": error.message,
+            "error": body,
+            "timestamp": iso_millis(Timestamp::now()),
+        })
+    }
+
+    fn not_found() -> ZeltaError {
+        ZeltaError::new(
+            StatusCode::NOT_FOUND,
+            "ERR_PAYMENT_LINK_NOT_FOUND",
+            "Payment link not found",
+        )
+    }
+
+    fn refusal(status: LinkStatus, _: String) -> ZeltaError {
+        let details = match status {
+            LinkStatus::Paid => "Payment link is already completed",
+            LinkStatus::Cancelled => "Payment link is already cancelled",
+            LinkStatus::Processing => "Payment link has a payment in progress",
+            LinkStatus::Active | LinkStatus::Expired => "Payment link cannot be cancelled",
+        };
+        ZeltaError::new(
+            StatusCode::BAD_REQUEST,
+            "ERR_INVALID_STATE",
+            "Payment link cannot be cancelled",
+        )
+        .with_details(Some(details.into()))
+    }
+
+    /// Zelta's own words for a missing or bad key and a rate limit; a
+    /// validation error names its field in `details`.
+    fn translate(error: ApiError) -> ZeltaError {
+        let (code, message) = match error.code {
+            ErrorCode::Unauthorized if error.message == MISSING_KEY_MESSAGE => {
+                ("ERR_MISSING_API_KEY", "Missing X-API-Key header".to_owned())
+            }
+            ErrorCode::Unauthorized => ("ERR_INVALID_API_KEY", "Invalid API key".to_owned()),
+            ErrorCode::AccountSuspended => {
+                ("ERR_ACCOUNT_SUSPENDED", "Account suspended".to_owned())
+            }
+            ErrorCode::RateLimited => ("ERR_RATE_LIMIT_EXCEEDED", "Too many requests".to_owned()),
+            other => (Self::code(other), error.message),
+        };
+        let details = match error.code {
+            ErrorCode::InvalidRequest => error.param.map(|param| format!("Invalid field: {param}")),
+            _ => None,
+        };
+        ZeltaError::new(error.status, code, message).with_details(details)
+    }
+
+    fn routes() -> OpenApiRouter<ApiState> {
+        OpenApiRouter::new()
+            .routes(routes!(create_link, list_links))
+            .routes(routes!(get_link))
+            .routes(routes!(cancel_link))
     }
 }
+
+/// How Zelta spells a list query: pages only.
+const LIST: ListSyntax = ListSyntax {
+    status: None,
+    created_range: false,
+    native_filters: false,
+    paging: Some(("limit", "startingAfter")),
+};
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -94,7 +181,7 @@ pub struct ZeltaPaymentLink {
 }
 
 impl ZeltaPaymentLink {
-    fn new(state: &AppState, link: Link) -> Self {
+    fn new(state: &ApiState, link: Link) -> Self {
         let customer = link.customer.clone().unwrap_or_default();
         let name = [customer.first_name, customer.last_name]
             .into_iter()
@@ -102,10 +189,10 @@ impl ZeltaPaymentLink {
             .collect::<Vec<_>>()
             .join(" ");
         Self {
-            payment_link_url: super::hosted_url(state, &link),
+            payment_link_url: state.hosted_url(&link),
             customer_name: Some(name).filter(|n| !n.is_empty()),
             customer_email: customer.email,
-            status: status_word(link.status),
+            status: Zelta::status_word(link.status),
             id: link.id,
             concept: link.description,
             amount: link.amount,
@@ -187,106 +274,7 @@ pub struct ZeltaCreateRequest {
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
-pub struct ZeltaError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    details: Option<String>,
-}
-
-impl IntoResponse for ZeltaError {
-    fn into_response(self) -> Response {
-        let mut error = json!({"code": self.code});
-        if let Some(details) = self.details {
-            error["details"] = json!(details);
-        }
-        json_response(
-            self.status,
-            json!({
-                "success": false,
-                "message": self.message,
-                "error": error,
-                "timestamp": iso_millis(Timestamp::now()),
-            }),
-        )
-    }
-}
-
-pub fn render_native(error: &ApiError) -> Response {
-    ZeltaError::from(error.clone()).into_response()
-}
-
-impl From<ApiError> for ZeltaError {
-    fn from(error: ApiError) -> Self {
-        let (code, message) = match error.code {
-            ErrorCode::Unauthorized if error.message == MISSING_KEY_MESSAGE => {
-                ("ERR_MISSING_API_KEY", "Missing X-API-Key header".to_owned())
-            }
-            ErrorCode::Unauthorized => ("ERR_INVALID_API_KEY", "Invalid API key".to_owned()),
-            ErrorCode::AccountSuspended => {
-                ("ERR_ACCOUNT_SUSPENDED", "Account suspended".to_owned())
-            }
-            ErrorCode::InvalidRequest => ("ERR_VALIDATION", error.message.clone()),
-            ErrorCode::NotFound => ("ERR_NOT_FOUND", error.message.clone()),
-            ErrorCode::InvalidState => ("ERR_INVALID_STATE", error.message.clone()),
-            ErrorCode::IdempotencyKeyReused => {
-                ("ERR_IDEMPOTENCY_KEY_REUSED", error.message.clone())
-            }
-            ErrorCode::IdempotencyKeyInUse => ("ERR_IDEMPOTENCY_KEY_IN_USE", error.message.clone()),
-            ErrorCode::RateLimited => ("ERR_RATE_LIMIT_EXCEEDED", "Too many requests".to_owned()),
-            ErrorCode::Unavailable => ("ERR_SERVICE_UNAVAILABLE", error.message.clone()),
-            ErrorCode::Internal => ("ERR_INTERNAL", error.message.clone()),
-        };
-        let details = match error.code {
-            ErrorCode::InvalidRequest => error.param.map(|param| format!("Invalid field: {param}")),
-            _ => None,
-        };
-        ZeltaError {
-            status: error.status,
-            code,
-            message,
-            details,
-        }
-    }
-}
-
-impl From<ServiceError> for ZeltaError {
-    fn from(error: ServiceError) -> Self {
-        match error {
-            ServiceError::NotFound => ZeltaError {
-                status: StatusCode::NOT_FOUND,
-                code: "ERR_PAYMENT_LINK_NOT_FOUND",
-                message: "Payment link not found".into(),
-                details: None,
-            },
-            ServiceError::InvalidState { status, .. } => ZeltaError {
-                status: StatusCode::BAD_REQUEST,
-                code: "ERR_INVALID_STATE",
-                message: "Payment link cannot be cancelled".into(),
-                details: Some(
-                    match status {
-                        LinkStatus::Paid => "Payment link is already completed",
-                        LinkStatus::Cancelled => "Payment link is already cancelled",
-                        LinkStatus::Processing => "Payment link has a payment in progress",
-                        LinkStatus::Active | LinkStatus::Expired => {
-                            "Payment link cannot be cancelled"
-                        }
-                    }
-                    .into(),
-                ),
-            },
-            ServiceError::Invalid(field) => ZeltaError {
-                status: StatusCode::BAD_REQUEST,
-                code: "ERR_VALIDATION",
-                message: field.message,
-                details: Some(format!("Invalid field: {}", field.param)),
-            },
-            other => ApiError::from(other).into(),
-        }
-    }
-}
-
-fn envelope(state: &AppState, link: Link, message: &str) -> Json<ZeltaLinkEnvelope> {
+fn envelope(state: &ApiState, link: Link, message: &str) -> Json<ZeltaLinkEnvelope> {
     Json(ZeltaLinkEnvelope {
         success: true,
         data: ZeltaLinkData {
@@ -312,7 +300,7 @@ fn envelope(state: &AppState, link: Link, message: &str) -> Json<ZeltaLinkEnvelo
     ),
     security(("api_key" = [])))]
 async fn create_link(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     JsonBody(request): JsonBody<ZeltaCreateRequest>,
 ) -> Result<(StatusCode, Json<ZeltaLinkEnvelope>), ZeltaError> {
@@ -367,39 +355,18 @@ async fn create_link(
     ),
     security(("api_key" = [])))]
 async fn list_links(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<ZeltaListEnvelope>, ZeltaError> {
-    let mut limit = 20;
-    let mut starting_after = None;
-    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        match key.as_ref() {
-            "limit" => {
-                limit = page_limit(&value).ok_or_else(|| {
-                    ZeltaError::from(ApiError::invalid(
-                        "limit",
-                        "`limit` is an integer from 1 to 100.",
-                    ))
-                })?
-            }
-            "startingAfter" => starting_after = Some(value.into_owned()),
-            other => {
-                return Err(ApiError::invalid(
-                    other,
-                    format!("Unknown query parameter `{other}`."),
-                )
-                .into());
-            }
-        }
-    }
+    let query = list_query::parse(raw.as_deref(), &LIST)?;
     let page = state
         .service
         .list_links(
             &caller,
-            &LinkFilter::default(),
-            limit,
-            starting_after.as_deref(),
+            &query.filter,
+            query.limit,
+            query.starting_after.as_deref(),
         )
         .await?;
     Ok(Json(ZeltaListEnvelope {
@@ -430,11 +397,11 @@ async fn list_links(
     ),
     security(("api_key" = [])))]
 async fn get_link(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     Path(hash_url): Path<String>,
 ) -> Result<Json<ZeltaLinkEnvelope>, ZeltaError> {
-    let link = super::find_link(&state, &caller, &hash_url).await?;
+    let link = find_link(&state, &caller, &hash_url).await?;
     Ok(envelope(
         &state,
         link,
@@ -458,14 +425,14 @@ async fn get_link(
     ),
     security(("api_key" = [])))]
 async fn cancel_link(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     Path(hash_url): Path<String>,
 ) -> Result<Json<ZeltaLinkEnvelope>, ZeltaError> {
-    let link = super::find_link(&state, &caller, &hash_url).await?;
+    let link = find_link(&state, &caller, &hash_url).await?;
     let cancelled = state
         .service
-        .cancel_link(&caller, &link.id, None, &POLICY)
+        .cancel_link(&caller, &link.id, None, &Zelta::POLICY)
         .await?;
     Ok(envelope(
         &state,

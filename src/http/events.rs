@@ -7,15 +7,16 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::AppState;
-use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{Authenticated, JsonBody, page_limit};
 use super::wire::*;
 use crate::domain::EventFilter;
 use crate::domain::{EventType, ids};
 use crate::service::ServiceError;
+use crate::web::ApiState;
+use crate::web::error::{ApiError, ApiResult, ErrorBody};
+use crate::web::extract::{Authenticated, JsonBody};
+use crate::web::list_query::page_limit;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_events))
         .routes(routes!(get_event))
@@ -71,7 +72,7 @@ struct ListEventsQuery {
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn list_events(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<EventPageBody>> {
@@ -128,7 +129,7 @@ async fn list_events(
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn get_event(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<Json<EventDetail>> {
@@ -158,7 +159,7 @@ async fn get_event(
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn redeliver_event(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
     JsonBody(request): JsonBody<RedeliverRequest>,
@@ -173,7 +174,7 @@ async fn redeliver_event(
 }
 
 fn detail(
-    state: &AppState,
+    state: &ApiState,
     event: crate::domain::LinkEvent,
     deliveries: Vec<crate::domain::webhook::delivery::Delivery>,
 ) -> EventDetail {

@@ -10,15 +10,16 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::AppState;
-use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{Authenticated, JsonBody, page_limit};
 use super::wire::*;
 use crate::domain::LinkFilter;
 use crate::domain::{CancelPolicy, LinkStatus, ids};
 use crate::service::{BulkOutcome, MAX_BULK_CANCEL, ServiceError};
+use crate::web::ApiState;
+use crate::web::error::{ApiError, ApiResult, ErrorBody};
+use crate::web::extract::{Authenticated, JsonBody};
+use crate::web::list_query::{self, ListSyntax};
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(create_link, list_links))
         .routes(routes!(get_link, update_link))
@@ -60,12 +61,15 @@ fn name_missing_link(id: &str) -> impl Fn(ServiceError) -> ApiError + '_ {
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn create_link(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     JsonBody(request): JsonBody<CreatePaymentLinkRequest>,
 ) -> ApiResult<(StatusCode, Json<PaymentLinkResource>)> {
     let link = state.service.create_link(&caller, request.into()).await?;
-    Ok((StatusCode::CREATED, Json(state.resource(link))))
+    Ok((
+        StatusCode::CREATED,
+        Json(PaymentLinkResource::new(link, &state.public_url)),
+    ))
 }
 
 /// Retrieve a payment link.
@@ -80,7 +84,7 @@ async fn create_link(
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn get_link(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<Json<PaymentLinkResource>> {
@@ -90,10 +94,10 @@ async fn get_link(
         .get_link(&caller, &id)
         .await
         .map_err(name_missing_link(&id))?;
-    Ok(Json(state.resource(link)))
+    Ok(Json(PaymentLinkResource::new(link, &state.public_url)))
 }
 
-/// Query parameters of the list (documentation of what `parse_list_query` reads).
+/// Query parameters of the list (documentation of what `list_query::parse` reads).
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 #[expect(
@@ -121,75 +125,6 @@ struct ListLinksQuery {
     metadata: Option<String>,
 }
 
-struct ListQuery {
-    filter: LinkFilter,
-    limit: usize,
-    starting_after: Option<String>,
-}
-
-fn parse_timestamp(param: &str, value: &str) -> ApiResult<Timestamp> {
-    value.parse::<Timestamp>().map_err(|_| {
-        ApiError::invalid(
-            param,
-            format!("`{param}` must be an RFC 3339 time, like 2026-01-31T12:00:00Z."),
-        )
-    })
-}
-
-fn parse_status(param: &str, value: &str) -> ApiResult<LinkStatus> {
-    LinkStatus::parse(value).ok_or_else(|| {
-        ApiError::invalid(
-            param,
-            format!(
-                "`{value}` is not a status; use active, processing, paid, expired or cancelled."
-            ),
-        )
-    })
-}
-
-fn parse_list_query(raw: Option<&str>, allow_paging: bool) -> ApiResult<ListQuery> {
-    let mut query = ListQuery {
-        filter: LinkFilter::default(),
-        limit: 20,
-        starting_after: None,
-    };
-    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        let value = value.into_owned();
-        match key.as_ref() {
-            "status" => query.filter.status = Some(parse_status("status", &value)?),
-            "created_after" => {
-                query.filter.created_after = Some(parse_timestamp("created_after", &value)?)
-            }
-            "created_before" => {
-                query.filter.created_before = Some(parse_timestamp("created_before", &value)?)
-            }
-            "order_reference" => query.filter.order_reference = Some(value),
-            "product_id" => query.filter.product_id = Some(value),
-            "limit" if allow_paging => {
-                query.limit = page_limit(&value).ok_or_else(|| {
-                    ApiError::invalid("limit", "`limit` must be an integer from 1 to 100.")
-                })?;
-            }
-            "starting_after" if allow_paging => query.starting_after = Some(value),
-            other => match other
-                .strip_prefix("metadata[")
-                .and_then(|rest| rest.strip_suffix(']'))
-            {
-                Some(meta_key) if !meta_key.is_empty() => {
-                    query.filter.metadata.push((meta_key.to_owned(), value))
-                }
-                _ => {
-                    return Err(ApiError::invalid(
-                        other,
-                        format!("Unknown query parameter `{other}`."),
-                    ));
-                }
-            },
-        }
-    }
-    Ok(query)
-}
-
 /// List payment links, newest first.
 #[utoipa::path(get, path = "/v1/payment-links", tag = "payment links",
     params(ListLinksQuery),
@@ -202,11 +137,11 @@ fn parse_list_query(raw: Option<&str>, allow_paging: bool) -> ApiResult<ListQuer
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn list_links(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<PaymentLinkList>> {
-    let query = parse_list_query(raw.as_deref(), true)?;
+    let query = list_query::parse(raw.as_deref(), &ListSyntax::NATIVE)?;
     let page = state
         .service
         .list_links(
@@ -221,7 +156,7 @@ async fn list_links(
         data: page
             .links
             .into_iter()
-            .map(|link| state.resource(link))
+            .map(|link| PaymentLinkResource::new(link, &state.public_url))
             .collect(),
         has_more: page.has_more,
     }))
@@ -244,7 +179,7 @@ async fn list_links(
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn update_link(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
     JsonBody(request): JsonBody<UpdatePaymentLinkRequest>,
@@ -255,7 +190,7 @@ async fn update_link(
         .update_link(&caller, &id, request.into())
         .await
         .map_err(name_missing_link(&id))?;
-    Ok(Json(state.resource(link)))
+    Ok(Json(PaymentLinkResource::new(link, &state.public_url)))
 }
 
 /// Cancel a payment link. Cancelling a cancelled link answers 200 with the
@@ -276,7 +211,7 @@ async fn update_link(
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn cancel_link(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
     JsonBody(request): JsonBody<CancelRequest>,
@@ -287,7 +222,7 @@ async fn cancel_link(
         .cancel_link(&caller, &id, request.reason, &CancelPolicy::NATIVE)
         .await
         .map_err(name_missing_link(&id))?;
-    Ok(Json(state.resource(link)))
+    Ok(Json(PaymentLinkResource::new(link, &state.public_url)))
 }
 
 /// Cancel every link matching the filters (at most 1000 a call), or with
@@ -305,7 +240,7 @@ async fn cancel_link(
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn bulk_cancel(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     JsonBody(request): JsonBody<BulkCancelRequest>,
 ) -> ApiResult<Json<BulkCancelResponse>> {
@@ -429,11 +364,11 @@ struct StatsQuery {
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn link_stats(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<StatsResponse>> {
-    let query = parse_list_query(raw.as_deref(), false)?;
+    let query = list_query::parse(raw.as_deref(), &ListSyntax::NATIVE_FILTERS)?;
     let rows = state.service.stats(&caller, &query.filter).await?;
     let mut count_by_status: BTreeMap<String, i64> = LinkStatus::ALL
         .iter()
@@ -474,7 +409,7 @@ async fn link_stats(
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn link_events(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<Json<EventList>> {
@@ -513,7 +448,7 @@ async fn link_events(
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn create_refund(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
     JsonBody(request): JsonBody<CreateRefundRequest>,
@@ -542,7 +477,7 @@ async fn create_refund(
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn list_refunds(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<Json<RefundList>> {

@@ -1,22 +1,29 @@
 //! Operational endpoints: liveness, readiness, and the OpenAPI document.
 
-use axum::Json;
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::AppState;
-use super::error::{ApiError, ApiResult, ErrorBody};
+use crate::web::ApiState;
+use crate::web::error::{ApiError, ApiResult, ErrorBody};
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(openapi_json))
 }
+
+/// The OpenAPI document `/openapi.json` serves (the composition root
+/// assembles it from every surface).
+#[derive(Clone)]
+pub struct Document(pub Arc<serde_json::Value>);
 
 #[derive(Serialize, ToSchema)]
 struct Health {
@@ -36,7 +43,7 @@ async fn healthz() -> Json<Health> {
         (status = 200, description = "Ready", body = Health),
         (status = 503, description = "The database does not answer", body = ErrorBody),
     ))]
-async fn readyz(State(state): State<AppState>) -> ApiResult<(StatusCode, Json<Health>)> {
+async fn readyz(State(state): State<ApiState>) -> ApiResult<(StatusCode, Json<Health>)> {
     state
         .service
         .ready()
@@ -48,6 +55,8 @@ async fn readyz(State(state): State<AppState>) -> ApiResult<(StatusCode, Json<He
 /// This document (OpenAPI 3.1), generated from the handlers.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
-async fn openapi_json(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(state.openapi.as_ref().clone())
+async fn openapi_json(
+    Extension(Document(document)): Extension<Document>,
+) -> Json<serde_json::Value> {
+    Json(document.as_ref().clone())
 }

@@ -17,13 +17,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use jiff::Timestamp;
 
-use super::AppState;
-use super::error::{ApiError, ErrorCode};
 use crate::domain::Scope;
 use crate::payments::stripe::{EventEffect, StripeEvent, verify_signature};
 use crate::service::ServiceError;
+use crate::web::ApiState;
+use crate::web::error::{ApiError, ErrorCode};
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<ApiState> {
     Router::new().route("/processors/stripe/{account}/webhook", post(stripe_webhook))
 }
 
@@ -32,7 +32,7 @@ fn bad_request(message: &str) -> Response {
 }
 
 async fn stripe_webhook(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(account): Path<String>,
     headers: HeaderMap,
     body: Bytes,

@@ -7,14 +7,14 @@ use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::AppState;
-use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{Authenticated, JsonBody};
 use super::wire::*;
 use crate::domain::ids;
 use crate::service::ServiceError;
+use crate::web::ApiState;
+use crate::web::error::{ApiError, ApiResult, ErrorBody};
+use crate::web::extract::{Authenticated, JsonBody};
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(create_endpoint, list_endpoints))
         .routes(routes!(get_endpoint, update_endpoint, delete_endpoint))
@@ -55,7 +55,7 @@ fn name_missing_endpoint(id: &str) -> impl Fn(ServiceError) -> ApiError + '_ {
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn create_endpoint(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     JsonBody(request): JsonBody<CreateWebhookEndpointRequest>,
 ) -> ApiResult<(StatusCode, Json<WebhookEndpointResource>)> {
@@ -82,7 +82,7 @@ async fn create_endpoint(
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn list_endpoints(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
 ) -> ApiResult<Json<WebhookEndpointList>> {
     let now = state.service.now();
@@ -109,7 +109,7 @@ async fn list_endpoints(
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn get_endpoint(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<Json<WebhookEndpointResource>> {
@@ -141,7 +141,7 @@ async fn get_endpoint(
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn update_endpoint(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
     JsonBody(request): JsonBody<UpdateWebhookEndpointRequest>,
@@ -170,7 +170,7 @@ async fn update_endpoint(
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn delete_endpoint(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<Json<DeletedResource>> {
@@ -204,7 +204,7 @@ async fn delete_endpoint(
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn rotate_secret(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
     JsonBody(RotateSecretRequest {}): JsonBody<RotateSecretRequest>,

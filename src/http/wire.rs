@@ -235,15 +235,10 @@ pub struct PaymentLinkResource {
     pub amount_refunded: i64,
 }
 
-/// The hosted page of the link with `slug`.
-pub fn hosted_url(public_url: &str, slug: &str) -> String {
-    format!("{}/pay/{}", public_url.trim_end_matches('/'), slug)
-}
-
 impl PaymentLinkResource {
     pub fn new(link: domain::Link, public_url: &str) -> Self {
         Self {
-            url: hosted_url(public_url, &link.slug),
+            url: crate::web::hosted_url(public_url, &link.slug),
             id: link.id,
             object: "payment_link",
             livemode: link.livemode,

@@ -3,8 +3,8 @@
 //! cancellable and non-cancellable statuses, and cross-dialect cancels.
 
 use jiff::SignedDuration;
-use paylink::http::rate_limit::RateLimitSettings;
 use paylink::server::ServerOptions;
+use paylink::web::rate_limit::RateLimitSettings;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 

@@ -108,7 +108,7 @@ backend_tests! {
     async fn three_hundred_early_closed_payments_each_settle_once() {
         let app = TestApp::spawn_with(ServerOptions {
             checkout_limits: generous_checkout_limits(),
-            rate_limits: paylink::http::rate_limit::RateLimitSettings {
+            rate_limits: paylink::web::rate_limit::RateLimitSettings {
                 per_second: 100_000,
                 burst: 100_000,
                 ..Default::default()

@@ -1,7 +1,7 @@
 //! Rate limits per API key, and a separate budget for failed authentication.
 
-use paylink::http::rate_limit::RateLimitSettings;
 use paylink::server::ServerOptions;
+use paylink::web::rate_limit::RateLimitSettings;
 use reqwest::{Method, StatusCode};
 
 use crate::helpers::TestApp;

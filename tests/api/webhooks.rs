@@ -4,9 +4,9 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use jiff::SignedDuration;
-use paylink::http::rate_limit::RateLimitSettings;
 use paylink::server::ServerOptions;
 use paylink::service::ServiceSettings;
+use paylink::web::rate_limit::RateLimitSettings;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

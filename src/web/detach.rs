@@ -15,11 +15,12 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
+use tokio_util::task::TaskTracker;
+
 use super::error::ApiError;
 
 pub async fn run_to_completion(
-    State(state): State<AppState>,
+    State(tasks): State<TaskTracker>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -29,8 +30,7 @@ pub async fn run_to_completion(
     ) {
         return next.run(request).await;
     }
-    match state
-        .tasks
+    match tasks
         .spawn(super::request_id::carry(next.run(request)))
         .await
     {

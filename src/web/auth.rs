@@ -9,16 +9,11 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
+use super::ApiState;
 use super::error::{ApiError, ErrorCode};
-use super::extract::api_key_in;
+use super::extract::{KeyHeader, api_key_in};
 use super::rate_limit::Verdict;
 use crate::service::ServiceError;
-
-/// Paths that need an API key: the native API and every dialect.
-pub fn is_merchant_api(path: &str) -> bool {
-    path.starts_with("/v1/") || path.starts_with("/compat/")
-}
 
 /// The message of the "no key at all" 401, which dialects tell apart from
 /// an invalid key (Zelta's `ERR_MISSING_API_KEY`).
@@ -33,17 +28,22 @@ pub fn client_address(extensions: &axum::http::Extensions) -> IpAddr {
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip())
 }
 
+/// The authentication of one surface: the state, and where its callers
+/// put their key (each provider's own header; a key in another header is
+/// not looked at, as that provider would not).
+#[derive(Clone)]
+pub struct Authenticator {
+    pub state: ApiState,
+    pub keys: KeyHeader,
+}
+
 pub async fn authenticate(
-    State(state): State<AppState>,
+    State(Authenticator { state, keys }): State<Authenticator>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    if !is_merchant_api(request.uri().path()) {
-        return next.run(request).await;
-    }
     let address = client_address(request.extensions());
-    let form = crate::dialects::key_header(request.uri().path());
-    let Some(secret) = api_key_in(request.headers(), form) else {
+    let Some(secret) = api_key_in(request.headers(), keys) else {
         return failed_authentication(
             &state,
             address,
@@ -73,7 +73,7 @@ pub async fn authenticate(
 
 /// A bad or missing key spends the client address's own budget; past it,
 /// 429 instead of 401.
-fn failed_authentication(state: &AppState, address: IpAddr, error: ApiError) -> Response {
+fn failed_authentication(state: &ApiState, address: IpAddr, error: ApiError) -> Response {
     match state.limits.check_failed_auth(address) {
         Verdict::Allowed { .. } => error.into_response(),
         limited @ Verdict::Limited { .. } => rate_limited(limited),

@@ -1,7 +1,9 @@
 //! The one error envelope every failing response uses:
 //! `{"error": {"type", "code", "message", "param", "request_id"}}`.
 
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -182,4 +184,41 @@ impl IntoResponse for ApiError {
         response.extensions_mut().insert(original);
         response
     }
+}
+
+/// Re-renders a native error raised inside a surface (by authentication,
+/// rate limits, idempotency, body parsing or routing) in that surface's
+/// envelope, keeping the response's headers (`Retry-After`, `RateLimit-*`,
+/// `WWW-Authenticate`).
+pub async fn render_errors(
+    State(render): State<fn(&ApiError) -> Response>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(request).await;
+    let Some(error) = response.extensions().get::<ApiError>().cloned() else {
+        return response;
+    };
+    let (head, _) = response.into_parts();
+    let mut translated = render(&error);
+    for (name, value) in &head.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            translated.headers_mut().insert(name, value.clone());
+        }
+    }
+    translated
+}
+
+/// Every surface's answer for a path it has no route for.
+pub async fn unknown_route() -> ApiError {
+    ApiError::not_found("There is no such route; see /openapi.json for the API.")
+}
+
+/// Every surface's answer for a method its route does not take.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::InvalidRequest,
+        "This route does not accept that HTTP method; see /openapi.json.",
+    )
 }

@@ -8,7 +8,6 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
-use super::AppState;
 use super::error::{ApiError, ErrorCode};
 use crate::service::Caller;
 
@@ -129,34 +128,22 @@ fn quoted_after(message: &str, prefix: &str) -> Option<String> {
     Some(rest.split('`').next()?.to_owned())
 }
 
-/// The authenticated merchant, put in the request by [`super::auth::authenticate`].
+/// The authenticated merchant, put in the request by [`super::auth::authenticate`]
+/// (every merchant route is mounted through [`super::merchant_api`]).
 pub struct Authenticated(pub Caller);
 
-impl FromRequestParts<AppState> for Authenticated {
+impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        if let Some(caller) = parts.extensions.get::<Caller>() {
-            return Ok(Authenticated(caller.clone()));
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<Caller>() {
+            Some(caller) => Ok(Authenticated(caller.clone())),
+            None => {
+                tracing::error!("a merchant route is mounted without authentication");
+                Err(ApiError::internal())
+            }
         }
-        // Outside the authenticating middleware's paths: authenticate here.
-        let secret = api_key_from_headers(&parts.headers).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                ErrorCode::Unauthorized,
-                "No API key provided. Send `Authorization: Bearer pl_test_...` or `X-API-Key: pl_test_...`.",
-            )
-        })?;
-        Ok(Authenticated(state.service.authenticate(&secret).await?))
     }
-}
-
-/// A list's `limit` query parameter: an integer from 1 to 100.
-pub fn page_limit(value: &str) -> Option<usize> {
-    value.parse().ok().filter(|limit| (1..=100).contains(limit))
 }
 
 /// Where a request's API key is read from: each API surface has its form.
@@ -170,11 +157,6 @@ pub enum KeyHeader {
     ApiKey,
     /// `Authorization: <key>`, the raw key (a `Bearer ` prefix is tolerated).
     RawAuthorization,
-}
-
-/// The API key of `Authorization: Bearer <key>` (or a bare key) or `X-API-Key: <key>`.
-pub fn api_key_from_headers(headers: &axum::http::HeaderMap) -> Option<String> {
-    api_key_in(headers, KeyHeader::BearerOrApiKey)
 }
 
 /// The API key in the header form `form` accepts.

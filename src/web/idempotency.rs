@@ -22,7 +22,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-use super::AppState;
+use super::ApiState;
 use super::error::{ApiError, ErrorCode};
 use super::extract::MAX_BODY_BYTES;
 use crate::domain::idempotency::{IdempotencyClaim, IdempotencyMark, StoredResponse};
@@ -53,7 +53,7 @@ fn remembered(status: StatusCode) -> bool {
     status.is_success() || status == StatusCode::NOT_FOUND || status == StatusCode::CONFLICT
 }
 
-pub async fn idempotency(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn idempotency(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     if !matches!(
         *request.method(),
         Method::POST | Method::PATCH | Method::DELETE
