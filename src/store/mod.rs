@@ -5,6 +5,7 @@
 //! backend is free to batch many operations into one durable commit.
 
 pub mod postgres;
+pub mod sql;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -40,8 +41,9 @@ pub enum Applied {
     StaleVersion,
 }
 
+/// Accounts, their API keys, processors and server secrets.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait AccountStore: Send + Sync + 'static {
     async fn count_accounts(&self) -> StoreResult<i64>;
     /// The account named `name`, created if it does not exist.
     async fn ensure_account(&self, account: Account) -> StoreResult<Account>;
@@ -51,6 +53,27 @@ pub trait Store: Send + Sync + 'static {
     async fn get_account(&self, id: &str) -> StoreResult<Option<Account>>;
     async fn find_api_key(&self, key_hash: &str) -> StoreResult<Option<(ApiKeyRecord, Account)>>;
 
+    /// The processor an account uses in a mode, with its sealed secrets.
+    async fn processor_account(
+        &self,
+        account_id: &str,
+        livemode: bool,
+    ) -> StoreResult<Option<ProcessorAccount>>;
+    /// Sets (or with `None` for `processor`, removes) an account's processor for a mode.
+    async fn set_processor_account(
+        &self,
+        account_id: &str,
+        livemode: bool,
+        processor: Option<ProcessorAccount>,
+    ) -> StoreResult<()>;
+    async fn account_by_name(&self, name: &str) -> StoreResult<Option<Account>>;
+    /// The secret named `name`, set to `candidate` if it has none yet.
+    async fn server_secret(&self, name: &str, candidate: &str) -> StoreResult<String>;
+}
+
+/// Links: creation, reads, lists, transitions with their events, stats, expiry.
+#[async_trait]
+pub trait LinkStore: Send + Sync + 'static {
     /// Writes the link and its creation event; with `mark`, the idempotency
     /// key is marked with the event in the same transaction.
     async fn insert_link(
@@ -94,30 +117,11 @@ pub trait Store: Send + Sync + 'static {
     /// concurrent sweepers, on one node or many, never work on the same
     /// link. Returns how many links this call expired.
     async fn expire_due(&self, now: Timestamp, limit: usize) -> StoreResult<usize>;
-    /// Claims `key` for a request with `fingerprint`, atomically.
-    async fn claim_idempotency_key(
-        &self,
-        scope: &Scope,
-        key: &str,
-        fingerprint: &str,
-        window: IdempotencyWindow,
-    ) -> StoreResult<IdempotencyClaim>;
-    /// Stores the response of the request that claimed `key`.
-    async fn complete_idempotency_key(
-        &self,
-        scope: &Scope,
-        key: &str,
-        response: StoredResponse,
-    ) -> StoreResult<()>;
-    /// Gives a claimed key up (the request stored nothing worth replaying).
-    /// A key marked with a committed change is never released.
-    async fn release_idempotency_key(&self, scope: &Scope, key: &str) -> StoreResult<()>;
-    /// Treats every claim still without a response as abandoned; only for
-    /// a store one process owns alone, at its start.
-    async fn abandon_idempotency_claims(&self) -> StoreResult<u64>;
+}
 
-    // ---- payment attempts ----
-
+/// Payment attempts, refunds and processors' events.
+#[async_trait]
+pub trait PaymentStore: Send + Sync + 'static {
     /// The link's attempts, oldest first.
     async fn link_attempts(&self, link_id: &str) -> StoreResult<Vec<PaymentAttempt>>;
     /// Up to `limit` pending attempts created before `before`, oldest first.
@@ -141,28 +145,10 @@ pub trait Store: Send + Sync + 'static {
     /// An attempt by id.
     async fn get_attempt(&self, attempt_id: &str) -> StoreResult<Option<PaymentAttempt>>;
 
-    // ---- refunds ----
-
     /// The link's refunds, oldest first.
     async fn link_refunds(&self, link_id: &str) -> StoreResult<Vec<Refund>>;
     /// Up to `limit` pending refunds created before `before`, oldest first.
     async fn pending_refunds(&self, before: Timestamp, limit: usize) -> StoreResult<Vec<Refund>>;
-
-    // ---- processors ----
-
-    /// The processor an account uses in a mode, with its sealed secrets.
-    async fn processor_account(
-        &self,
-        account_id: &str,
-        livemode: bool,
-    ) -> StoreResult<Option<ProcessorAccount>>;
-    /// Sets (or with `None` for `processor`, removes) an account's processor for a mode.
-    async fn set_processor_account(
-        &self,
-        account_id: &str,
-        livemode: bool,
-        processor: Option<ProcessorAccount>,
-    ) -> StoreResult<()>;
     /// Notes a processor's webhook event as handled; false if it was already.
     async fn record_processor_event(
         &self,
@@ -171,16 +157,39 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> StoreResult<bool>;
     async fn processor_event_seen(&self, processor: &str, event_id: &str) -> StoreResult<bool>;
-    async fn account_by_name(&self, name: &str) -> StoreResult<Option<Account>>;
-    /// The secret named `name`, set to `candidate` if it has none yet.
-    async fn server_secret(&self, name: &str, candidate: &str) -> StoreResult<String>;
-    /// Whether this store is one process's alone (SQLite), so that what a
-    /// previous run left unfinished is known abandoned at start-up.
-    fn single_process(&self) -> bool;
+}
+
+/// Idempotency keys (see `crate::domain::idempotency`).
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync + 'static {
+    /// Claims `key` for a request with `fingerprint`, atomically.
+    async fn claim_idempotency_key(
+        &self,
+        scope: &Scope,
+        key: &str,
+        fingerprint: &str,
+        window: IdempotencyWindow,
+    ) -> StoreResult<IdempotencyClaim>;
+    /// Stores the response of the request that claimed `key`.
+    async fn complete_idempotency_key(
+        &self,
+        scope: &Scope,
+        key: &str,
+        response: StoredResponse,
+    ) -> StoreResult<()>;
+    /// Gives a claimed key up (the request stored nothing worth replaying).
+    /// A key marked with a committed change is never released.
+    async fn release_idempotency_key(&self, scope: &Scope, key: &str) -> StoreResult<()>;
+    /// Treats every claim still without a response as abandoned; only for
+    /// a store one process owns alone, at its start.
+    async fn abandon_idempotency_claims(&self) -> StoreResult<u64>;
     /// Deletes keys created before `before`; returns how many.
     async fn purge_idempotency_keys(&self, before: Timestamp) -> StoreResult<u64>;
+}
 
-    // ---- webhooks ----
+/// The event log, webhook endpoints and their deliveries.
+#[async_trait]
+pub trait WebhookStore: Send + Sync + 'static {
     //
     // Writing an event (in `insert_link`, `apply_transition`, `expire_due`)
     // also writes, in the same transaction, a pending delivery for every
@@ -246,6 +255,17 @@ pub trait Store: Send + Sync + 'static {
     /// When the earliest pending delivery to an enabled endpoint falls due
     /// (or its lease runs out), if any.
     async fn next_delivery_due(&self) -> StoreResult<Option<Timestamp>>;
+}
+
+/// Everything paylink keeps, one trait per entity, and what the
+/// backend as a whole answers.
+#[async_trait]
+pub trait Store:
+    AccountStore + LinkStore + PaymentStore + IdempotencyStore + WebhookStore + Send + Sync + 'static
+{
+    /// Whether this store is one process's alone (SQLite), so that what a
+    /// previous run left unfinished is known abandoned at start-up.
+    fn single_process(&self) -> bool;
 
     /// Is the database answering?
     async fn ping(&self) -> StoreResult<()>;

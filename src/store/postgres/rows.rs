@@ -1,0 +1,351 @@
+//! Row codecs: column lists, decoders of each entity, shared writers and the link filter.
+
+use jiff::Timestamp;
+use jiff_sqlx::ToSqlx;
+use sqlx::postgres::PgRow;
+use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row};
+
+use crate::domain::webhook::endpoint::{PayloadFormat, RetiredSecret, WebhookEndpoint};
+use crate::domain::{
+    AttemptState, Currency, EventType, Link, LinkEvent, LinkStatus, PaymentAttempt, PaymentType,
+    Refund, Transition,
+};
+pub(super) use crate::store::sql::{
+    ATTEMPT_COLUMNS, ENDPOINT_COLUMNS, EVENT_COLUMNS, LINK_COLUMNS, Param, QueryWriter, decode,
+};
+use crate::store::{Account, Applied, IdempotencyMark, StoreResult};
+
+pub(super) fn internal(message: impl Into<String>) -> sqlx::Error {
+    sqlx::Error::Decode(message.into().into())
+}
+
+pub(super) fn ts(row: &PgRow, column: &str) -> sqlx::Result<Timestamp> {
+    Ok(row.try_get::<jiff_sqlx::Timestamp, _>(column)?.to_jiff())
+}
+
+pub(super) fn opt_ts(row: &PgRow, column: &str) -> sqlx::Result<Option<Timestamp>> {
+    Ok(row
+        .try_get::<Option<jiff_sqlx::Timestamp>, _>(column)?
+        .map(|t| t.to_jiff()))
+}
+
+pub(super) fn link_from_row(row: &PgRow) -> sqlx::Result<Link> {
+    let currency: String = row.try_get("currency")?;
+    let status: String = row.try_get("status")?;
+    Ok(Link {
+        id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
+        livemode: row.try_get("livemode")?,
+        slug: row.try_get("slug")?,
+        amount: row.try_get("amount")?,
+        currency: Currency::parse(&currency).map_err(internal)?,
+        description: row.try_get("description")?,
+        payment_type: PaymentType::OneTime,
+        customer: row.try_get::<Option<Json<_>>, _>("customer")?.map(|j| j.0),
+        line_items: row
+            .try_get::<Option<Json<_>>, _>("line_items")?
+            .map(|j| j.0),
+        order_reference: row.try_get("order_reference")?,
+        metadata: row.try_get::<Json<_>, _>("metadata")?.0,
+        success_url: row.try_get("success_url")?,
+        cancel_url: row.try_get("cancel_url")?,
+        status: decode("status", &status, LinkStatus::parse).map_err(internal)?,
+        expires_at: ts(row, "expires_at")?,
+        created_at: ts(row, "created_at")?,
+        updated_at: ts(row, "updated_at")?,
+        cancelled_at: opt_ts(row, "cancelled_at")?,
+        cancellation_reason: row.try_get("cancellation_reason")?,
+        paid_at: opt_ts(row, "paid_at")?,
+        payment_id: row.try_get("payment_id")?,
+        amount_refunded: row.try_get("amount_refunded")?,
+        version: row.try_get("version")?,
+    })
+}
+
+pub(super) fn event_from_row(row: &PgRow) -> sqlx::Result<LinkEvent> {
+    let event_type: String = row.try_get("type")?;
+    Ok(LinkEvent {
+        id: row.try_get("id")?,
+        event_type: decode("event type", &event_type, EventType::parse).map_err(internal)?,
+        created_at: ts(row, "created_at")?,
+        actor: row.try_get::<Json<_>, _>("actor")?.0,
+        reason: row.try_get("reason")?,
+        link: row.try_get::<Json<_>, _>("link")?.0,
+        previous_attributes: row
+            .try_get::<Option<Json<serde_json::Value>>, _>("previous_attributes")?
+            .map(|j| j.0),
+        refund: row.try_get::<Option<Json<_>>, _>("refund")?.map(|j| j.0),
+    })
+}
+
+pub(super) fn account_from_row(row: &PgRow) -> sqlx::Result<Account> {
+    Ok(Account {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        suspended: row.try_get("suspended")?,
+        created_at: ts(row, "created_at")?,
+    })
+}
+
+pub(super) async fn insert_event(
+    tx: &mut sqlx::PgConnection,
+    event: &LinkEvent,
+) -> StoreResult<()> {
+    sqlx::query(
+        "insert into events (id, link_id, account_id, livemode, type, created_at, actor, reason, link, previous_attributes, refund)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(&event.id)
+    .bind(&event.link.id)
+    .bind(&event.link.account_id)
+    .bind(event.link.livemode)
+    .bind(event.event_type.as_str())
+    .bind(event.created_at.to_sqlx())
+    .bind(Json(&event.actor))
+    .bind(&event.reason)
+    .bind(Json(&event.link))
+    .bind(event.previous_attributes.as_ref().map(Json))
+    .bind(event.refund.as_ref().map(Json))
+    .execute(&mut *tx)
+    .await?;
+    // The event's deliveries, in the same transaction: an event is never
+    // stored without the deliveries it owes.
+    sqlx::query(
+        "insert into webhook_deliveries (event_id, endpoint_id, status, attempt_count, next_attempt_at, created_at, updated_at)
+         select $1, w.id, 'pending', 0, $4, $4, $4 from webhook_endpoints w
+         where w.account_id = $2 and w.livemode = $3 and w.enabled and w.deleted_at is null
+           and (w.events is null or $5 = any(w.events))",
+    )
+    .bind(&event.id)
+    .bind(&event.link.account_id)
+    .bind(event.link.livemode)
+    .bind(event.created_at.to_sqlx())
+    .bind(event.event_type.as_str())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+pub(super) fn endpoint_from_row(row: &PgRow) -> sqlx::Result<WebhookEndpoint> {
+    let format: String = row.try_get("format")?;
+    let events: Option<Vec<String>> = row.try_get("events")?;
+    Ok(WebhookEndpoint {
+        id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
+        livemode: row.try_get("livemode")?,
+        url: row.try_get("url")?,
+        description: row.try_get("description")?,
+        events: events
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|name| decode("event type", name, EventType::parse).map_err(internal))
+                    .collect::<sqlx::Result<Vec<_>>>()
+            })
+            .transpose()?,
+        format: decode("format", &format, PayloadFormat::parse).map_err(internal)?,
+        enabled: row.try_get("enabled")?,
+        disabled_reason: row.try_get("disabled_reason")?,
+        secret: row.try_get("secret")?,
+        retired_secrets: row
+            .try_get::<Json<Vec<RetiredSecret>>, _>("retired_secrets")?
+            .0,
+        created_at: ts(row, "created_at")?,
+        updated_at: ts(row, "updated_at")?,
+    })
+}
+
+pub(super) fn event_type_names(endpoint: &WebhookEndpoint) -> Option<Vec<String>> {
+    endpoint
+        .events
+        .as_ref()
+        .map(|types| types.iter().map(|t| t.as_str().to_owned()).collect())
+}
+
+/// The conditional update plus the event, inside the caller's transaction.
+pub(super) async fn write_transition(
+    tx: &mut sqlx::PgConnection,
+    transition: &Transition,
+) -> StoreResult<Applied> {
+    let link = &transition.link;
+    let changed = sqlx::query(
+        "update payment_links set status = $1, description = $2, metadata = $3, expires_at = $4,
+            updated_at = $5, cancelled_at = $6, cancellation_reason = $7, paid_at = $8,
+            payment_id = $9, version = $10, amount_refunded = $13
+         where id = $11 and version = $12",
+    )
+    .bind(link.status.as_str())
+    .bind(&link.description)
+    .bind(Json(&link.metadata))
+    .bind(link.expires_at.to_sqlx())
+    .bind(link.updated_at.to_sqlx())
+    .bind(link.cancelled_at.map(|t| t.to_sqlx()))
+    .bind(&link.cancellation_reason)
+    .bind(link.paid_at.map(|t| t.to_sqlx()))
+    .bind(&link.payment_id)
+    .bind(link.version)
+    .bind(&link.id)
+    .bind(transition.expected_version)
+    .bind(link.amount_refunded)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if changed == 0 {
+        return Ok(Applied::StaleVersion);
+    }
+    if transition.attempt.is_some() || transition.refund.is_some() {
+        // Its own savepoint: an attempt or refund settled already undoes
+        // the link's update, not the caller's whole transaction.
+        sqlx::query("savepoint transition")
+            .execute(&mut *tx)
+            .await?;
+        let mut stale = false;
+        if let Some(attempt) = &transition.attempt {
+            stale |= write_attempt(tx, attempt).await? == 0;
+        }
+        if let Some(refund) = &transition.refund
+            && !stale
+        {
+            stale |= write_refund(tx, refund).await? == 0;
+        }
+        if stale {
+            sqlx::query("rollback to savepoint transition")
+                .execute(&mut *tx)
+                .await?;
+            return Ok(Applied::StaleVersion);
+        }
+        sqlx::query("release savepoint transition")
+            .execute(&mut *tx)
+            .await?;
+    }
+    insert_event(tx, &transition.event).await?;
+    Ok(Applied::Yes)
+}
+
+/// Inserts a new pending attempt, or settles a stored one that is still
+/// pending; returns the rows written (0: it was settled already).
+pub(super) async fn write_attempt(
+    tx: &mut sqlx::PgConnection,
+    attempt: &PaymentAttempt,
+) -> StoreResult<u64> {
+    Ok(sqlx::query(AssertSqlSafe(format!(
+        "insert into payment_attempts ({ATTEMPT_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+         on conflict (id) do update set state = excluded.state, payment_id = excluded.payment_id,
+             failure_message = excluded.failure_message, updated_at = excluded.updated_at,
+             processor_reference = coalesce(excluded.processor_reference, payment_attempts.processor_reference)
+         where payment_attempts.state = 'pending'
+            or (payment_attempts.state = 'failed' and excluded.state = 'succeeded')"
+    )))
+    .bind(&attempt.id)
+    .bind(&attempt.link_id)
+    .bind(&attempt.account_id)
+    .bind(attempt.livemode)
+    .bind(attempt.amount)
+    .bind(attempt.currency.code())
+    .bind(&attempt.processor)
+    .bind(attempt.state.as_str())
+    .bind(&attempt.payment_id)
+    .bind(&attempt.failure_message)
+    .bind(&attempt.card_brand)
+    .bind(&attempt.card_last4)
+    .bind(attempt.created_at.to_sqlx())
+    .bind(attempt.updated_at.to_sqlx())
+    .bind(&attempt.processor_reference)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected())
+}
+
+/// Inserts a new pending refund, or settles a stored one that is still
+/// pending; returns the rows written (0: it was settled already).
+pub(super) async fn write_refund(tx: &mut sqlx::PgConnection, refund: &Refund) -> StoreResult<u64> {
+    Ok(sqlx::query(
+        "insert into refunds (id, link_id, state, created_at, body) values ($1, $2, $3, $4, $5)
+         on conflict (id) do update set state = excluded.state, body = excluded.body
+         where refunds.state = 'pending'",
+    )
+    .bind(&refund.id)
+    .bind(&refund.link_id)
+    .bind(refund.state.as_str())
+    .bind(refund.created_at.to_sqlx())
+    .bind(Json(refund))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected())
+}
+
+pub(super) fn refund_from_row(row: &PgRow) -> sqlx::Result<Refund> {
+    Ok(row.try_get::<Json<Refund>, _>("body")?.0)
+}
+
+pub(super) fn attempt_from_row(row: &PgRow) -> sqlx::Result<PaymentAttempt> {
+    let currency: String = row.try_get("currency")?;
+    let state: String = row.try_get("state")?;
+    Ok(PaymentAttempt {
+        id: row.try_get("id")?,
+        link_id: row.try_get("link_id")?,
+        account_id: row.try_get("account_id")?,
+        livemode: row.try_get("livemode")?,
+        amount: row.try_get("amount")?,
+        currency: Currency::parse(&currency).map_err(internal)?,
+        processor: row.try_get("processor")?,
+        state: decode("attempt state", &state, AttemptState::parse).map_err(internal)?,
+        payment_id: row.try_get("payment_id")?,
+        processor_reference: row.try_get("processor_reference")?,
+        failure_message: row.try_get("failure_message")?,
+        card_brand: row.try_get("card_brand")?,
+        card_last4: row.try_get("card_last4")?,
+        created_at: ts(row, "created_at")?,
+        updated_at: ts(row, "updated_at")?,
+    })
+}
+
+/// Marks the idempotency key a change was made under with its event, in
+/// the change's transaction.
+pub(super) async fn mark_idempotency_key(
+    tx: &mut sqlx::PgConnection,
+    mark: Option<&IdempotencyMark>,
+    event_id: &str,
+) -> StoreResult<()> {
+    if let Some(mark) = mark {
+        sqlx::query(
+            "update idempotency_keys set committed_event = $4
+             where account_id = $1 and livemode = $2 and key = $3 and response_status is null",
+        )
+        .bind(&mark.scope.account_id)
+        .bind(mark.scope.livemode)
+        .bind(&mark.key)
+        .bind(event_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Appends the filter's conditions on alias `l`.
+impl QueryWriter for QueryBuilder<Postgres> {
+    fn sql(&mut self, text: &str) {
+        self.push(text);
+    }
+
+    fn bind(&mut self, value: Param) {
+        match value {
+            Param::Time(at) => self.push_bind(at.to_sqlx()),
+            Param::Text(text) => self.push_bind(text),
+        };
+    }
+
+    fn has_product(&mut self, product_id: &str) {
+        self.push(" and l.line_items @> jsonb_build_array(jsonb_build_object('product_id', ")
+            .push_bind(product_id.to_owned())
+            .push("::text))");
+    }
+
+    fn has_metadata(&mut self, key: &str, value: &str) {
+        self.push(" and l.metadata ->> ")
+            .push_bind(key.to_owned())
+            .push(" = ")
+            .push_bind(value.to_owned());
+    }
+}

@@ -1,0 +1,193 @@
+//! Accounts, API keys, processor accounts and server secrets.
+
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, params};
+
+use crate::store::{Account, ApiKeyRecord, ProcessorAccount, StoreResult};
+
+use super::engine::*;
+use super::rows::*;
+
+#[async_trait]
+impl crate::store::AccountStore for SqliteStore {
+    async fn count_accounts(&self) -> StoreResult<i64> {
+        self.read(|c| Ok(c.query_row("select count(*) from accounts", [], |row| row.get(0))?))
+            .await
+    }
+
+    async fn ensure_account(&self, account: Account) -> StoreResult<Account> {
+        self.write(move |c| {
+            c.execute(
+                "insert into accounts (id, name, suspended, created_at) values (?1, ?2, ?3, ?4)
+                 on conflict (name) do nothing",
+                params![
+                    account.id,
+                    account.name,
+                    account.suspended,
+                    micros(account.created_at)
+                ],
+            )?;
+            let stored = c.query_row(
+                "select id, name, suspended, created_at from accounts where name = ?1",
+                [&account.name],
+                account_from_row,
+            )?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn set_account_suspended(&self, name: &str, suspended: bool) -> StoreResult<bool> {
+        let name = name.to_owned();
+        self.write(move |c| {
+            Ok(c.execute(
+                "update accounts set suspended = ?1 where name = ?2",
+                params![suspended, name],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn insert_api_key(&self, key: ApiKeyRecord) -> StoreResult<()> {
+        self.write(move |c| {
+            c.execute(
+                "insert into api_keys (id, account_id, livemode, key_hash, key_prefix, created_at)
+                 values (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    key.id,
+                    key.account_id,
+                    key.livemode,
+                    key.key_hash,
+                    key.key_prefix,
+                    micros(key.created_at)
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_account(&self, id: &str) -> StoreResult<Option<Account>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row(
+                "select id, name, suspended, created_at from accounts where id = ?1",
+                [id],
+                account_from_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn find_api_key(&self, key_hash: &str) -> StoreResult<Option<(ApiKeyRecord, Account)>> {
+        let key_hash = key_hash.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row(
+                "select k.id, k.account_id, k.livemode, k.key_hash, k.key_prefix, k.created_at,
+                        a.id, a.name, a.suspended, a.created_at
+                 from api_keys k join accounts a on a.id = k.account_id
+                 where k.key_hash = ?1",
+                [key_hash],
+                |row| {
+                    let key = ApiKeyRecord {
+                        id: row.get(0)?,
+                        account_id: row.get(1)?,
+                        livemode: row.get(2)?,
+                        key_hash: row.get(3)?,
+                        key_prefix: row.get(4)?,
+                        created_at: from_micros(row.get(5)?)?,
+                    };
+                    let account = Account {
+                        id: row.get(6)?,
+                        name: row.get(7)?,
+                        suspended: row.get(8)?,
+                        created_at: from_micros(row.get(9)?)?,
+                    };
+                    Ok((key, account))
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn processor_account(
+        &self,
+        account_id: &str,
+        livemode: bool,
+    ) -> StoreResult<Option<ProcessorAccount>> {
+        let account_id = account_id.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row(
+                "select processor, sealed_config, updated_at from processor_accounts
+                 where account_id = ?1 and livemode = ?2",
+                params![account_id, livemode],
+                |row| {
+                    Ok(ProcessorAccount {
+                        processor: row.get(0)?,
+                        sealed_config: row.get(1)?,
+                        updated_at: from_micros(row.get(2)?)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn set_processor_account(
+        &self,
+        account_id: &str,
+        livemode: bool,
+        processor: Option<ProcessorAccount>,
+    ) -> StoreResult<()> {
+        let account_id = account_id.to_owned();
+        self.write(move |c| {
+            match processor {
+                Some(p) => c.execute(
+                    "insert into processor_accounts (account_id, livemode, processor, sealed_config, updated_at)
+                     values (?1, ?2, ?3, ?4, ?5)
+                     on conflict (account_id, livemode) do update set processor = excluded.processor,
+                         sealed_config = excluded.sealed_config, updated_at = excluded.updated_at",
+                    params![account_id, livemode, p.processor, p.sealed_config, micros(p.updated_at)],
+                )?,
+                None => c.execute(
+                    "delete from processor_accounts where account_id = ?1 and livemode = ?2",
+                    params![account_id, livemode],
+                )?,
+            };
+            Ok(())
+        })
+        .await
+    }
+
+    async fn account_by_name(&self, name: &str) -> StoreResult<Option<Account>> {
+        let name = name.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row(
+                "select id, name, suspended, created_at from accounts where name = ?1",
+                [name],
+                account_from_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn server_secret(&self, name: &str, candidate: &str) -> StoreResult<String> {
+        let (name, candidate) = (name.to_owned(), candidate.to_owned());
+        self.write(move |c| {
+            c.execute(
+                "insert into server_secrets (name, value) values (?1, ?2) on conflict do nothing",
+                params![name, candidate],
+            )?;
+            Ok(c.query_row(
+                "select value from server_secrets where name = ?1",
+                [name],
+                |row| row.get(0),
+            )?)
+        })
+        .await
+    }
+}
