@@ -1,16 +1,18 @@
 //! paylink: self-hostable payment links.
 //!
-//! `domain` holds the rules (no I/O), `store` persists, `service` runs each
-//! use case as one atomic write, `payments` talks to processors (the
-//! built-in test processor and Stripe), `secrets` seals what they need at
-//! rest, `http` speaks the native API (and receives processors' webhooks),
-//! `dialects` the five providers' formats, `checkout` is the hosted page,
-//! `webhooks` delivers events, and `server` runs it all. The binary in
-//! `main.rs` is a thin CLI over this library.
+//! Layers, each importing only those below it (README "Architecture"):
+//! `domain` holds the rules (no I/O); `store` persists them; `payments`
+//! talks to processors (the built-in test processor and Stripe); `service`
+//! runs each use case as one atomic write; `web` is the HTTP plumbing the
+//! merchant surfaces share; `http` is the native API, `dialects` the five
+//! providers' formats, `checkout` the hosted page, `webhooks` the delivery
+//! worker; `app` composes them, and `server` runs it all. `clock`,
+//! `secrets`, `ssrf` and `connections` are leaves any layer may use. The
+//! binary in `main.rs` is a thin CLI over this library.
 //!
 //! One rule runs through every layer (DESIGN.md section 0, README
 //! "Durability"): once a request has started a change, the change runs to
-//! its end whatever the connection does (`http::detach`), and what a crash
+//! its end whatever the connection does (`web::detach`), and what a crash
 //! can still cut is finished by a reconciler (`server`, payment attempts
 //! in `domain::payment`, refunds in `domain::refund`, idempotency marks in
 //! `store`).

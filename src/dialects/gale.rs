@@ -236,8 +236,7 @@ pub struct GaleCreateRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GaleCancelRequest {
-    /// At most 500 characters.
-    #[schema(max_length = 500)]
+    #[schema(schema_with = crate::web::schemas::reason)]
     pub reason: Option<String>,
 }
 

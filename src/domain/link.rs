@@ -16,13 +16,13 @@ use super::event::{Actor, EventType, LinkEvent};
 use super::ids;
 use super::money::{Currency, MAX_AMOUNT};
 use super::payment::{AttemptState, ChargeOutcome, PaymentAttempt};
+use super::reason::Reason;
 use super::refund::{Refund, RefundKind, RefundOutcome, RefundState};
 use super::validation::{
     FieldError, check_email, check_max_chars, check_not_blank, normalize_http_url,
 };
 
 pub const MAX_DESCRIPTION_CHARS: usize = 1000;
-pub const MAX_REASON_CHARS: usize = 500;
 pub const MAX_ORDER_REFERENCE_CHARS: usize = 255;
 pub const MAX_NAME_CHARS: usize = 255;
 pub const MAX_METADATA_KEYS: usize = 50;
@@ -437,10 +437,6 @@ pub fn validate_expires_at(at: Timestamp, now: Timestamp) -> Result<(), FieldErr
     Ok(())
 }
 
-pub fn validate_reason(reason: &str) -> Result<(), FieldError> {
-    check_max_chars("reason", reason, MAX_REASON_CHARS)
-}
-
 impl Link {
     /// The status every reader sees: an active link whose `expires_at` has
     /// passed is expired whether or not the sweeper has stored that yet.
@@ -502,10 +498,11 @@ impl Link {
     pub fn cancel(
         &self,
         policy: &CancelPolicy,
-        reason: Option<String>,
+        reason: Option<Reason>,
         actor: Actor,
         now: Timestamp,
     ) -> Result<Option<Transition>, CancelRefusal> {
+        let reason = reason.map(Reason::into_string);
         match policy.decide(self.status) {
             CancelDecision::Cancel => {
                 let mut next = self.next(now);
@@ -784,9 +781,7 @@ impl Link {
                 ),
             )));
         }
-        if let Some(reason) = &start.reason {
-            validate_reason(reason).map_err(UpdateError::Field)?;
-        }
+        let reason = Reason::parse_optional(start.reason.clone()).map_err(UpdateError::Field)?;
         let refund = Refund {
             id: start.refund_id.to_owned(),
             link_id: self.id.clone(),
@@ -795,7 +790,7 @@ impl Link {
             amount,
             currency: self.currency,
             kind: RefundKind::Requested,
-            reason: start.reason.clone(),
+            reason: reason.map(Reason::into_string),
             processor: start.processor.to_owned(),
             payment_id,
             processor_refund_id: None,

@@ -15,6 +15,7 @@ pub mod link;
 pub mod money;
 pub mod payment;
 pub mod query;
+pub mod reason;
 pub mod refund;
 pub mod validation;
 pub mod webhook;
@@ -26,5 +27,6 @@ pub use link::{Customer, LineItem, Link, LinkStatus, NewLink, PaymentType, Trans
 pub use money::{Currency, MAX_AMOUNT};
 pub use payment::{AttemptState, ChargeOutcome, PaymentAttempt};
 pub use query::{EventFilter, LinkFilter, Page, StatsRow};
+pub use reason::Reason;
 pub use refund::{Refund, RefundKind, RefundOutcome, RefundState};
 pub use validation::FieldError;

@@ -59,7 +59,7 @@ pub struct Refund {
     pub amount: i64,
     pub currency: Currency,
     pub kind: RefundKind,
-    /// The merchant's words (at most 500 characters), or paylink's for a
+    /// The merchant's words (see `domain::Reason`), or paylink's for a
     /// late payment.
     pub reason: Option<String>,
     /// The processor that took the payment and gives it back.

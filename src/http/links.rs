@@ -200,7 +200,7 @@ async fn update_link(
     request_body(content = Option<CancelRequest>, description = "Optional; an empty body is allowed"),
     responses(
         (status = 200, description = "The cancelled link", body = PaymentLinkResource),
-        (status = 400, description = "`reason` over 500 characters, or a bad body", body = ErrorBody),
+        (status = 400, description = "`reason` too long, or a bad body", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 403, description = "Account suspended", body = ErrorBody),
         (status = 404, description = "No such link", body = ErrorBody),

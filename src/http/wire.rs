@@ -171,8 +171,7 @@ impl From<UpdatePaymentLinkRequest> for LinkUpdate {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelRequest {
-    /// At most 500 characters; kept on the link and in its event.
-    #[schema(max_length = 500)]
+    #[schema(schema_with = crate::web::schemas::reason)]
     pub reason: Option<String>,
 }
 
@@ -192,7 +191,7 @@ pub struct BulkCancelRequest {
     pub limit: Option<i64>,
     /// Continue after this link id (the last of the previous call).
     pub starting_after: Option<String>,
-    #[schema(max_length = 500)]
+    #[schema(schema_with = crate::web::schemas::reason)]
     pub reason: Option<String>,
     /// Report what would happen; change nothing.
     #[serde(default)]
@@ -287,8 +286,7 @@ pub struct CreateRefundRequest {
     /// Minor units, > 0 and at most what is left to refund; default: all of it.
     #[schema(minimum = 1, maximum = 99_999_999_999_i64)]
     pub amount: Option<i64>,
-    /// At most 500 characters; kept on the refund and its events.
-    #[schema(max_length = 500)]
+    #[schema(schema_with = crate::web::schemas::reason)]
     pub reason: Option<String>,
 }
 

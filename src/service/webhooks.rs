@@ -59,6 +59,7 @@ impl Service {
         Ok(checked.into())
     }
 
+    #[tracing::instrument(skip_all, fields(account = %caller.scope.account_id))]
     pub async fn create_webhook_endpoint(
         &self,
         caller: &Caller,
@@ -135,6 +136,7 @@ impl Service {
             .collect()
     }
 
+    #[tracing::instrument(skip_all, fields(account = %caller.scope.account_id, id = %id))]
     pub async fn update_webhook_endpoint(
         &self,
         caller: &Caller,
@@ -171,6 +173,7 @@ impl Service {
         Ok(endpoint)
     }
 
+    #[tracing::instrument(skip_all, fields(account = %caller.scope.account_id, id = %id))]
     pub async fn delete_webhook_endpoint(&self, caller: &Caller, id: &str) -> ServiceResult<()> {
         if self
             .store
@@ -184,6 +187,7 @@ impl Service {
     }
 
     /// A new secret; the previous one keeps signing for 24 hours.
+    #[tracing::instrument(skip_all, fields(account = %caller.scope.account_id, id = %id))]
     pub async fn rotate_webhook_secret(
         &self,
         caller: &Caller,
@@ -246,6 +250,7 @@ impl Service {
     /// Sends the event again, now, with a fresh retry schedule: to
     /// `endpoint_id` if given (whatever event types it filters on), else to
     /// every enabled endpoint that wants the event's type.
+    #[tracing::instrument(skip_all, fields(account = %caller.scope.account_id, id = %id))]
     pub async fn redeliver_event(
         &self,
         caller: &Caller,

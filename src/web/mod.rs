@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod list_query;
 pub mod rate_limit;
 pub mod request_id;
+pub mod schemas;
 mod strict_json;
 
 use std::sync::Arc;

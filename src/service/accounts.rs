@@ -1,0 +1,194 @@
+//! Accounts and their keys, authentication, and the processor each account uses.
+
+use super::*;
+
+impl Service {
+    pub async fn create_api_key(
+        &self,
+        account_name: &str,
+        livemode: bool,
+    ) -> ServiceResult<IssuedKey> {
+        let name = account_name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(
+                FieldError::new("account", "An account name is 1 to 100 characters.").into(),
+            );
+        }
+        let now = self.now();
+        let account = self
+            .store
+            .ensure_account(Account {
+                id: ids::new_account_id(),
+                name: name.to_owned(),
+                suspended: false,
+                created_at: now,
+            })
+            .await?;
+        let secret = ids::new_api_key_secret(livemode);
+        let record = ApiKeyRecord {
+            id: ids::new_api_key_id(),
+            account_id: account.id.clone(),
+            livemode,
+            key_hash: hash_api_key(&secret),
+            key_prefix: secret.chars().take(12).collect(),
+            created_at: now,
+        };
+        self.store.insert_api_key(record.clone()).await?;
+        Ok(IssuedKey {
+            secret,
+            record,
+            account,
+        })
+    }
+
+    /// On a database with no account yet, creates `default` with one test
+    /// key and returns it, so a newcomer can call the API at once.
+    pub async fn bootstrap(&self) -> ServiceResult<Option<IssuedKey>> {
+        if self.store.count_accounts().await? > 0 {
+            return Ok(None);
+        }
+        Ok(Some(self.create_api_key("default", false).await?))
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn set_account_suspended(&self, name: &str, suspended: bool) -> ServiceResult<()> {
+        if self.store.set_account_suspended(name, suspended).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound)
+        }
+    }
+
+    pub async fn authenticate(&self, secret: &str) -> ServiceResult<Caller> {
+        if !(secret.starts_with("pl_test_") || secret.starts_with("pl_live_")) {
+            return Err(ServiceError::Unauthorized(
+                "The API key is not a paylink key (pl_test_... or pl_live_...).",
+            ));
+        }
+        let (key, account) = self
+            .store
+            .find_api_key(&hash_api_key(secret))
+            .await?
+            .ok_or(ServiceError::Unauthorized("The API key is not valid."))?;
+        if account.suspended {
+            return Err(ServiceError::AccountSuspended);
+        }
+        Ok(Caller {
+            scope: Scope {
+                account_id: account.id,
+                livemode: key.livemode,
+            },
+            key_id: key.id,
+            account_name: account.name,
+        })
+    }
+
+    /// Sets the processor an account takes payments with in a mode. Stripe
+    /// secrets are sealed under `PAYLINK_SECRETS_KEY` (refused without it).
+    #[tracing::instrument(skip_all)]
+    pub async fn set_processor(
+        &self,
+        account_name: &str,
+        livemode: bool,
+        choice: ProcessorChoice,
+    ) -> anyhow::Result<()> {
+        let account = self
+            .store
+            .account_by_name(account_name)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no account named `{account_name}`"))?;
+        let configured = match choice {
+            ProcessorChoice::Test if livemode => {
+                anyhow::bail!("the built-in test processor takes test-mode payments only")
+            }
+            ProcessorChoice::Test => None,
+            ProcessorChoice::Stripe(config) => {
+                let checks = [
+                    ("--secret-key", &config.secret_key, &["sk_", "rk_"][..]),
+                    ("--publishable-key", &config.publishable_key, &["pk_"][..]),
+                    ("--webhook-secret", &config.webhook_secret, &["whsec_"][..]),
+                ];
+                for (flag, value, prefixes) in checks {
+                    if !prefixes.iter().any(|p| value.starts_with(p)) {
+                        anyhow::bail!("{flag} must start with {}", prefixes.join(" or "));
+                    }
+                }
+                let expected_mode = if livemode { "_live_" } else { "_test_" };
+                if !config.secret_key.contains(expected_mode)
+                    || !config.publishable_key.contains(expected_mode)
+                {
+                    anyhow::bail!(
+                        "the Stripe keys must be {} keys for {} mode",
+                        expected_mode.trim_matches('_'),
+                        if livemode { "live" } else { "test" }
+                    );
+                }
+                let plain = serde_json::to_vec(&config)?;
+                let sealed = self.connectors.seal(&plain, &account.id, livemode)?;
+                Some(crate::store::ProcessorAccount {
+                    processor: "stripe".into(),
+                    sealed_config: sealed,
+                    updated_at: self.now(),
+                })
+            }
+        };
+        self.store
+            .set_processor_account(&account.id, livemode, configured)
+            .await?;
+        Ok(())
+    }
+
+    /// How the hosted page of `link` takes its payment.
+    pub async fn checkout_processor(&self, link: &Link) -> ServiceResult<CheckoutProcessor> {
+        let Some(configured) = self
+            .store
+            .processor_account(&link.account_id, link.livemode)
+            .await?
+        else {
+            return Ok(if link.livemode {
+                CheckoutProcessor::Unavailable
+            } else {
+                CheckoutProcessor::TestCard
+            });
+        };
+        match configured.processor.as_str() {
+            "stripe" => {
+                let config =
+                    self.connectors
+                        .stripe_config(&configured, &link.account_id, link.livemode)?;
+                Ok(CheckoutProcessor::Stripe {
+                    publishable_key: config.publishable_key,
+                    js_url: self.connectors.settings().stripe_js_url.clone(),
+                })
+            }
+            _ => Ok(CheckoutProcessor::Unavailable),
+        }
+    }
+
+    /// The Stripe configuration of an account (by name) in a mode, for
+    /// verifying its webhooks; the account id with it.
+    pub async fn stripe_account(
+        &self,
+        account_name: &str,
+    ) -> ServiceResult<Vec<(String, bool, crate::payments::stripe::StripeConfig)>> {
+        let account = self
+            .store
+            .account_by_name(account_name)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        let mut configs = Vec::new();
+        for livemode in [false, true] {
+            if let Some(configured) = self.store.processor_account(&account.id, livemode).await?
+                && configured.processor == "stripe"
+            {
+                configs.push((
+                    account.id.clone(),
+                    livemode,
+                    self.connectors
+                        .stripe_config(&configured, &account.id, livemode)?,
+                ));
+            }
+        }
+        Ok(configs)
+    }
+}
