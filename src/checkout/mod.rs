@@ -11,9 +11,14 @@
 //! so only a PaymentMethod id is posted (card data never reaches paylink),
 //! and `POST /pay/{slug}/complete` is where it returns from 3-D Secure.
 
+mod answer;
 pub mod csrf;
 pub mod limits;
 mod pages;
+mod stripe;
+
+use answer::Answer;
+use stripe::{complete, is_payment_method_id, stripe_glue, with_stripe_csp};
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -31,13 +36,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::domain::Account;
 use crate::domain::card::Card;
-use crate::domain::{FieldError, Link, LinkStatus};
+use crate::domain::{Link, LinkStatus};
 use crate::payments::PaymentSource;
-use crate::service::{CheckoutProcessor, PaymentResult, Service, ServiceError};
+use crate::service::{CheckoutProcessor, Service, ServiceError};
 
 const CSRF_COOKIE: &str = "pl_csrf";
 const STYLESHEET: &str = include_str!("checkout.css");
-const STRIPE_GLUE: &str = include_str!("stripe-checkout.js");
 
 /// What the checkout's handlers share.
 #[derive(Clone)]
@@ -65,16 +69,6 @@ pub fn router(state: CheckoutState) -> Router {
         .with_state(state)
 }
 
-async fn stripe_glue() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
-        STRIPE_GLUE,
-    )
-}
-
 async fn stylesheet() -> impl IntoResponse {
     (
         [
@@ -94,48 +88,6 @@ struct PayRequest {
     csrf_token: String,
     /// A Stripe PaymentMethod id (Stripe links): the only card data posted.
     payment_method: String,
-}
-
-/// A Stripe PaymentMethod id as Stripe.js makes them: `pm_` + a short
-/// alphanumeric tail.
-fn is_payment_method_id(text: &str) -> bool {
-    text.strip_prefix("pm_").is_some_and(|tail| {
-        (1..=100).contains(&tail.len())
-            && tail.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    })
-}
-
-/// The origin (scheme, host, port) of a URL, for a CSP source.
-fn origin_of(url: &str) -> Option<String> {
-    url::Url::parse(url)
-        .ok()
-        .map(|u| u.origin().ascii_serialization())
-        .filter(|o| o != "null")
-}
-
-/// A Stripe page's CSP: the page's own script plus exactly Stripe's
-/// origins: Stripe.js (script and its frames), 3-D Secure's frames
-/// (`hooks.stripe.com`), and Stripe's API (Elements calls it).
-fn with_stripe_csp(mut response: Response, state: &CheckoutState, link: &Link) -> Response {
-    let settings = state.service.processor_settings();
-    let js = origin_of(&settings.stripe_js_url).unwrap_or_default();
-    let api = origin_of(&settings.stripe_api_base).unwrap_or_default();
-    let form_action = link
-        .success_url
-        .as_deref()
-        .and_then(origin_of)
-        .map_or_else(|| "'self'".to_owned(), |o| format!("'self' {o}"));
-    let csp = format!(
-        "default-src 'none'; script-src 'self' {js}; frame-src {js} https://hooks.stripe.com; \
-         connect-src {api}; style-src 'self'; img-src 'self' {js}; \
-         form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
-    );
-    if let Ok(value) = HeaderValue::from_str(&csp) {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_SECURITY_POLICY, value);
-    }
-    response
 }
 
 /// A rendered page with the headers every checkout page carries.
@@ -461,256 +413,4 @@ async fn pay(
         }
     };
     answer.result(&slug, result).await
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct CompleteRequest {
-    csrf_token: String,
-}
-
-/// The customer is back from 3-D Secure: paylink asks the processor what
-/// became of the payment (the webhook or the reconciler may also settle
-/// it; whichever comes first wins).
-async fn complete(
-    State(state): State<CheckoutState>,
-    Path(slug): Path<String>,
-    connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
-    headers: HeaderMap,
-    form: Result<Form<CompleteRequest>, FormRejection>,
-) -> Response {
-    let address = client_address(connect.as_ref().map(|c| &c.0));
-    let (link, account, checkout) = match load(&state, &slug, address).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
-    let request = form.map(|Form(request)| request).unwrap_or_default();
-    let answer = match Answer::for_post(
-        &state,
-        (&link, &account, &checkout),
-        &headers,
-        &request.csrf_token,
-    ) {
-        Ok(answer) => answer,
-        Err(refused) => return *refused,
-    };
-    let result = state.service.complete_pending_payment(&slug).await;
-    answer.result(&slug, result).await
-}
-
-/// How a payment's page answers, for either processor.
-struct Answer<'a> {
-    state: &'a CheckoutState,
-    link: &'a Link,
-    account: &'a Account,
-    checkout: &'a CheckoutProcessor,
-    token: String,
-    secure_cookie: bool,
-}
-
-impl<'a> Answer<'a> {
-    /// The answer to a POST of the link's page, once its CSRF token (the
-    /// form's, the same as the cookie's, issued by this server for this
-    /// link) is checked; a 403 page with the form again otherwise.
-    fn for_post(
-        state: &'a CheckoutState,
-        (link, account, checkout): (&'a Link, &'a Account, &'a CheckoutProcessor),
-        headers: &HeaderMap,
-        posted_token: &str,
-    ) -> Result<Self, Box<Response>> {
-        let cookie = csrf_cookie(state, &link.slug, headers);
-        let answer = Answer {
-            state,
-            link,
-            account,
-            checkout,
-            token: cookie
-                .clone()
-                .unwrap_or_else(|| state.csrf.issue(&link.slug)),
-            secure_cookie: Context::new(state).secure_cookie,
-        };
-        if cookie.is_some_and(|cookie| csrf::same_bytes(cookie.as_bytes(), posted_token.as_bytes()))
-        {
-            return Ok(answer);
-        }
-        Err(Box::new(answer.form(
-            StatusCode::FORBIDDEN,
-            &[],
-            Some("Your session on this page expired. Please enter your card details again."),
-            "",
-        )))
-    }
-
-    fn stripe(&self) -> Option<pages::StripePage<'_>> {
-        match self.checkout {
-            CheckoutProcessor::Stripe {
-                publishable_key,
-                js_url,
-            } => Some(pages::StripePage {
-                publishable_key,
-                js_url,
-            }),
-            _ => None,
-        }
-    }
-
-    /// The payable page again, with `errors` and a `notice`.
-    fn form(
-        &self,
-        status: StatusCode,
-        errors: &[FieldError],
-        notice: Option<&str>,
-        expiry: &str,
-    ) -> Response {
-        let form = pages::PayForm {
-            csrf_token: &self.token,
-            errors,
-            notice,
-            expiry_value: expiry,
-        };
-        let merchant = self.account.name.as_str();
-        match self.stripe() {
-            Some(stripe) => with_stripe_csp(
-                page(
-                    status,
-                    pages::stripe_payable(self.link, merchant, &form, &stripe),
-                    Some(self.link),
-                    Some(&self.token),
-                    self.secure_cookie,
-                ),
-                self.state,
-                self.link,
-            ),
-            None => page(
-                status,
-                pages::payable(self.link, merchant, &form),
-                Some(self.link),
-                Some(&self.token),
-                self.secure_cookie,
-            ),
-        }
-    }
-
-    async fn result(&self, slug: &str, result: Result<PaymentResult, ServiceError>) -> Response {
-        let merchant = self.account.name.as_str();
-        match result {
-            Ok(PaymentResult::Paid(paid)) => {
-                tracing::info!(link_id = %paid.id, "payment succeeded");
-                let location = paid
-                    .success_url
-                    .clone()
-                    .unwrap_or_else(|| format!("/pay/{slug}"));
-                let mut response = page(
-                    StatusCode::SEE_OTHER,
-                    pages::receipt(&paid, merchant),
-                    Some(&paid),
-                    None,
-                    self.secure_cookie,
-                );
-                if let Ok(value) = HeaderValue::from_str(&location) {
-                    response.headers_mut().insert(header::LOCATION, value);
-                }
-                response
-            }
-            Ok(PaymentResult::Declined {
-                link: after,
-                message,
-            }) => {
-                tracing::info!(link_id = %after.id, "payment declined");
-                if closed_page(&after, self.account, self.checkout).is_some() {
-                    // Not payable any more (a cancel or expiry won, and a
-                    // late payment is being refunded): say so.
-                    return page(
-                        StatusCode::CONFLICT,
-                        pages::closed(
-                            &after,
-                            merchant,
-                            "This payment link can no longer be paid",
-                            Some(&message),
-                        ),
-                        Some(&after),
-                        None,
-                        self.secure_cookie,
-                    );
-                }
-                self.form(StatusCode::PAYMENT_REQUIRED, &[], Some(&message), "")
-            }
-            Ok(PaymentResult::ActionRequired {
-                link: processing,
-                client_secret,
-                ..
-            }) => match self.stripe() {
-                Some(stripe) => with_stripe_csp(
-                    page(
-                        StatusCode::OK,
-                        pages::stripe_action(
-                            &processing,
-                            merchant,
-                            &self.token,
-                            &client_secret,
-                            &stripe,
-                        ),
-                        Some(&processing),
-                        Some(&self.token),
-                        self.secure_cookie,
-                    ),
-                    self.state,
-                    &processing,
-                ),
-                None => self.processing(&processing),
-            },
-            Ok(PaymentResult::Processing(processing)) => self.processing(&processing),
-            Err(
-                ServiceError::InvalidState { .. }
-                | ServiceError::PaymentsUnavailable
-                | ServiceError::AccountSuspended,
-            ) => {
-                // Lost a race (another submit, a cancel, expiry): show what won.
-                match self.state.service.get_link_by_slug(slug).await {
-                    Ok(now) => {
-                        let (_, markup) = closed_page(&now, self.account, self.checkout)
-                            .unwrap_or((StatusCode::CONFLICT, pages::not_found()));
-                        page(
-                            StatusCode::CONFLICT,
-                            markup,
-                            Some(&now),
-                            None,
-                            self.secure_cookie,
-                        )
-                    }
-                    Err(_) => page(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        pages::not_found(),
-                        None,
-                        None,
-                        self.secure_cookie,
-                    ),
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "checkout payment failed");
-                self.form(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &[],
-                    Some(
-                        "We could not process your payment right now. You have not been charged; please try again.",
-                    ),
-                    "",
-                )
-            }
-        }
-    }
-
-    /// 202: the processor has not answered; the reconciler finishes it.
-    fn processing(&self, processing: &Link) -> Response {
-        let (_, markup) = closed_page(processing, self.account, self.checkout)
-            .unwrap_or((StatusCode::ACCEPTED, pages::not_found()));
-        page(
-            StatusCode::ACCEPTED,
-            markup,
-            Some(processing),
-            None,
-            self.secure_cookie,
-        )
-    }
 }

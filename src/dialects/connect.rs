@@ -149,6 +149,8 @@ pub struct ConnectErrorBody {
     pub error: ConnectErrorDetail,
 }
 
+dialect_responses!(ConnectErrorBody);
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConnectErrorDetail {
     pub code: String,
@@ -160,11 +162,8 @@ pub struct ConnectErrorDetail {
     params(("paymentLinkId" = String, Path, description = "The unique identifier for the payment link.")),
     responses(
         (status = 200, description = "Payment link details.", body = ConnectPaymentLink),
-        (status = 401, description = "Invalid or missing API key", body = ConnectErrorBody),
-        (status = 403, description = "Account suspended", body = ConnectErrorBody),
         (status = 404, description = "No such payment link", body = ConnectErrorBody),
-        (status = 429, description = "Too many requests", body = ConnectErrorBody),
-        (status = 503, description = "Database unavailable", body = ConnectErrorBody),
+        AuthErrors,
     ),
     security(("api_key" = [])))]
 async fn get_link(
@@ -185,12 +184,9 @@ async fn get_link(
     responses(
         (status = 200, description = "Payment link details.", body = ConnectPaymentLink),
         (status = 400, description = "A bad idempotency key", body = ConnectErrorBody),
-        (status = 401, description = "Invalid or missing API key", body = ConnectErrorBody),
-        (status = 403, description = "Account suspended", body = ConnectErrorBody),
         (status = 404, description = "No such payment link", body = ConnectErrorBody),
         (status = 409, description = "Not cancellable, or the idempotency key was used with another request", body = ConnectErrorBody),
-        (status = 429, description = "Too many requests", body = ConnectErrorBody),
-        (status = 503, description = "Database unavailable", body = ConnectErrorBody),
+        AuthErrors,
     ),
     security(("api_key" = [])))]
 async fn cancel_link(

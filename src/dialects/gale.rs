@@ -245,6 +245,8 @@ pub struct GaleErrorBody {
     pub error: GaleErrorDetail,
 }
 
+dialect_responses!(GaleErrorBody);
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct GaleErrorDetail {
     /// `invalid_state`, `unauthorized`, `not_found`, `rate_limit_exceeded`, ...
@@ -260,12 +262,8 @@ pub struct GaleErrorDetail {
     responses(
         (status = 201, description = "Created", body = GalePaymentLink),
         (status = 400, description = "A field is invalid", body = GaleErrorBody),
-        (status = 401, description = "Invalid or missing API key", body = GaleErrorBody),
-        (status = 403, description = "Account suspended", body = GaleErrorBody),
-        (status = 413, description = "Body too large", body = GaleErrorBody),
-        (status = 415, description = "Body is not JSON", body = GaleErrorBody),
-        (status = 429, description = "Too many requests", body = GaleErrorBody),
-        (status = 503, description = "Database unavailable", body = GaleErrorBody),
+        AuthErrors,
+        BodyErrors,
     ),
     security(("bearer" = [])))]
 async fn create_link(
@@ -337,10 +335,7 @@ async fn create_link(
     responses(
         (status = 200, description = "A page of links", body = GalePaymentLinkList),
         (status = 400, description = "A query parameter is invalid", body = GaleErrorBody),
-        (status = 401, description = "Invalid or missing API key", body = GaleErrorBody),
-        (status = 403, description = "Account suspended", body = GaleErrorBody),
-        (status = 429, description = "Too many requests", body = GaleErrorBody),
-        (status = 503, description = "Database unavailable", body = GaleErrorBody),
+        AuthErrors,
     ),
     security(("bearer" = [])))]
 async fn list_links(
@@ -373,11 +368,8 @@ async fn list_links(
     params(("id" = String, Path, description = "Payment link ID, `plink_...`")),
     responses(
         (status = 200, description = "The link", body = GalePaymentLink),
-        (status = 401, description = "Invalid or missing API key", body = GaleErrorBody),
-        (status = 403, description = "Account suspended", body = GaleErrorBody),
         (status = 404, description = "Payment link not found", body = GaleErrorBody),
-        (status = 429, description = "Too many requests", body = GaleErrorBody),
-        (status = 503, description = "Database unavailable", body = GaleErrorBody),
+        AuthErrors,
     ),
     security(("bearer" = [])))]
 async fn get_link(
@@ -396,15 +388,11 @@ async fn get_link(
     responses(
         (status = 200, description = "The cancelled link", body = GalePaymentLink),
         (status = 400, description = "`invalid_state` (not active), or a bad body", body = GaleErrorBody),
-        (status = 401, description = "Invalid or missing API key", body = GaleErrorBody),
-        (status = 403, description = "Account suspended", body = GaleErrorBody),
         (status = 404, description = "Payment link not found", body = GaleErrorBody),
         (status = 409, description = "The same Idempotency-Key is still running", body = GaleErrorBody),
-        (status = 413, description = "Body too large", body = GaleErrorBody),
-        (status = 415, description = "Body is not JSON", body = GaleErrorBody),
         (status = 422, description = "Idempotency-Key reused with another request", body = GaleErrorBody),
-        (status = 429, description = "Too many requests", body = GaleErrorBody),
-        (status = 503, description = "Database unavailable", body = GaleErrorBody),
+        AuthErrors,
+        BodyErrors,
     ),
     security(("bearer" = [])))]
 async fn cancel_link(

@@ -9,6 +9,43 @@
 //! every error, down to an unknown route, in its envelope. Adding a sixth
 //! is one file here and one line in [`surfaces`].
 
+/// `AuthErrors` and `BodyErrors` for a dialect's error body: the answers
+/// every authenticated operation (and every operation with a JSON body)
+/// may give, documented once per dialect.
+macro_rules! dialect_responses {
+    ($body:ty) => {
+        /// What every authenticated operation may answer.
+        #[derive(utoipa::IntoResponses)]
+        #[allow(dead_code, reason = "documents responses; never constructed")]
+        pub enum AuthErrors {
+            /// Invalid or missing API key
+            #[response(status = 401)]
+            Unauthorized($body),
+            /// Account suspended
+            #[response(status = 403)]
+            Suspended($body),
+            /// Too many requests; retry after `Retry-After` seconds
+            #[response(status = 429)]
+            RateLimited($body),
+            /// Database unavailable; retry shortly
+            #[response(status = 503)]
+            Unavailable($body),
+        }
+
+        /// What an operation with a JSON body may also answer.
+        #[derive(utoipa::IntoResponses)]
+        #[allow(dead_code, reason = "documents responses; never constructed")]
+        pub enum BodyErrors {
+            /// Body over 64 KiB
+            #[response(status = 413)]
+            TooLarge($body),
+            /// Body is not JSON
+            #[response(status = 415)]
+            NotJson($body),
+        }
+    };
+}
+
 pub mod connect;
 pub mod gale;
 pub mod payments;

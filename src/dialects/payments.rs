@@ -196,6 +196,8 @@ pub struct PaymentsErrorBody {
     pub error: PaymentsErrorDetail,
 }
 
+dialect_responses!(PaymentsErrorBody);
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PaymentsErrorDetail {
     #[serde(rename = "type")]
@@ -238,11 +240,8 @@ async fn find_link(state: &ApiState, caller: &Caller, id: &str) -> Result<Link, 
     responses(
         (status = 200, description = "The payment", body = PaymentsEnvelope),
         (status = 400, description = "A charge id (charges are not links)", body = PaymentsErrorBody),
-        (status = 401, description = "Invalid or missing API key", body = PaymentsErrorBody),
-        (status = 403, description = "Account suspended", body = PaymentsErrorBody),
         (status = 404, description = "No such payment", body = PaymentsErrorBody),
-        (status = 429, description = "Too many requests", body = PaymentsErrorBody),
-        (status = 503, description = "Database unavailable", body = PaymentsErrorBody),
+        AuthErrors,
     ),
     security(("api_key" = [])))]
 async fn get_payment(
@@ -265,13 +264,10 @@ async fn get_payment(
     responses(
         (status = 200, description = "The canceled payment (or the already canceled one)", body = PaymentsEnvelope),
         (status = 400, description = "`charge_not_cancelable`", body = PaymentsErrorBody),
-        (status = 401, description = "Invalid or missing API key", body = PaymentsErrorBody),
-        (status = 403, description = "Account suspended", body = PaymentsErrorBody),
         (status = 404, description = "No such payment", body = PaymentsErrorBody),
         (status = 409, description = "`payment_not_cancelable`: paid or processing (or an Idempotency-Key in use)", body = PaymentsErrorBody),
         (status = 422, description = "Idempotency-Key reused with another request", body = PaymentsErrorBody),
-        (status = 429, description = "Too many requests", body = PaymentsErrorBody),
-        (status = 503, description = "Database unavailable", body = PaymentsErrorBody),
+        AuthErrors,
     ),
     security(("api_key" = [])))]
 async fn cancel_payment(

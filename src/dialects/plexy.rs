@@ -216,6 +216,8 @@ pub struct PlexyErrorBody {
     pub error: PlexyErrorDetail,
 }
 
+dialect_responses!(PlexyErrorBody);
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PlexyErrorDetail {
     pub code: String,
@@ -240,12 +242,8 @@ fn check_id(id: &str) -> Result<(), PlexyError> {
     responses(
         (status = 201, description = "Created", body = PlexyPaymentLink),
         (status = 400, description = "A field is invalid", body = PlexyErrorBody),
-        (status = 401, description = "Invalid or missing API key", body = PlexyErrorBody),
-        (status = 403, description = "Account suspended", body = PlexyErrorBody),
-        (status = 413, description = "Body too large", body = PlexyErrorBody),
-        (status = 415, description = "Body is not JSON", body = PlexyErrorBody),
-        (status = 429, description = "Too many requests", body = PlexyErrorBody),
-        (status = 503, description = "Database unavailable", body = PlexyErrorBody),
+        AuthErrors,
+        BodyErrors,
     ),
     security(("raw_authorization" = [])))]
 async fn create_link(
@@ -286,10 +284,7 @@ async fn create_link(
     responses(
         (status = 200, description = "A page of links", body = PlexyPaymentLinkList),
         (status = 400, description = "A query parameter is invalid", body = PlexyErrorBody),
-        (status = 401, description = "Invalid or missing API key", body = PlexyErrorBody),
-        (status = 403, description = "Account suspended", body = PlexyErrorBody),
-        (status = 429, description = "Too many requests", body = PlexyErrorBody),
-        (status = 503, description = "Database unavailable", body = PlexyErrorBody),
+        AuthErrors,
     ),
     security(("raw_authorization" = [])))]
 async fn list_links(
@@ -321,10 +316,7 @@ async fn list_links(
 #[utoipa::path(get, path = "/v1/payment-links/statistics", tag = "plexy",
     responses(
         (status = 200, description = "Statistics", body = PlexyStatistics),
-        (status = 401, description = "Invalid or missing API key", body = PlexyErrorBody),
-        (status = 403, description = "Account suspended", body = PlexyErrorBody),
-        (status = 429, description = "Too many requests", body = PlexyErrorBody),
-        (status = 503, description = "Database unavailable", body = PlexyErrorBody),
+        AuthErrors,
     ),
     security(("raw_authorization" = [])))]
 async fn statistics(
@@ -350,11 +342,8 @@ async fn statistics(
     params(("order_reference" = String, Path, description = "Your order reference")),
     responses(
         (status = 200, description = "The link", body = PlexyPaymentLink),
-        (status = 401, description = "Invalid or missing API key", body = PlexyErrorBody),
-        (status = 403, description = "Account suspended", body = PlexyErrorBody),
         (status = 404, description = "No link with this order reference", body = PlexyErrorBody),
-        (status = 429, description = "Too many requests", body = PlexyErrorBody),
-        (status = 503, description = "Database unavailable", body = PlexyErrorBody),
+        AuthErrors,
     ),
     security(("raw_authorization" = [])))]
 async fn by_order_reference(
@@ -381,11 +370,8 @@ async fn by_order_reference(
     responses(
         (status = 200, description = "The link", body = PlexyPaymentLink),
         (status = 400, description = "Malformed id", body = PlexyErrorBody),
-        (status = 401, description = "Invalid or missing API key", body = PlexyErrorBody),
-        (status = 403, description = "Account suspended", body = PlexyErrorBody),
         (status = 404, description = "Not found", body = PlexyErrorBody),
-        (status = 429, description = "Too many requests", body = PlexyErrorBody),
-        (status = 503, description = "Database unavailable", body = PlexyErrorBody),
+        AuthErrors,
     ),
     security(("raw_authorization" = [])))]
 async fn get_link(
@@ -405,15 +391,11 @@ async fn get_link(
     responses(
         (status = 200, description = "The updated link", body = PlexyPaymentLink),
         (status = 400, description = "Malformed id or expiration", body = PlexyErrorBody),
-        (status = 401, description = "Invalid or missing API key", body = PlexyErrorBody),
-        (status = 403, description = "Account suspended", body = PlexyErrorBody),
         (status = 404, description = "Not found", body = PlexyErrorBody),
         (status = 409, description = "The same Idempotency-Key is still running", body = PlexyErrorBody),
-        (status = 413, description = "Body too large", body = PlexyErrorBody),
-        (status = 415, description = "Body is not JSON", body = PlexyErrorBody),
         (status = 422, description = "The link is not active (or an Idempotency-Key reused)", body = PlexyErrorBody),
-        (status = 429, description = "Too many requests", body = PlexyErrorBody),
-        (status = 503, description = "Database unavailable", body = PlexyErrorBody),
+        AuthErrors,
+        BodyErrors,
     ),
     security(("raw_authorization" = [])))]
 async fn update_expiration(
@@ -437,14 +419,11 @@ async fn update_expiration(
     responses(
         (status = 204, description = "Payment link successfully canceled"),
         (status = 400, description = "Malformed id", body = PlexyErrorBody),
-        (status = 401, description = "Invalid or missing API key", body = PlexyErrorBody),
-        (status = 403, description = "Account suspended", body = PlexyErrorBody),
         (status = 404, description = "Not found", body = PlexyErrorBody),
         (status = 409, description = "The same Idempotency-Key is still running", body = PlexyErrorBody),
         (status = 422, description = "Cannot be cancelled: paid, expired, already cancelled, or paying", body = PlexyErrorBody),
-        (status = 429, description = "Too many requests", body = PlexyErrorBody),
         (status = 500, description = "Server fault", body = PlexyErrorBody),
-        (status = 503, description = "Database unavailable", body = PlexyErrorBody),
+        AuthErrors,
     ),
     security(("raw_authorization" = [])))]
 async fn cancel_link(

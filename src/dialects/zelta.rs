@@ -247,6 +247,8 @@ pub struct ZeltaErrorBody {
     pub timestamp: String,
 }
 
+dialect_responses!(ZeltaErrorBody);
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ZeltaErrorDetail {
     /// `ERR_...`
@@ -291,12 +293,8 @@ fn envelope(state: &ApiState, link: Link, message: &str) -> Json<ZeltaLinkEnvelo
     responses(
         (status = 201, description = "Created", body = ZeltaLinkEnvelope),
         (status = 400, description = "`ERR_VALIDATION`", body = ZeltaErrorBody),
-        (status = 401, description = "`ERR_MISSING_API_KEY` or `ERR_INVALID_API_KEY`", body = ZeltaErrorBody),
-        (status = 403, description = "`ERR_ACCOUNT_SUSPENDED`", body = ZeltaErrorBody),
-        (status = 413, description = "Body too large", body = ZeltaErrorBody),
-        (status = 415, description = "Body is not JSON", body = ZeltaErrorBody),
-        (status = 429, description = "`ERR_RATE_LIMIT_EXCEEDED`", body = ZeltaErrorBody),
-        (status = 503, description = "Database unavailable", body = ZeltaErrorBody),
+        AuthErrors,
+        BodyErrors,
     ),
     security(("api_key" = [])))]
 async fn create_link(
@@ -348,10 +346,7 @@ async fn create_link(
     responses(
         (status = 200, description = "A page of links", body = ZeltaListEnvelope),
         (status = 400, description = "`ERR_VALIDATION`", body = ZeltaErrorBody),
-        (status = 401, description = "`ERR_MISSING_API_KEY` or `ERR_INVALID_API_KEY`", body = ZeltaErrorBody),
-        (status = 403, description = "`ERR_ACCOUNT_SUSPENDED`", body = ZeltaErrorBody),
-        (status = 429, description = "`ERR_RATE_LIMIT_EXCEEDED`", body = ZeltaErrorBody),
-        (status = 503, description = "Database unavailable", body = ZeltaErrorBody),
+        AuthErrors,
     ),
     security(("api_key" = [])))]
 async fn list_links(
@@ -389,11 +384,8 @@ async fn list_links(
     params(("hashUrl" = String, Path, description = "The last segment of `paymentLinkUrl`, or the link id")),
     responses(
         (status = 200, description = "The link", body = ZeltaLinkEnvelope),
-        (status = 401, description = "`ERR_MISSING_API_KEY` or `ERR_INVALID_API_KEY`", body = ZeltaErrorBody),
-        (status = 403, description = "`ERR_ACCOUNT_SUSPENDED`", body = ZeltaErrorBody),
         (status = 404, description = "`ERR_PAYMENT_LINK_NOT_FOUND`", body = ZeltaErrorBody),
-        (status = 429, description = "`ERR_RATE_LIMIT_EXCEEDED`", body = ZeltaErrorBody),
-        (status = 503, description = "Database unavailable", body = ZeltaErrorBody),
+        AuthErrors,
     ),
     security(("api_key" = [])))]
 async fn get_link(
@@ -415,13 +407,10 @@ async fn get_link(
     responses(
         (status = 200, description = "Payment link cancelled successfully", body = ZeltaLinkEnvelope),
         (status = 400, description = "`ERR_INVALID_STATE`: completed or already cancelled", body = ZeltaErrorBody),
-        (status = 401, description = "`ERR_MISSING_API_KEY` or `ERR_INVALID_API_KEY`", body = ZeltaErrorBody),
-        (status = 403, description = "`ERR_ACCOUNT_SUSPENDED`", body = ZeltaErrorBody),
         (status = 404, description = "`ERR_PAYMENT_LINK_NOT_FOUND`, also when owned by another account", body = ZeltaErrorBody),
         (status = 409, description = "The same Idempotency-Key is still running", body = ZeltaErrorBody),
         (status = 422, description = "Idempotency-Key reused with another request", body = ZeltaErrorBody),
-        (status = 429, description = "`ERR_RATE_LIMIT_EXCEEDED`", body = ZeltaErrorBody),
-        (status = 503, description = "Database unavailable", body = ZeltaErrorBody),
+        AuthErrors,
     ),
     security(("api_key" = [])))]
 async fn cancel_link(

@@ -12,7 +12,7 @@ use crate::domain::EventFilter;
 use crate::domain::{EventType, ids};
 use crate::service::ServiceError;
 use crate::web::ApiState;
-use crate::web::error::{ApiError, ApiResult, ErrorBody};
+use crate::web::error::{ApiError, ApiResult, AuthErrors, BodyErrors, ErrorBody};
 use crate::web::extract::{Authenticated, JsonBody};
 use crate::web::list_query::page_limit;
 
@@ -66,9 +66,7 @@ struct ListEventsQuery {
     responses(
         (status = 200, description = "A page of events", body = EventPageBody),
         (status = 400, description = "A query parameter is invalid", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "Account suspended", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        AuthErrors,
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn list_events(
@@ -122,10 +120,8 @@ async fn list_events(
     params(("id" = String, Path, description = "The event's id, `evt_...`")),
     responses(
         (status = 200, description = "The event and its deliveries", body = EventDetail),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "Account suspended", body = ErrorBody),
         (status = 404, description = "No such event in this account and mode", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        AuthErrors,
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn get_event(
@@ -150,12 +146,9 @@ async fn get_event(
     responses(
         (status = 200, description = "The event with its deliveries, now pending", body = EventDetail),
         (status = 400, description = "No such or no enabled endpoint to send to", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "Account suspended", body = ErrorBody),
         (status = 404, description = "No such event", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        AuthErrors,
+        BodyErrors,
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn redeliver_event(

@@ -15,7 +15,7 @@ use crate::domain::LinkFilter;
 use crate::domain::{CancelPolicy, LinkStatus, ids};
 use crate::service::{BulkOutcome, MAX_BULK_CANCEL, ServiceError};
 use crate::web::ApiState;
-use crate::web::error::{ApiError, ApiResult, ErrorBody};
+use crate::web::error::{ApiError, ApiResult, AuthErrors, BodyErrors, ErrorBody};
 use crate::web::extract::{Authenticated, JsonBody};
 use crate::web::list_query::{self, ListSyntax};
 
@@ -53,11 +53,8 @@ fn name_missing_link(id: &str) -> impl Fn(ServiceError) -> ApiError + '_ {
     responses(
         (status = 201, description = "Created", body = PaymentLinkResource),
         (status = 400, description = "A field is invalid (`param` names it)", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "Account suspended", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        AuthErrors,
+        BodyErrors,
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn create_link(
@@ -77,10 +74,8 @@ async fn create_link(
     params(("id" = String, Path, description = "The link's id, `plink_...`")),
     responses(
         (status = 200, description = "The link (an active link past `expires_at` reads as expired)", body = PaymentLinkResource),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "Account suspended", body = ErrorBody),
         (status = 404, description = "No such link in this account and mode", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        AuthErrors,
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn get_link(
@@ -131,9 +126,7 @@ struct ListLinksQuery {
     responses(
         (status = 200, description = "A page of links", body = PaymentLinkList),
         (status = 400, description = "A query parameter is invalid", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "Account suspended", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        AuthErrors,
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn list_links(
@@ -169,13 +162,10 @@ async fn list_links(
     responses(
         (status = 200, description = "The updated link", body = PaymentLinkResource),
         (status = 400, description = "A field is invalid", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "Account suspended", body = ErrorBody),
         (status = 404, description = "No such link", body = ErrorBody),
         (status = 409, description = "The link is not active (`invalid_state`)", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        AuthErrors,
+        BodyErrors,
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn update_link(
@@ -201,13 +191,10 @@ async fn update_link(
     responses(
         (status = 200, description = "The cancelled link", body = PaymentLinkResource),
         (status = 400, description = "`reason` too long, or a bad body", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "Account suspended", body = ErrorBody),
         (status = 404, description = "No such link", body = ErrorBody),
         (status = 409, description = "Processing, paid or expired (`invalid_state`)", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        AuthErrors,
+        BodyErrors,
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn cancel_link(
@@ -232,11 +219,8 @@ async fn cancel_link(
     responses(
         (status = 200, description = "Per-link outcomes", body = BulkCancelResponse),
         (status = 400, description = "A field is invalid", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "Account suspended", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        AuthErrors,
+        BodyErrors,
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn bulk_cancel(
@@ -358,9 +342,7 @@ struct StatsQuery {
     responses(
         (status = 200, description = "Counts and sums", body = StatsResponse),
         (status = 400, description = "A query parameter is invalid", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "Account suspended", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        AuthErrors,
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn link_stats(
@@ -402,10 +384,8 @@ async fn link_stats(
     params(("id" = String, Path, description = "The link's id")),
     responses(
         (status = 200, description = "Events, oldest first", body = EventList),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "Account suspended", body = ErrorBody),
         (status = 404, description = "No such link", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        AuthErrors,
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn link_events(
@@ -439,12 +419,10 @@ async fn link_events(
     responses(
         (status = 201, description = "The refund", body = RefundResource),
         (status = 400, description = "`amount` is not positive or is more than what is left to refund", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "Account suspended", body = ErrorBody),
         (status = 404, description = "No such link in this account and mode", body = ErrorBody),
         (status = 409, description = "The link is not paid, or is refunded in full", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        AuthErrors,
+        BodyErrors,
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn create_refund(
@@ -470,10 +448,8 @@ async fn create_refund(
     params(("id" = String, Path, description = "The link's id, `plink_...`")),
     responses(
         (status = 200, description = "The refunds", body = RefundList),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "Account suspended", body = ErrorBody),
         (status = 404, description = "No such link in this account and mode", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        AuthErrors,
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn list_refunds(

@@ -11,7 +11,7 @@ use super::wire::*;
 use crate::domain::ids;
 use crate::service::ServiceError;
 use crate::web::ApiState;
-use crate::web::error::{ApiError, ApiResult, ErrorBody};
+use crate::web::error::{ApiError, ApiResult, AuthErrors, BodyErrors, ErrorBody};
 use crate::web::extract::{Authenticated, JsonBody};
 
 pub fn router() -> OpenApiRouter<ApiState> {
@@ -47,11 +47,8 @@ fn name_missing_endpoint(id: &str) -> impl Fn(ServiceError) -> ApiError + '_ {
     responses(
         (status = 201, description = "Created; `secret` is shown only here", body = WebhookEndpointResource),
         (status = 400, description = "A field is invalid, or the URL is internal (`param` names it)", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "Account suspended", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        AuthErrors,
+        BodyErrors,
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn create_endpoint(
@@ -76,9 +73,7 @@ async fn create_endpoint(
 #[utoipa::path(get, path = "/v1/webhook-endpoints", tag = "webhooks",
     responses(
         (status = 200, description = "Every endpoint (secrets are never shown)", body = WebhookEndpointList),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "Account suspended", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        AuthErrors,
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn list_endpoints(
@@ -102,10 +97,8 @@ async fn list_endpoints(
     params(("id" = String, Path, description = "The endpoint's id, `we_...`")),
     responses(
         (status = 200, description = "The endpoint", body = WebhookEndpointResource),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "Account suspended", body = ErrorBody),
         (status = 404, description = "No such endpoint in this account and mode", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        AuthErrors,
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn get_endpoint(
@@ -132,12 +125,9 @@ async fn get_endpoint(
     responses(
         (status = 200, description = "The updated endpoint", body = WebhookEndpointResource),
         (status = 400, description = "A field is invalid", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "Account suspended", body = ErrorBody),
         (status = 404, description = "No such endpoint", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        AuthErrors,
+        BodyErrors,
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn update_endpoint(
@@ -163,10 +153,8 @@ async fn update_endpoint(
     params(("id" = String, Path, description = "The endpoint's id")),
     responses(
         (status = 200, description = "Deleted", body = DeletedResource),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "Account suspended", body = ErrorBody),
         (status = 404, description = "No such endpoint", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        AuthErrors,
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn delete_endpoint(
@@ -196,11 +184,9 @@ async fn delete_endpoint(
     responses(
         (status = 200, description = "The endpoint with its new `secret`", body = WebhookEndpointResource),
         (status = 400, description = "A malformed body, or too many rotations within 24 hours", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "Account suspended", body = ErrorBody),
         (status = 404, description = "No such endpoint", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        AuthErrors,
+        BodyErrors,
     ),
     security(("bearer" = []), ("api_key" = [])))]
 async fn rotate_secret(

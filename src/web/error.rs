@@ -222,3 +222,34 @@ pub async fn method_not_allowed() -> ApiError {
         "This route does not accept that HTTP method; see /openapi.json.",
     )
 }
+
+/// The answers every authenticated operation may give, documented once
+/// (each operation's `responses` lists this beside its own).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code, reason = "documents responses; never constructed")]
+pub enum AuthErrors {
+    /// Missing or invalid API key
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// Account suspended
+    #[response(status = 403)]
+    Suspended(ErrorBody),
+    /// Too many requests; retry after `Retry-After` seconds
+    #[response(status = 429)]
+    RateLimited(ErrorBody),
+    /// Database unavailable; retry shortly
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+/// The answers of an operation that reads a JSON body.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code, reason = "documents responses; never constructed")]
+pub enum BodyErrors {
+    /// Body over 64 KiB
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// Body is not JSON
+    #[response(status = 415)]
+    NotJson(ErrorBody),
+}

@@ -119,6 +119,15 @@ impl NextStep {
             None => NextStep::Failed,
         }
     }
+
+    /// The delivery's status after this step, and when it is next due.
+    pub fn delivery_state(self) -> (DeliveryStatus, Option<Timestamp>) {
+        match self {
+            NextStep::Succeeded => (DeliveryStatus::Succeeded, None),
+            NextStep::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
+            NextStep::Failed | NextStep::EndpointGone => (DeliveryStatus::Failed, None),
+        }
+    }
 }
 
 /// The attempt record of an outcome.

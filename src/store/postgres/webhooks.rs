@@ -359,11 +359,8 @@ impl crate::store::WebhookStore for PostgresStore {
         .bind(&attempt.error)
         .execute(&mut *tx)
         .await?;
-        let (status, next_attempt_at) = match next {
-            NextStep::Succeeded => (DeliveryStatus::Succeeded, None),
-            NextStep::RetryAt(at) => (DeliveryStatus::Pending, Some(at.to_sqlx())),
-            NextStep::Failed | NextStep::EndpointGone => (DeliveryStatus::Failed, None),
-        };
+        let (status, next_attempt_at) = next.delivery_state();
+        let next_attempt_at = next_attempt_at.map(|at| at.to_sqlx());
         sqlx::query(
             "update webhook_deliveries set status = $1, attempt_count = attempt_count + 1,
                 next_attempt_at = $2, lease_expires_at = null, updated_at = $3

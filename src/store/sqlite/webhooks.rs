@@ -343,11 +343,8 @@ impl crate::store::WebhookStore for SqliteStore {
                 attempt.latency_ms,
                 attempt.error
             ])?;
-            let (status, next_attempt_at) = match next {
-                NextStep::Succeeded => (DeliveryStatus::Succeeded, None),
-                NextStep::RetryAt(at) => (DeliveryStatus::Pending, Some(micros(at))),
-                NextStep::Failed | NextStep::EndpointGone => (DeliveryStatus::Failed, None),
-            };
+            let (status, next_attempt_at) = next.delivery_state();
+            let next_attempt_at = next_attempt_at.map(micros);
             c.prepare_cached(
                 "update webhook_deliveries set status = ?1, attempt_count = attempt_count + 1,
                     next_attempt_at = ?2, lease_expires_at = null, updated_at = ?3
