@@ -160,35 +160,30 @@ impl<D: Dialect> From<ServiceError> for DialectError<D> {
     }
 }
 
+/// A mounted surface: its prefix, its routes (under the prefix) and its
+/// OpenAPI paths (relative to the prefix).
+pub type Surface = (&'static str, Router<ApiState>, utoipa::openapi::OpenApi);
+
 /// Dialect `D`'s routes under its prefix, with the merchant API's
 /// middleware in its key header and every error in its envelope.
-pub fn mount<D: Dialect>(state: &ApiState) -> (Router<ApiState>, utoipa::openapi::OpenApi) {
+pub fn mount<D: Dialect>(state: &ApiState) -> Surface {
     let (routes, document) = D::routes().split_for_parts();
     let routes = routes
         .fallback(crate::web::error::unknown_route)
         .method_not_allowed_fallback(crate::web::error::method_not_allowed);
     let render: fn(&ApiError) -> Response = |error| D::translate(error.clone()).into_response();
     let routes = merchant_api(routes, state, D::KEY_HEADER, Some(render));
-    (Router::new().nest(D::PREFIX, routes), document)
+    (D::PREFIX, Router::new().nest(D::PREFIX, routes), document)
 }
 
-/// Every dialect, mounted: their routes and their OpenAPI paths (under
-/// their prefixes).
-pub fn surfaces(
-    state: &ApiState,
-) -> Vec<(&'static str, Router<ApiState>, utoipa::openapi::OpenApi)> {
-    fn one<D: Dialect>(
-        state: &ApiState,
-    ) -> (&'static str, Router<ApiState>, utoipa::openapi::OpenApi) {
-        let (routes, document) = mount::<D>(state);
-        (D::PREFIX, routes, document)
-    }
+/// Every dialect, mounted.
+pub fn surfaces(state: &ApiState) -> Vec<Surface> {
     vec![
-        one::<gale::Gale>(state),
-        one::<zelta::Zelta>(state),
-        one::<payments::Payments>(state),
-        one::<connect::Connect>(state),
-        one::<plexy::Plexy>(state),
+        mount::<gale::Gale>(state),
+        mount::<zelta::Zelta>(state),
+        mount::<payments::Payments>(state),
+        mount::<connect::Connect>(state),
+        mount::<plexy::Plexy>(state),
     ]
 }
 

@@ -4,13 +4,13 @@ use async_trait::async_trait;
 use jiff_sqlx::ToSqlx;
 use sqlx::Row;
 
-use crate::store::{Account, ApiKeyRecord, ProcessorAccount, StoreResult};
+use crate::store::{Account, AccountStore, ApiKeyRecord, ProcessorAccount, StoreResult};
 
 use super::engine::*;
 use super::rows::*;
 
 #[async_trait]
-impl crate::store::AccountStore for PostgresStore {
+impl AccountStore for PostgresStore {
     async fn count_accounts(&self) -> StoreResult<i64> {
         Ok(sqlx::query_scalar("select count(*) from accounts")
             .fetch_one(&self.pool)

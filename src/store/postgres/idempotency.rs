@@ -7,13 +7,14 @@ use sqlx::Row;
 use sqlx::types::Json;
 
 use crate::store::{
-    IdempotencyClaim, IdempotencyWindow, Scope, StoreError, StoreResult, StoredResponse,
+    IdempotencyClaim, IdempotencyStore, IdempotencyWindow, Scope, StoreError, StoreResult,
+    StoredResponse,
 };
 
 use super::engine::*;
 
 #[async_trait]
-impl crate::store::IdempotencyStore for PostgresStore {
+impl IdempotencyStore for PostgresStore {
     async fn claim_idempotency_key(
         &self,
         scope: &Scope,

@@ -8,7 +8,7 @@ use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row};
 
 use crate::domain::{Link, LinkEvent, LinkStatus, Transition};
 use crate::store::{
-    Applied, IdempotencyMark, LinkFilter, Page, Scope, StatsRow, StoreError, StoreResult,
+    Applied, IdempotencyMark, LinkFilter, LinkStore, Page, Scope, StatsRow, StoreError, StoreResult,
 };
 
 use super::engine::*;
@@ -16,7 +16,7 @@ use super::rows::*;
 use crate::store::sql::{effective_status, link_filter};
 
 #[async_trait]
-impl crate::store::LinkStore for PostgresStore {
+impl LinkStore for PostgresStore {
     async fn insert_link(
         &self,
         link: Link,

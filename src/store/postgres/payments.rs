@@ -7,13 +7,13 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::domain::{PaymentAttempt, Refund, RefundState};
-use crate::store::StoreResult;
+use crate::store::{PaymentStore, StoreResult};
 
 use super::engine::*;
 use super::rows::*;
 
 #[async_trait]
-impl crate::store::PaymentStore for PostgresStore {
+impl PaymentStore for PostgresStore {
     async fn link_attempts(&self, link_id: &str) -> StoreResult<Vec<PaymentAttempt>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
             "select {ATTEMPT_COLUMNS} from payment_attempts where link_id = $1 order by created_at, id"

@@ -11,13 +11,13 @@ use crate::domain::webhook::delivery::{
     Attempt, ClaimedDelivery, Delivery, DeliveryStatus, GONE_REASON, LEASE, NextStep,
 };
 use crate::domain::webhook::endpoint::WebhookEndpoint;
-use crate::store::{EventFilter, Scope, StoreError, StoreResult};
+use crate::store::{EventFilter, Scope, StoreError, StoreResult, WebhookStore};
 
 use super::engine::*;
 use super::rows::*;
 
 #[async_trait]
-impl crate::store::WebhookStore for PostgresStore {
+impl WebhookStore for PostgresStore {
     async fn insert_webhook_endpoint(&self, endpoint: WebhookEndpoint) -> StoreResult<()> {
         sqlx::query(AssertSqlSafe(format!(
             "insert into webhook_endpoints ({ENDPOINT_COLUMNS})

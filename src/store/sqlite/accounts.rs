@@ -3,13 +3,13 @@
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
-use crate::store::{Account, ApiKeyRecord, ProcessorAccount, StoreResult};
+use crate::store::{Account, AccountStore, ApiKeyRecord, ProcessorAccount, StoreResult};
 
 use super::engine::*;
 use super::rows::*;
 
 #[async_trait]
-impl crate::store::AccountStore for SqliteStore {
+impl AccountStore for SqliteStore {
     async fn count_accounts(&self) -> StoreResult<i64> {
         self.read(|c| Ok(c.query_row("select count(*) from accounts", [], |row| row.get(0))?))
             .await

@@ -4,13 +4,15 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use rusqlite::params;
 
-use crate::store::{IdempotencyClaim, IdempotencyWindow, Scope, StoreResult, StoredResponse};
+use crate::store::{
+    IdempotencyClaim, IdempotencyStore, IdempotencyWindow, Scope, StoreResult, StoredResponse,
+};
 
 use super::engine::*;
 use super::rows::*;
 
 #[async_trait]
-impl crate::store::IdempotencyStore for SqliteStore {
+impl IdempotencyStore for SqliteStore {
     async fn claim_idempotency_key(
         &self,
         scope: &Scope,

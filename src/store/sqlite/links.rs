@@ -6,14 +6,16 @@ use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params, params_from_iter};
 
 use crate::domain::{Link, LinkEvent, LinkStatus, Transition};
-use crate::store::{Applied, IdempotencyMark, LinkFilter, Page, Scope, StatsRow, StoreResult};
+use crate::store::{
+    Applied, IdempotencyMark, LinkFilter, LinkStore, Page, Scope, StatsRow, StoreResult,
+};
 
 use super::engine::*;
 use super::rows::*;
 use crate::store::sql::{effective_status, link_filter};
 
 #[async_trait]
-impl crate::store::LinkStore for SqliteStore {
+impl LinkStore for SqliteStore {
     async fn insert_link(
         &self,
         link: Link,

@@ -5,13 +5,13 @@ use jiff::Timestamp;
 use rusqlite::{OptionalExtension, params};
 
 use crate::domain::{PaymentAttempt, Refund, RefundState};
-use crate::store::StoreResult;
+use crate::store::{PaymentStore, StoreResult};
 
 use super::engine::*;
 use super::rows::*;
 
 #[async_trait]
-impl crate::store::PaymentStore for SqliteStore {
+impl PaymentStore for SqliteStore {
     async fn link_attempts(&self, link_id: &str) -> StoreResult<Vec<PaymentAttempt>> {
         let link_id = link_id.to_owned();
         self.read(move |c| {

@@ -10,13 +10,13 @@ use crate::domain::webhook::delivery::{
     Attempt, ClaimedDelivery, Delivery, DeliveryStatus, GONE_REASON, LEASE, NextStep,
 };
 use crate::domain::webhook::endpoint::WebhookEndpoint;
-use crate::store::{EventFilter, Scope, StoreResult};
+use crate::store::{EventFilter, Scope, StoreResult, WebhookStore};
 
 use super::engine::*;
 use super::rows::*;
 
 #[async_trait]
-impl crate::store::WebhookStore for SqliteStore {
+impl WebhookStore for SqliteStore {
     async fn insert_webhook_endpoint(&self, endpoint: WebhookEndpoint) -> StoreResult<()> {
         self.write(move |c| {
             c.execute(
