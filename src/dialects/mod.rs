@@ -7,7 +7,7 @@
 //! [`Dialect`] (its tables) and holds its handlers; [`mount`] gives its
 //! routes the merchant API's middleware in its own key header and renders
 //! every error, down to an unknown route, in its envelope. Adding a sixth
-//! is one file here and one line in [`surfaces`].
+//! is one file here, its `mod` line, and its entry in [`surfaces`].
 
 /// `AuthErrors` and `BodyErrors` for a dialect's error body: the answers
 /// every authenticated operation (and every operation with a JSON body)
