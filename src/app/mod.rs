@@ -4,60 +4,24 @@
 //! `web::merchant_api`), assembles the OpenAPI document, and hands the
 //! webhook dispatcher the payload formats those layers own.
 
+pub mod documents;
 pub mod payloads;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Json;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
 use tower_http::trace::TraceLayer;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
 
 use crate::checkout::{self, CheckoutState};
 use crate::service::Service;
-use crate::web::error::{self, ErrorBody, ErrorCode};
+use crate::web::error;
 use crate::web::extract::{KeyHeader, MAX_BODY_BYTES};
 use crate::web::{ApiState, merchant_api, rate_limit, request_id};
 use crate::{dialects, http};
-
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "paylink",
-        description = "Self-hostable payment links. Amounts are integer minor units. Errors always use the `ErrorBody` envelope.",
-    ),
-    modifiers(&SecuritySchemes),
-    components(schemas(ErrorBody, ErrorCode))
-)]
-struct ApiDoc;
-
-struct SecuritySchemes;
-
-impl Modify for SecuritySchemes {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("pl_test_...")
-                    .build(),
-            ),
-        );
-        components.add_security_scheme(
-            "api_key",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
-        );
-        // Plexy's form: the raw key in `Authorization`, no scheme.
-        components.add_security_scheme(
-            "raw_authorization",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("Authorization"))),
-        );
-    }
-}
 
 pub struct AppSettings {
     pub request_timeout: Duration,
@@ -76,18 +40,28 @@ pub fn build(service: Arc<Service>, public_url: &str, settings: AppSettings) -> 
         limits: settings.limits,
         tasks: settings.tasks.clone(),
     };
-    let mut document = ApiDoc::openapi();
     let (native, native_document) = http::merchant_routes();
-    document.merge(native_document);
     let mut merchant = merchant_api(native, &api, KeyHeader::BearerOrApiKey, None);
-    for (prefix, routes, dialect_document) in dialects::surfaces(&api) {
-        document = document.nest(prefix, dialect_document);
-        merchant = merchant.merge(routes);
+    // Each dialect's document is served, without a key, beside its routes.
+    let mut documents = Router::new();
+    for surface in dialects::surfaces(&api) {
+        let document = Arc::new(documents::dialect(
+            &public_url,
+            surface.prefix,
+            surface.keys,
+            surface.document,
+        ));
+        documents = documents.route(
+            &format!("{}/openapi.json", surface.prefix),
+            get(move || async move { Json(document.as_ref().clone()) }),
+        );
+        merchant = merchant.merge(surface.routes);
     }
     let (ops, ops_document) = http::ops::router().split_for_parts();
-    document.merge(ops_document);
-    let document =
-        Arc::new(serde_json::to_value(&document).expect("the OpenAPI document serializes"));
+    let document = Arc::new(documents::native(
+        &public_url,
+        vec![native_document, ops_document],
+    ));
     let checkout = checkout::router(CheckoutState {
         service,
         public_url,
@@ -102,6 +76,7 @@ pub fn build(service: Arc<Service>, public_url: &str, settings: AppSettings) -> 
         .merge(ops.layer(axum::Extension(http::ops::Document(document))))
         .merge(http::processor_webhooks::router())
         .with_state(api)
+        .merge(documents)
         .merge(checkout)
         .fallback(error::unknown_route)
         .method_not_allowed_fallback(error::method_not_allowed)

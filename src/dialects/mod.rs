@@ -160,9 +160,14 @@ impl<D: Dialect> From<ServiceError> for DialectError<D> {
     }
 }
 
-/// A mounted surface: its prefix, its routes (under the prefix) and its
-/// OpenAPI paths (relative to the prefix).
-pub type Surface = (&'static str, Router<ApiState>, utoipa::openapi::OpenApi);
+/// A mounted dialect: its routes (under its prefix) and its OpenAPI
+/// paths (relative to the prefix, as its provider's clients see them).
+pub struct Surface {
+    pub prefix: &'static str,
+    pub keys: KeyHeader,
+    pub routes: Router<ApiState>,
+    pub document: utoipa::openapi::OpenApi,
+}
 
 /// Dialect `D`'s routes under its prefix, with the merchant API's
 /// middleware in its key header and every error in its envelope.
@@ -173,7 +178,12 @@ pub fn mount<D: Dialect>(state: &ApiState) -> Surface {
         .method_not_allowed_fallback(crate::web::error::method_not_allowed);
     let render: fn(&ApiError) -> Response = |error| D::translate(error.clone()).into_response();
     let routes = merchant_api(routes, state, D::KEY_HEADER, Some(render));
-    (D::PREFIX, Router::new().nest(D::PREFIX, routes), document)
+    Surface {
+        prefix: D::PREFIX,
+        keys: D::KEY_HEADER,
+        routes: Router::new().nest(D::PREFIX, routes),
+        document,
+    }
 }
 
 /// Every dialect, mounted.

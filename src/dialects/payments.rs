@@ -46,7 +46,8 @@ pub struct Payments;
 /// An error in the payments API's envelope.
 pub type PaymentsError = DialectError<Payments>;
 
-const DOC_URL: &str = "/openapi.json";
+/// This format's own OpenAPI document.
+const DOC_URL: &str = "/compat/payments/openapi.json";
 
 impl Dialect for Payments {
     const PREFIX: &'static str = "/compat/payments";

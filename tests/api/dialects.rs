@@ -494,41 +494,155 @@ backend_tests! {
     }
 }
 
-#[tokio::test]
-async fn every_dialect_route_is_in_the_openapi_document() {
-    let app = TestApp::spawn().await;
-    let document = app.get("/openapi.json").await.body;
-    let paths = document["paths"].as_object().unwrap();
-    for (path, method) in [
-        ("/compat/gale/v2/payment-links", "post"),
-        ("/compat/gale/v2/payment-links", "get"),
-        ("/compat/gale/v2/payment-links/{id}", "get"),
-        ("/compat/gale/v2/payment-links/{id}/cancel", "post"),
-        ("/compat/zelta/v1/payment-links", "post"),
-        ("/compat/zelta/v1/payment-links", "get"),
-        ("/compat/zelta/v1/payment-links/{hashUrl}", "get"),
-        ("/compat/zelta/v1/payment-links/{hashUrl}/cancel", "patch"),
-        ("/compat/payments/payments/{id}", "get"),
-        ("/compat/payments/payments/{id}/cancel", "post"),
-        ("/compat/connect/payment-links/{paymentLinkId}", "get"),
-        (
-            "/compat/connect/payment-links/{paymentLinkId}/cancel",
-            "post",
-        ),
-        ("/compat/plexy/v1/payment-links", "post"),
-        ("/compat/plexy/v1/payment-links", "get"),
-        ("/compat/plexy/v1/payment-links/statistics", "get"),
-        (
-            "/compat/plexy/v1/payment-links/order-reference/{order_reference}",
-            "get",
-        ),
-        ("/compat/plexy/v1/payment-links/{external_id}", "get"),
-        ("/compat/plexy/v1/payment-links/{external_id}", "patch"),
-        ("/compat/plexy/v1/payment-links/{external_id}", "delete"),
-    ] {
+/// Each document is valid OpenAPI 3.1 by `openapi-spec-validator` (the
+/// Python reference validator), when it is installed; CI installs it.
+fn assert_valid_openapi(name: &str, document: &serde_json::Value) {
+    use std::io::Write;
+    let check = "import json, sys\nfrom openapi_spec_validator import validate\nvalidate(json.load(sys.stdin))";
+    let available = std::process::Command::new("python3")
+        .args(["-c", "import openapi_spec_validator"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !available {
         assert!(
-            paths.get(path).and_then(|p| p.get(method)).is_some(),
-            "{method} {path} is documented"
+            std::env::var("CI").is_err(),
+            "CI validates every OpenAPI document: install openapi-spec-validator"
         );
+        eprintln!("SKIPPED: validating {name} (pip install openapi-spec-validator)");
+        return;
+    }
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", check])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(document.to_string().as_bytes())
+        .unwrap();
+    // Bounded: the validator answers in well under a second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the validator of {name} hangs"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{name} is not valid OpenAPI 3.1: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every operationId of a document, each once.
+fn assert_unique_operation_ids(name: &str, document: &serde_json::Value) {
+    let mut seen = std::collections::BTreeSet::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            if let Some(id) = operation["operationId"].as_str() {
+                assert!(
+                    seen.insert(id.to_owned()),
+                    "{name}: operationId {id} ({method} {path}) is not unique"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn each_dialect_has_its_own_valid_openapi_document() {
+    let app = TestApp::spawn().await;
+    let native = app.get("/openapi.json").await.body;
+    let native_paths = native["paths"].as_object().unwrap();
+    assert!(
+        native_paths
+            .keys()
+            .all(|path| !path.starts_with("/compat/")),
+        "the native document carries no other provider's operation"
+    );
+    assert_unique_operation_ids("/openapi.json", &native);
+    assert_valid_openapi("/openapi.json", &native);
+    for (dialect, operations) in [
+        (
+            "gale",
+            &[
+                ("/v2/payment-links", "post"),
+                ("/v2/payment-links", "get"),
+                ("/v2/payment-links/{id}", "get"),
+                ("/v2/payment-links/{id}/cancel", "post"),
+            ][..],
+        ),
+        (
+            "zelta",
+            &[
+                ("/v1/payment-links", "post"),
+                ("/v1/payment-links", "get"),
+                ("/v1/payment-links/{hashUrl}", "get"),
+                ("/v1/payment-links/{hashUrl}/cancel", "patch"),
+            ][..],
+        ),
+        (
+            "payments",
+            &[("/payments/{id}", "get"), ("/payments/{id}/cancel", "post")][..],
+        ),
+        (
+            "connect",
+            &[
+                ("/payment-links/{paymentLinkId}", "get"),
+                ("/payment-links/{paymentLinkId}/cancel", "post"),
+            ][..],
+        ),
+        (
+            "plexy",
+            &[
+                ("/v1/payment-links", "post"),
+                ("/v1/payment-links", "get"),
+                ("/v1/payment-links/statistics", "get"),
+                ("/v1/payment-links/order-reference/{order_reference}", "get"),
+                ("/v1/payment-links/{external_id}", "get"),
+                ("/v1/payment-links/{external_id}", "patch"),
+                ("/v1/payment-links/{external_id}", "delete"),
+            ][..],
+        ),
+    ] {
+        // Served without a key, like the native document.
+        let path = format!("/compat/{dialect}/openapi.json");
+        let response = app.request(Method::GET, &path, None, None).await;
+        assert_eq!(response.status, StatusCode::OK, "{path}");
+        let document = response.body;
+        let server = document["servers"][0]["url"].as_str().unwrap();
+        assert_eq!(
+            server,
+            format!("{}/compat/{dialect}", app.base),
+            "{path}: its base URL"
+        );
+        let paths = document["paths"].as_object().unwrap();
+        assert_eq!(
+            paths.len(),
+            operations
+                .iter()
+                .map(|(p, _)| p)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
+            "{path}: only its own paths"
+        );
+        for (operation_path, method) in operations {
+            assert!(
+                paths
+                    .get(*operation_path)
+                    .and_then(|p| p.get(*method))
+                    .is_some(),
+                "{path}: {method} {operation_path} is documented"
+            );
+        }
+        assert_unique_operation_ids(&path, &document);
+        assert_valid_openapi(&path, &document);
     }
 }
