@@ -118,10 +118,21 @@ pub struct ConnectPaymentLink {
     pub url: String,
     /// `ACTIVE`, `EXPIRED`, `COMPLETED` or `CANCELLED`.
     pub status: &'static str,
+    /// Optional, not nullable (the seed's schema): absent when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub description: Option<String>,
+    /// Present once the link is paid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub payment_id: Option<String>,
+    #[schema(format = DateTime, example = "2024-12-31T23:59:59Z")]
     pub expires_at: String,
+    /// Present once the link is paid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, format = DateTime, example = "2024-01-15T14:30:00Z")]
     pub completed_at: Option<String>,
+    #[schema(format = DateTime, example = "2024-01-15T10:00:00Z")]
     pub created_at: String,
     pub updated_at: String,
     pub metadata: BTreeMap<String, String>,

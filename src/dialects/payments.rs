@@ -32,7 +32,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Dialect, DialectError};
+use super::{Dialect, DialectError, iso_seconds};
 use crate::domain::cancel::AlreadyCancelled;
 use crate::domain::{CancelPolicy, Link, LinkFilter, LinkStatus, ids};
 use crate::service::{Caller, ServiceError};
@@ -151,9 +151,13 @@ pub struct PaymentsPayment {
     pub description: Option<String>,
     pub metadata: BTreeMap<String, String>,
     pub url: String,
-    pub expires_at: jiff::Timestamp,
-    pub created_at: jiff::Timestamp,
-    pub updated_at: jiff::Timestamp,
+    /// Whole seconds, UTC, as the seed shows (`2019-08-24T14:15:22Z`).
+    #[schema(format = DateTime, example = "2019-08-24T14:15:22Z")]
+    pub expires_at: String,
+    #[schema(format = DateTime, example = "2019-08-24T14:15:22Z")]
+    pub created_at: String,
+    #[schema(format = DateTime, example = "2019-08-24T14:15:22Z")]
+    pub updated_at: String,
     /// Always `payment`.
     pub object: &'static str,
     pub livemode: bool,
@@ -174,9 +178,9 @@ impl PaymentsPayment {
             currency: link.currency.code().to_owned(),
             description: link.description,
             metadata: link.metadata,
-            expires_at: link.expires_at,
-            created_at: link.created_at,
-            updated_at: link.updated_at,
+            expires_at: iso_seconds(link.expires_at),
+            created_at: iso_seconds(link.created_at),
+            updated_at: iso_seconds(link.updated_at),
             object: "payment",
             livemode: link.livemode,
         }

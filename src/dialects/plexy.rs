@@ -2,9 +2,11 @@
 //!
 //! `DELETE /v1/payment-links/{external_id}` with `Authorization: <key>`
 //! (the raw key, no scheme) cancels and answers 204 with an empty body;
-//! 400 for a malformed id, 404 when there is no such link, 422 when it
-//! cannot be cancelled (paid, expired, already cancelled, or a payment in
-//! progress), 500 on a server fault. `external_id` is the paylink link id.
+//! 404 when there is no such link (an id paylink never issues included),
+//! 422 when it cannot be cancelled (paid, expired, already cancelled, or a
+//! payment in progress), 500 on a server fault. `external_id` is the
+//! paylink link id; in double quotes, as the seed's own example writes it,
+//! it is read without them.
 //!
 //! The seed's menu also lists these, served over the native operations in
 //! snake_case: create `POST /v1/payment-links` (201), list `GET
@@ -30,7 +32,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Dialect, DialectError};
+use super::{Dialect, DialectError, iso_seconds};
 use crate::domain::cancel::AlreadyCancelled;
 use crate::domain::link::LinkUpdate;
 use crate::domain::{CancelPolicy, Link, LinkFilter, LinkStatus, NewLink, ids};
@@ -136,11 +138,18 @@ pub struct PlexyPaymentLink {
     pub metadata: BTreeMap<String, String>,
     pub success_url: Option<String>,
     pub cancel_url: Option<String>,
-    pub expires_at: Timestamp,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-    pub cancelled_at: Option<Timestamp>,
-    pub paid_at: Option<Timestamp>,
+    /// Times are whole seconds, UTC (`2024-01-15T10:00:00Z`), one fixed
+    /// format (the seed shows none).
+    #[schema(format = DateTime, example = "2024-01-15T10:00:00Z")]
+    pub expires_at: String,
+    #[schema(format = DateTime, example = "2024-01-15T10:00:00Z")]
+    pub created_at: String,
+    #[schema(format = DateTime, example = "2024-01-15T10:00:00Z")]
+    pub updated_at: String,
+    #[schema(format = DateTime, example = "2024-01-15T10:00:00Z")]
+    pub cancelled_at: Option<String>,
+    #[schema(format = DateTime, example = "2024-01-15T10:00:00Z")]
+    pub paid_at: Option<String>,
 }
 
 impl PlexyPaymentLink {
@@ -156,11 +165,11 @@ impl PlexyPaymentLink {
             metadata: link.metadata,
             success_url: link.success_url,
             cancel_url: link.cancel_url,
-            expires_at: link.expires_at,
-            created_at: link.created_at,
-            updated_at: link.updated_at,
-            cancelled_at: link.cancelled_at,
-            paid_at: link.paid_at,
+            expires_at: iso_seconds(link.expires_at),
+            created_at: iso_seconds(link.created_at),
+            updated_at: iso_seconds(link.updated_at),
+            cancelled_at: link.cancelled_at.map(iso_seconds),
+            paid_at: link.paid_at.map(iso_seconds),
         }
     }
 }
@@ -224,15 +233,19 @@ pub struct PlexyErrorDetail {
     pub message: String,
 }
 
-fn check_id(id: &str) -> Result<(), PlexyError> {
+/// The link id an `external_id` names. The seed's own example writes it in
+/// double quotes (`"abcd1234-..."`), so one pair of quotes is read past;
+/// an id paylink could never have issued is as absent as an unknown one
+/// (404), so ids cannot be told apart by their shape.
+fn link_id(external_id: &str) -> Result<&str, PlexyError> {
+    let id = external_id
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+        .unwrap_or(external_id);
     if ids::is_well_formed(id, "plink_") {
-        Ok(())
+        Ok(id)
     } else {
-        Err(PlexyError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("`{id}` is not a payment link id (plink_...)."),
-        ))
+        Err(Plexy::not_found())
     }
 }
 
@@ -369,7 +382,6 @@ async fn by_order_reference(
     params(("external_id" = String, Path, description = "The link id, `plink_...`")),
     responses(
         (status = 200, description = "The link", body = PlexyPaymentLink),
-        (status = 400, description = "Malformed id", body = PlexyErrorBody),
         (status = 404, description = "Not found", body = PlexyErrorBody),
         AuthErrors,
     ),
@@ -379,8 +391,8 @@ async fn get_link(
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<PlexyPaymentLink>, PlexyError> {
-    check_id(&id)?;
-    let link = state.service.get_link(&caller, &id).await?;
+    let id = link_id(&id)?;
+    let link = state.service.get_link(&caller, id).await?;
     Ok(Json(PlexyPaymentLink::new(&state, link)))
 }
 
@@ -404,12 +416,12 @@ async fn update_expiration(
     Path(id): Path<String>,
     JsonBody(request): JsonBody<PlexyUpdateExpiration>,
 ) -> Result<Json<PlexyPaymentLink>, PlexyError> {
-    check_id(&id)?;
+    let id = link_id(&id)?;
     let update = LinkUpdate {
         expires_at: Some(request.expires_at),
         ..LinkUpdate::default()
     };
-    let link = state.service.update_link(&caller, &id, update).await?;
+    let link = state.service.update_link(&caller, id, update).await?;
     Ok(Json(PlexyPaymentLink::new(&state, link)))
 }
 
@@ -418,7 +430,6 @@ async fn update_expiration(
     params(("external_id" = String, Path, description = "The link id")),
     responses(
         (status = 204, description = "Payment link successfully canceled"),
-        (status = 400, description = "Malformed id", body = PlexyErrorBody),
         (status = 404, description = "Not found", body = PlexyErrorBody),
         (status = 409, description = "The same Idempotency-Key is still running", body = PlexyErrorBody),
         (status = 422, description = "Cannot be cancelled: paid, expired, already cancelled, or paying", body = PlexyErrorBody),
@@ -431,10 +442,10 @@ async fn cancel_link(
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, PlexyError> {
-    check_id(&id)?;
+    let id = link_id(&id)?;
     state
         .service
-        .cancel_link(&caller, &id, None, &Plexy::POLICY)
+        .cancel_link(&caller, id, None, &Plexy::POLICY)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

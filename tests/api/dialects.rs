@@ -370,8 +370,12 @@ backend_tests! {
         assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
         assert_eq!(cancelled.body["paymentLinkId"], links.active.as_str());
         assert_eq!(cancelled.body["status"], "CANCELLED");
-        for field in ["url", "description", "paymentId", "expiresAt", "completedAt", "createdAt", "updatedAt", "metadata"] {
+        for field in ["url", "description", "expiresAt", "createdAt", "updatedAt", "metadata"] {
             assert!(cancelled.body.get(field).is_some(), "{field}");
+        }
+        // Optional, not nullable in the seed's schema: absent, never null.
+        for field in ["paymentId", "completedAt"] {
+            assert!(cancelled.body.get(field).is_none(), "{field} is absent on an unpaid link");
         }
         // Same key, same request: the same result, replayed.
         let replayed = cancel(&links.active, Some("order-77-cancel")).await;
@@ -393,6 +397,11 @@ backend_tests! {
         assert_eq!(get(links.processing.clone()).await.body["status"], "ACTIVE");
         assert_eq!(get(links.paid.clone()).await.body["status"], "COMPLETED");
         assert!(get(links.paid.clone()).await.body["completedAt"].is_string());
+        let paid = get(links.paid.clone()).await.body;
+        assert!(paid["paymentId"].as_str().is_some_and(|id| id.starts_with("pay_")));
+        for (field, value) in paid.as_object().unwrap() {
+            assert!(!value.is_null(), "Connect never sends null ({field})");
+        }
         assert_eq!(get(links.expired.clone()).await.body["status"], "EXPIRED");
         for id in [&links.paid, &links.expired, &links.processing] {
             let refused = cancel(id, None).await;
@@ -419,10 +428,15 @@ backend_tests! {
         assert_eq!(deleted.status, StatusCode::NO_CONTENT);
         assert!(deleted.body.is_null(), "empty body");
         assert_eq!(app.link(&links.active).await["status"], "cancelled");
-        // The seed's literal example id, quotes and all, is malformed: 400.
-        let malformed = call(&app, Method::DELETE, "/compat/plexy/v1/payment-links/%22abcd1234-efgh-5678-ijkl-9012mnop3456%22", &headers, None).await;
-        assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
-        assert_eq!(malformed.body["error"]["code"], "bad_request");
+        // The seed's literal example, quotes and all: an unknown id, 404 as
+        // Plexy answers one; a real id in the seed's quotes cancels.
+        let example = call(&app, Method::DELETE, "/compat/plexy/v1/payment-links/%22abcd1234-efgh-5678-ijkl-9012mnop3456%22", &headers, None).await;
+        assert_eq!(example.status, StatusCode::NOT_FOUND, "{}", example.body);
+        assert_eq!(example.body["error"]["code"], "not_found");
+        let quoted = app.create_link().await;
+        let deleted = call(&app, Method::DELETE, &format!("/compat/plexy/v1/payment-links/%22{quoted}%22"), &headers, None).await;
+        assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.body);
+        assert_eq!(app.link(&quoted).await["status"], "cancelled");
         let missing = call(&app, Method::DELETE, "/compat/plexy/v1/payment-links/plink_nothing", &headers, None).await;
         assert_eq!(missing.status, StatusCode::NOT_FOUND);
         for id in [&links.paid, &links.expired, &links.cancelled, &links.processing] {
@@ -452,7 +466,8 @@ backend_tests! {
         let got = call(&app, Method::GET, &format!("/compat/plexy/v1/payment-links/{id}"), &headers, None).await;
         assert_eq!(got.body, moved.body);
         let listed = call(&app, Method::GET, "/compat/plexy/v1/payment-links?status=Cancelled", &headers, None).await;
-        assert_eq!(listed.body["data"].as_array().unwrap().len(), 2);
+        // The one cancelled before, the one deleted by id, the one in quotes.
+        assert_eq!(listed.body["data"].as_array().unwrap().len(), 3);
         let stats = call(&app, Method::GET, "/compat/plexy/v1/payment-links/statistics", &headers, None).await;
         assert_eq!(stats.status, StatusCode::OK);
         let eur = stats.body["data"].as_array().unwrap().iter().find(|row| row["currency"] == "EUR").unwrap().clone();
