@@ -12,9 +12,12 @@ use crate::domain::EventFilter;
 use crate::domain::{EventType, ids};
 use crate::service::ServiceError;
 use crate::web::ApiState;
-use crate::web::error::{ApiError, ApiResult, AuthErrors, BodyErrors, ErrorBody};
+use crate::web::error::{
+    ApiError, ApiResult, AuthErrors, BodyErrors, ErrorBody, IdempotencyErrors,
+};
 use crate::web::extract::{Authenticated, JsonBody};
 use crate::web::list_query::page_limit;
+use crate::web::schemas::IdempotencyKey;
 
 pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
@@ -141,9 +144,10 @@ async fn get_event(
 /// Send an event again, now, with a fresh retry schedule: to `endpoint`, or
 /// to every enabled endpoint that wants its type.
 #[utoipa::path(post, path = "/v1/events/{id}/redeliver", tag = "events",
-    params(("id" = String, Path, description = "The event's id")),
+    params(("id" = String, Path, description = "The event's id"), IdempotencyKey),
     request_body(content = Option<RedeliverRequest>, description = "Optional; an empty body redelivers to every interested endpoint"),
     responses(
+        IdempotencyErrors,
         (status = 200, description = "The event with its deliveries, now pending", body = EventDetail),
         (status = 400, description = "No such or no enabled endpoint to send to", body = ErrorBody),
         (status = 404, description = "No such event", body = ErrorBody),

@@ -15,9 +15,12 @@ use crate::domain::LinkFilter;
 use crate::domain::{CancelPolicy, LinkStatus, ids};
 use crate::service::{BulkOutcome, MAX_BULK_CANCEL, ServiceError};
 use crate::web::ApiState;
-use crate::web::error::{ApiError, ApiResult, AuthErrors, BodyErrors, ErrorBody};
+use crate::web::error::{
+    ApiError, ApiResult, AuthErrors, BodyErrors, ErrorBody, IdempotencyErrors,
+};
 use crate::web::extract::{Authenticated, JsonBody};
 use crate::web::list_query::{self, ListSyntax};
+use crate::web::schemas::IdempotencyKey;
 
 pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
@@ -50,7 +53,9 @@ fn name_missing_link(id: &str) -> impl Fn(ServiceError) -> ApiError + '_ {
 /// Create a payment link.
 #[utoipa::path(post, path = "/v1/payment-links", tag = "payment links",
     request_body = CreatePaymentLinkRequest,
+    params(IdempotencyKey),
     responses(
+        IdempotencyErrors,
         (status = 201, description = "Created", body = PaymentLinkResource),
         (status = 400, description = "A field is invalid (`param` names it)", body = ErrorBody),
         AuthErrors,
@@ -157,13 +162,14 @@ async fn list_links(
 
 /// Update an active payment link's `expires_at`, `metadata` or `description`.
 #[utoipa::path(patch, path = "/v1/payment-links/{id}", tag = "payment links",
-    params(("id" = String, Path, description = "The link's id")),
+    params(("id" = String, Path, description = "The link's id"), IdempotencyKey),
     request_body(content = Option<UpdatePaymentLinkRequest>, description = "An empty body changes nothing"),
     responses(
+        IdempotencyErrors,
         (status = 200, description = "The updated link", body = PaymentLinkResource),
         (status = 400, description = "A field is invalid", body = ErrorBody),
         (status = 404, description = "No such link", body = ErrorBody),
-        (status = 409, description = "The link is not active (`invalid_state`)", body = ErrorBody),
+        (status = 409, description = "The link is not active (`invalid_state`); or the same Idempotency-Key is still running", body = ErrorBody),
         AuthErrors,
         BodyErrors,
     ),
@@ -186,13 +192,14 @@ async fn update_link(
 /// Cancel a payment link. Cancelling a cancelled link answers 200 with the
 /// link unchanged; processing, paid and expired links answer 409.
 #[utoipa::path(post, path = "/v1/payment-links/{id}/cancel", tag = "payment links",
-    params(("id" = String, Path, description = "The link's id")),
+    params(("id" = String, Path, description = "The link's id"), IdempotencyKey),
     request_body(content = Option<CancelRequest>, description = "Optional; an empty body is allowed"),
     responses(
+        IdempotencyErrors,
         (status = 200, description = "The cancelled link", body = PaymentLinkResource),
         (status = 400, description = "`reason` too long, or a bad body", body = ErrorBody),
         (status = 404, description = "No such link", body = ErrorBody),
-        (status = 409, description = "Processing, paid or expired (`invalid_state`)", body = ErrorBody),
+        (status = 409, description = "Processing, paid or expired (`invalid_state`); or the same Idempotency-Key is still running", body = ErrorBody),
         AuthErrors,
         BodyErrors,
     ),
@@ -216,7 +223,9 @@ async fn cancel_link(
 /// `dry_run` report what would be cancelled. Each link's outcome is listed.
 #[utoipa::path(post, path = "/v1/payment-links/cancel", tag = "payment links",
     request_body(content = BulkCancelRequest, description = "At least one filter, or `\"all\": true` to act on every link of the account and mode (newest first, up to 1000 a call)"),
+    params(IdempotencyKey),
     responses(
+        IdempotencyErrors,
         (status = 200, description = "Per-link outcomes", body = BulkCancelResponse),
         (status = 400, description = "A field is invalid", body = ErrorBody),
         AuthErrors,
@@ -414,13 +423,14 @@ async fn link_events(
 /// `pending` if it has not answered yet (paylink finishes it), or
 /// `failed` (its amount can be refunded again).
 #[utoipa::path(post, path = "/v1/payment-links/{id}/refunds", tag = "payment links",
-    params(("id" = String, Path, description = "The link's id, `plink_...`")),
+    params(("id" = String, Path, description = "The link's id, `plink_...`"), IdempotencyKey),
     request_body = CreateRefundRequest,
     responses(
+        IdempotencyErrors,
         (status = 201, description = "The refund", body = RefundResource),
         (status = 400, description = "`amount` is not positive or is more than what is left to refund", body = ErrorBody),
         (status = 404, description = "No such link in this account and mode", body = ErrorBody),
-        (status = 409, description = "The link is not paid, or is refunded in full", body = ErrorBody),
+        (status = 409, description = "The link is not paid, or is refunded in full; or the same Idempotency-Key is still running", body = ErrorBody),
         AuthErrors,
         BodyErrors,
     ),

@@ -11,8 +11,11 @@ use super::wire::*;
 use crate::domain::ids;
 use crate::service::ServiceError;
 use crate::web::ApiState;
-use crate::web::error::{ApiError, ApiResult, AuthErrors, BodyErrors, ErrorBody};
+use crate::web::error::{
+    ApiError, ApiResult, AuthErrors, BodyErrors, ErrorBody, IdempotencyErrors,
+};
 use crate::web::extract::{Authenticated, JsonBody};
+use crate::web::schemas::IdempotencyKey;
 
 pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
@@ -44,7 +47,9 @@ fn name_missing_endpoint(id: &str) -> impl Fn(ServiceError) -> ApiError + '_ {
 /// shown only this once.
 #[utoipa::path(post, path = "/v1/webhook-endpoints", tag = "webhooks",
     request_body = CreateWebhookEndpointRequest,
+    params(IdempotencyKey),
     responses(
+        IdempotencyErrors,
         (status = 201, description = "Created; `secret` is shown only here", body = WebhookEndpointResource),
         (status = 400, description = "A field is invalid, or the URL is internal (`param` names it)", body = ErrorBody),
         AuthErrors,
@@ -120,9 +125,10 @@ async fn get_endpoint(
 
 /// Change an endpoint's `url`, `events`, `description` or `enabled`.
 #[utoipa::path(patch, path = "/v1/webhook-endpoints/{id}", tag = "webhooks",
-    params(("id" = String, Path, description = "The endpoint's id")),
+    params(("id" = String, Path, description = "The endpoint's id"), IdempotencyKey),
     request_body(content = Option<UpdateWebhookEndpointRequest>, description = "An empty body changes nothing"),
     responses(
+        IdempotencyErrors,
         (status = 200, description = "The updated endpoint", body = WebhookEndpointResource),
         (status = 400, description = "A field is invalid", body = ErrorBody),
         (status = 404, description = "No such endpoint", body = ErrorBody),
@@ -150,8 +156,9 @@ async fn update_endpoint(
 
 /// Delete an endpoint. Its pending deliveries are marked failed.
 #[utoipa::path(delete, path = "/v1/webhook-endpoints/{id}", tag = "webhooks",
-    params(("id" = String, Path, description = "The endpoint's id")),
+    params(("id" = String, Path, description = "The endpoint's id"), IdempotencyKey),
     responses(
+        IdempotencyErrors,
         (status = 200, description = "Deleted", body = DeletedResource),
         (status = 404, description = "No such endpoint", body = ErrorBody),
         AuthErrors,
@@ -179,9 +186,10 @@ async fn delete_endpoint(
 /// every secret replaced in the last 24 hours keeps signing (one signature
 /// each) until 24 hours after its replacement.
 #[utoipa::path(post, path = "/v1/webhook-endpoints/{id}/rotate-secret", tag = "webhooks",
-    params(("id" = String, Path, description = "The endpoint's id")),
+    params(("id" = String, Path, description = "The endpoint's id"), IdempotencyKey),
     request_body(content = Option<RotateSecretRequest>, description = "No fields; an empty body or `{}`"),
     responses(
+        IdempotencyErrors,
         (status = 200, description = "The endpoint with its new `secret`", body = WebhookEndpointResource),
         (status = 400, description = "A malformed body, or too many rotations within 24 hours", body = ErrorBody),
         (status = 404, description = "No such endpoint", body = ErrorBody),

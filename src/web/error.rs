@@ -253,3 +253,19 @@ pub enum BodyErrors {
     #[response(status = 415)]
     NotJson(ErrorBody),
 }
+
+/// What a write may answer under an `Idempotency-Key` (an operation's own
+/// 409, listed after this, names both of its reasons).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code, reason = "documents responses; never constructed")]
+pub enum IdempotencyErrors {
+    /// A malformed Idempotency-Key
+    #[response(status = 400)]
+    Malformed(ErrorBody),
+    /// The same Idempotency-Key is still running
+    #[response(status = 409)]
+    InUse(ErrorBody),
+    /// Idempotency-Key reused with another request
+    #[response(status = 422)]
+    Reused(ErrorBody),
+}

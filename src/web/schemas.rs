@@ -4,7 +4,7 @@
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::{RefOr, Schema};
 
-use crate::domain::Reason;
+use crate::domain::{EventType, Reason};
 
 /// An optional cancel or refund `reason` (see [`Reason`]).
 pub fn reason() -> RefOr<Schema> {
@@ -19,4 +19,27 @@ pub fn reason() -> RefOr<Schema> {
             Reason::MAX_CHARS
         )))
         .into()
+}
+
+/// An event's `type`: one of [`EventType::ALL`], as an enum.
+pub fn event_type() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(EventType::ALL.iter().map(|t| t.as_str())))
+        .examples([serde_json::json!("payment_link.cancelled")])
+        .into()
+}
+
+/// The `Idempotency-Key` header every write accepts.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code, reason = "documents a header the idempotency layer reads")]
+pub struct IdempotencyKey {
+    /// Retrying with the same key replays the first answer byte for byte
+    /// (24 hours, scoped to the key's account and mode); the same key with
+    /// another request is 422 `idempotency_key_reused`, and one whose first
+    /// request is still running is 409 `idempotency_key_in_use`. 1 to 256
+    /// characters.
+    #[param(rename = "Idempotency-Key", max_length = 256, min_length = 1)]
+    idempotency_key: Option<String>,
 }

@@ -584,6 +584,40 @@ async fn each_dialect_has_its_own_valid_openapi_document() {
     );
     assert_unique_operation_ids("/openapi.json", &native);
     assert_valid_openapi("/openapi.json", &native);
+    // Every native write documents its Idempotency-Key and what it answers
+    // under one, and every authenticated operation its rate limit.
+    for (path, item) in native_paths {
+        for (method, operation) in item.as_object().unwrap() {
+            let responses = operation["responses"].as_object().unwrap();
+            if path.starts_with("/v1/") {
+                assert!(
+                    responses.contains_key("429"),
+                    "{method} {path} documents 429"
+                );
+            }
+            if matches!(method.as_str(), "post" | "patch" | "delete") && path.starts_with("/v1/") {
+                let header = operation["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header");
+                assert!(header, "{method} {path} documents Idempotency-Key");
+                for status in ["409", "422"] {
+                    assert!(
+                        responses.contains_key(status),
+                        "{method} {path} documents {status}"
+                    );
+                }
+            }
+        }
+    }
+    let event_types =
+        &native["components"]["schemas"]["EventResource"]["properties"]["type"]["enum"];
+    assert_eq!(
+        event_types.as_array().map(Vec::len),
+        Some(paylink::domain::EventType::ALL.len()),
+        "event types are an enum: {event_types}"
+    );
     for (dialect, operations) in [
         (
             "gale",

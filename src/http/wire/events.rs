@@ -43,6 +43,7 @@ pub struct EventResource {
     /// `.payment_failed`, `.cancelled`, `.expired`, `.refund_created`,
     /// `.refunded` or `.refund_failed`.
     #[serde(rename = "type")]
+    #[schema(schema_with = crate::web::schemas::event_type)]
     pub event_type: String,
     pub created_at: Timestamp,
     pub actor: ActorBody,
