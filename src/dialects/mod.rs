@@ -173,9 +173,7 @@ pub struct Surface {
 /// middleware in its key header and every error in its envelope.
 pub fn mount<D: Dialect>(state: &ApiState) -> Surface {
     let (routes, document) = D::routes().split_for_parts();
-    let routes = routes
-        .fallback(crate::web::error::unknown_route)
-        .method_not_allowed_fallback(crate::web::error::method_not_allowed);
+    let routes = routes.fallback(crate::web::error::unknown_route);
     let render: fn(&ApiError) -> Response = |error| D::translate(error.clone()).into_response();
     let routes = merchant_api(routes, state, D::KEY_HEADER, Some(render));
     Surface {

@@ -75,6 +75,10 @@ pub fn merchant_api(
             state.tasks.clone(),
             detach::run_to_completion,
         ))
+        // Set after the route layers, so a method a route does not take is
+        // a 405 and never reaches idempotency (axum's route layers wrap a
+        // method-not-allowed fallback that exists when they are added).
+        .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             auth::Authenticator {
                 state: state.clone(),

@@ -695,3 +695,46 @@ async fn each_dialect_has_its_own_valid_openapi_document() {
         assert_valid_openapi(&path, &document);
     }
 }
+
+#[tokio::test]
+async fn a_method_a_route_does_not_take_is_405_even_under_a_used_idempotency_key() {
+    let app = TestApp::spawn().await;
+    let id = app.create_link().await;
+    let key = app.key.clone();
+    let path = format!("/compat/connect/payment-links/{id}/cancel");
+    let cancel = [("X-API-Key", key.as_str()), ("X-Idempotency-Key", "k-405")];
+    let cancelled = call(&app, Method::POST, &path, &cancel, None).await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+    // The same key on a method the route does not take: no idempotency
+    // answer (that key belongs to a request that could run), a 405.
+    for method in [Method::PATCH, Method::PUT, Method::DELETE] {
+        let refused = call(&app, method.clone(), &path, &cancel, None).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method}: {}",
+            refused.body
+        );
+        assert_eq!(
+            refused.body["error"]["code"], "INVALID_REQUEST",
+            "in Connect's envelope"
+        );
+    }
+    let native = call(
+        &app,
+        Method::PUT,
+        &format!("/v1/payment-links/{id}"),
+        &[
+            ("Authorization", &format!("Bearer {key}")),
+            ("Idempotency-Key", "k-405"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(
+        native.status,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "{}",
+        native.body
+    );
+}
