@@ -74,7 +74,14 @@ pub fn build(service: Arc<Service>, public_url: &str, settings: AppSettings) -> 
     // (each surface then has its own middleware).
     merchant
         .merge(ops.layer(axum::Extension(http::ops::Document(document))))
-        .merge(http::processor_webhooks::router())
+        // A processor's event applies writes: it runs detached too, so a
+        // processor that hangs up never leaves one half applied.
+        .merge(http::processor_webhooks::router().route_layer(
+            axum::middleware::from_fn_with_state(
+                api.tasks.clone(),
+                crate::web::detach::run_to_completion,
+            ),
+        ))
         .with_state(api)
         .merge(documents)
         .merge(checkout)
