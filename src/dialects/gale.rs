@@ -99,13 +99,12 @@ impl Dialect for Gale {
 
     fn refusal(status: LinkStatus, _: String) -> GaleError {
         let word = Self::status_word(status);
-        let message = if status == LinkStatus::Processing {
-            format!("Cannot cancel payment link with status '{word}': a payment is in progress")
-        } else {
-            format!("Cannot cancel payment link with status '{word}'")
-        };
-        GaleError::new(StatusCode::BAD_REQUEST, "invalid_state", message)
-            .with_param(Some("status".into()))
+        GaleError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_state",
+            format!("Cannot cancel payment link with status '{word}'"),
+        )
+        .with_param(Some("status".into()))
     }
 
     fn routes() -> OpenApiRouter<ApiState> {

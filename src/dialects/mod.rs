@@ -79,6 +79,21 @@ use crate::web::{ApiState, merchant_api};
 ///   that is not there and for a status that refuses a change;
 /// - [`Dialect::translate`]: a native error in its terms (by default its
 ///   code with the native status, message and param);
+/// - [`Dialect::in_progress`]: its answer to a cancel that found a payment
+///   in flight and waited for it in vain.
+///
+/// A payment in progress is handled one way on every surface: the cancel
+/// waits (up to two seconds) for the attempt to resolve, then decides from
+/// where it landed; paid is refused in the provider's words for paid, a
+/// failed attempt leaves the link payable and the cancel goes through.
+/// Only an attempt still unresolved after the wait gets
+/// [`Dialect::in_progress`], a retryable refusal that names no status. Why
+/// wait rather than show a status: Gale, Zelta and Connect have no word for
+/// a payment in flight, so their clients see it as payable; a refusal
+/// naming "active" contradicts what they just read, and one naming
+/// "processing" a word they do not know. The attempt lasts as long as one
+/// processor round trip, so the wait nearly always ends in an answer the
+/// client can act on.
 /// - [`Dialect::routes`]: its handlers, paths relative to `PREFIX`.
 pub trait Dialect: Sized + Send + Sync + 'static {
     const PREFIX: &'static str;
@@ -95,6 +110,18 @@ pub trait Dialect: Sized + Send + Sync + 'static {
     fn translate(error: ApiError) -> DialectError<Self> {
         DialectError::new(error.status, Self::code(error.code), error.message)
             .with_param(error.param)
+    }
+
+    /// A cancel that waited for a payment in flight and still found it in
+    /// flight: the provider's own status and code for a link that cannot
+    /// be cancelled (so its clients' error handling holds), with the
+    /// native message, which names no status (three of the five providers
+    /// have no word for "processing" and show the link as payable), only
+    /// that a payment is in progress and the cancel can be retried in a
+    /// few seconds.
+    fn in_progress(message: String) -> DialectError<Self> {
+        let refusal = Self::refusal(LinkStatus::Processing, String::new());
+        DialectError::new(refusal.status, refusal.code, message)
     }
 }
 
@@ -154,6 +181,11 @@ impl<D: Dialect> From<ServiceError> for DialectError<D> {
     fn from(error: ServiceError) -> Self {
         match error {
             ServiceError::NotFound => D::not_found(),
+            // Only after the cancel waited for the attempt to resolve.
+            ServiceError::InvalidState {
+                status: LinkStatus::Processing,
+                message,
+            } => D::in_progress(message),
             ServiceError::InvalidState { status, message } => D::refusal(status, message),
             other => D::translate(ApiError::from(other)),
         }

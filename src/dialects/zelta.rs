@@ -110,8 +110,9 @@ impl Dialect for Zelta {
         let details = match status {
             LinkStatus::Paid => "Payment link is already completed",
             LinkStatus::Cancelled => "Payment link is already cancelled",
-            LinkStatus::Processing => "Payment link has a payment in progress",
-            LinkStatus::Active | LinkStatus::Expired => "Payment link cannot be cancelled",
+            LinkStatus::Active | LinkStatus::Processing | LinkStatus::Expired => {
+                "Payment link cannot be cancelled"
+            }
         };
         ZeltaError::new(
             StatusCode::BAD_REQUEST,

@@ -45,7 +45,7 @@ impl CancelRefusal {
     pub fn message(self) -> &'static str {
         match self.status {
             LinkStatus::Processing => {
-                "A payment is in progress on this link; it cannot be cancelled until the attempt resolves."
+                "A payment is in progress on this link; retry the cancel in a few seconds, once the attempt resolves."
             }
             LinkStatus::Paid => {
                 "This payment link has been paid; refund it instead (POST /v1/payment-links/{id}/refunds)."

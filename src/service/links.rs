@@ -139,8 +139,50 @@ impl Service {
         policy: &CancelPolicy,
     ) -> ServiceResult<Link> {
         let reason = Reason::parse_optional(reason)?;
-        self.cancel_one(caller, id, reason, policy, current_idempotency())
+        let idempotency = current_idempotency();
+        match self
+            .cancel_one(caller, id, reason.clone(), policy, idempotency.clone())
             .await
+        {
+            // A payment attempt is in flight (the customer pressed Pay a
+            // moment ago): wait, bounded, for it to resolve, then decide
+            // from where it landed: paid is refused as paid, failed
+            // leaves the link active and the cancel goes through. Every
+            // surface answers the same way; one whose provider has no
+            // word for "processing" never has to refuse a link it showed
+            // as active with a status the client did not see.
+            Err(ServiceError::InvalidState {
+                status: LinkStatus::Processing,
+                message,
+            }) => {
+                let key = LinkKey::Id(caller.scope.clone(), id.to_owned());
+                if !self.await_settled_payment(&key).await? {
+                    return Err(ServiceError::InvalidState {
+                        status: LinkStatus::Processing,
+                        message,
+                    });
+                }
+                self.cancel_one(caller, id, reason, policy, idempotency)
+                    .await
+            }
+            decided => decided,
+        }
+    }
+
+    /// Polls the link until it leaves `processing` (true) or
+    /// [`PAYMENT_SETTLE_WAIT`] passes (false). Read-only: a client that
+    /// hangs up meanwhile cuts nothing.
+    async fn await_settled_payment(&self, key: &LinkKey) -> ServiceResult<bool> {
+        let deadline = tokio::time::Instant::now() + PAYMENT_SETTLE_WAIT;
+        loop {
+            tokio::time::sleep(PAYMENT_SETTLE_POLL).await;
+            if self.load(key).await?.status != LinkStatus::Processing {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+        }
     }
 
     pub(super) async fn cancel_one(

@@ -49,6 +49,14 @@ const IDEMPOTENCY_LEASE: SignedDuration = SignedDuration::from_secs(120);
 /// Longest the checkout waits for a processor's answer; past it the
 /// attempt stays pending and the reconciler asks the processor later.
 const PROCESSOR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// Longest a cancel waits for a payment attempt in flight to resolve
+/// before it answers that a payment is in progress: long enough for a
+/// card payment's round trip to the processor, short enough for an HTTP
+/// client's patience.
+const PAYMENT_SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How often that wait looks again (a read by primary key; any node may
+/// be the one settling the attempt).
+const PAYMENT_SETTLE_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 /// Pending attempts the reconciler resolves per round.
 const RECONCILE_BATCH: usize = 100;
 

@@ -320,7 +320,7 @@ backend_tests! {
         assert_eq!(expired.body["data"]["status"], "canceled");
 
         // Paid and processing are refused, in the six-field envelope.
-        for (id, word) in [(&links.paid, "paid"), (&links.processing, "processing")] {
+        for (id, word) in [(&links.paid, "is paid"), (&links.processing, "payment is in progress")] {
             let refused = call(&app, Method::POST, &format!("/compat/payments/payments/{id}/cancel"), &headers, None).await;
             assert_eq!(refused.status, StatusCode::CONFLICT, "{word}");
             assert_eq!(refused.body["success"], false);
@@ -474,6 +474,65 @@ backend_tests! {
         assert_eq!(eur, json!({"status": "Active", "currency": "EUR", "count": 1, "amount": 1500}));
     }
 
+    /// A cancel that meets a payment in flight waits for it, on every
+    /// surface alike: a declined attempt lets the cancel through, a paid
+    /// one is refused as paid, and one still unresolved after the wait is
+    /// refused with a message that names no status the client never saw.
+    async fn a_cancel_waits_for_a_payment_in_flight_on_every_surface() {
+        let app = TestApp::spawn().await;
+        let settle_later = |slug: String, paid: bool| {
+            let service = app.service.clone();
+            async move {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                if paid {
+                    service.complete_payment(&slug).await.expect("paid");
+                } else {
+                    service.fail_payment(&slug, "Card declined").await.expect("failed");
+                }
+            }
+        };
+        for surface in Surface::ALL {
+            // Declined while the cancel waits: the cancel goes through.
+            let id = app.create_link().await;
+            let slug = app.start_payment(&id).await;
+            let (answer, ()) = tokio::join!(surface.cancel(&app, &id), settle_later(slug, false));
+            assert!(answer.status.is_success(), "{surface:?}: {} {}", answer.status, answer.body);
+            assert_eq!(app.link(&id).await["status"], "cancelled", "{surface:?}");
+
+            // Paid while the cancel waits: refused as paid, in the provider's words.
+            let id = app.create_link().await;
+            let slug = app.start_payment(&id).await;
+            let (answer, ()) = tokio::join!(surface.cancel(&app, &id), settle_later(slug, true));
+            assert!(answer.status.is_client_error(), "{surface:?}: {}", answer.status);
+            let text = answer.body.to_string();
+            assert!(text.contains(surface.paid_word()), "{surface:?}: {text}");
+            assert_eq!(app.link(&id).await["status"], "paid", "{surface:?}");
+        }
+
+        // Never resolved: each surface gives up after the wait (all six
+        // at once) with its own refusal, naming no status.
+        let mut stuck = Vec::new();
+        for surface in Surface::ALL {
+            let id = app.create_link().await;
+            app.start_payment(&id).await;
+            stuck.push((surface, id));
+        }
+        let started = std::time::Instant::now();
+        let answers = futures::future::join_all(stuck.iter().map(|(surface, id)| surface.cancel(&app, id))).await;
+        let waited = started.elapsed();
+        assert!(waited >= std::time::Duration::from_secs(2), "waited {waited:?}");
+        assert!(waited < std::time::Duration::from_secs(30), "waited {waited:?}");
+        for ((surface, id), answer) in stuck.iter().zip(answers) {
+            assert_eq!(answer.status, surface.refusal_status(), "{surface:?}: {}", answer.body);
+            let text = answer.body.to_string();
+            assert!(text.contains("A payment is in progress on this link; retry the cancel in a few seconds"), "{surface:?}: {text}");
+            for word in ["'active'", "\"active\"", "pending", "ACTIVE", "processing", "Processing"] {
+                assert!(!text.contains(word), "{surface:?} names {word}: {text}");
+            }
+            assert_eq!(app.link(id).await["status"], "processing");
+        }
+    }
+
     async fn one_link_across_every_dialect() {
         let app = TestApp::spawn().await;
         let auth = bearer(&app);
@@ -506,6 +565,85 @@ backend_tests! {
         let gale = call(&app, Method::GET, &format!("/compat/gale/v2/payment-links/{id}"), &[("Authorization", auth.as_str())], None).await;
         assert_eq!(gale.body["status"], "cancelled");
         assert_eq!(gale.body["amount_cents"], 700);
+    }
+}
+
+/// Every surface that cancels, and how it is asked to.
+#[derive(Debug, Clone, Copy)]
+enum Surface {
+    Native,
+    Gale,
+    Zelta,
+    Payments,
+    Connect,
+    Plexy,
+}
+
+impl Surface {
+    const ALL: [Surface; 6] = [
+        Surface::Native,
+        Surface::Gale,
+        Surface::Zelta,
+        Surface::Payments,
+        Surface::Connect,
+        Surface::Plexy,
+    ];
+
+    async fn cancel(self, app: &TestApp, id: &str) -> Response {
+        let bearer = bearer(app);
+        let key = app.key.as_str();
+        let (method, path, header) = match self {
+            Surface::Native => (
+                Method::POST,
+                format!("/v1/payment-links/{id}/cancel"),
+                ("Authorization", bearer.as_str()),
+            ),
+            Surface::Gale => (
+                Method::POST,
+                format!("/compat/gale/v2/payment-links/{id}/cancel"),
+                ("Authorization", bearer.as_str()),
+            ),
+            Surface::Zelta => (
+                Method::PATCH,
+                format!("/compat/zelta/v1/payment-links/{id}/cancel"),
+                ("X-API-Key", key),
+            ),
+            Surface::Payments => (
+                Method::POST,
+                format!("/compat/payments/payments/{id}/cancel"),
+                ("X-API-Key", key),
+            ),
+            Surface::Connect => (
+                Method::POST,
+                format!("/compat/connect/payment-links/{id}/cancel"),
+                ("X-API-Key", key),
+            ),
+            Surface::Plexy => (
+                Method::DELETE,
+                format!("/compat/plexy/v1/payment-links/{id}"),
+                ("Authorization", key),
+            ),
+        };
+        call(app, method, &path, &[header], None).await
+    }
+
+    fn paid_word(self) -> &'static str {
+        match self {
+            Surface::Native => "been paid",
+            Surface::Gale => "status 'paid'",
+            Surface::Zelta => "already completed",
+            Surface::Payments => "is paid",
+            Surface::Connect => "status COMPLETED",
+            Surface::Plexy => "is Paid",
+        }
+    }
+
+    fn refusal_status(self) -> StatusCode {
+        match self {
+            Surface::Native | Surface::Payments | Surface::Connect => StatusCode::CONFLICT,
+            Surface::Gale | Surface::Zelta => StatusCode::BAD_REQUEST,
+            Surface::Plexy => StatusCode::UNPROCESSABLE_ENTITY,
+        }
     }
 }
 
