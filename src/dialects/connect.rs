@@ -9,7 +9,12 @@
 //! the same key replays the same result for 24 hours; the same key with a
 //! modified request is refused with 409 Conflict, as the seed says.
 //!
-//! Where the seed is silent: the cancel rules are the native ones (an
+//! Where the seed is silent: `POST /payment-links` creates (`amount`,
+//! `currency`, `description`, `expiresAt`, `successUrl`, `cancelUrl`,
+//! `metadata`; 201 with the link object, which has no amount field of its
+//! own), `GET /payment-links` lists newest first (`status` in Connect's
+//! words, `limit`, `startingAfter`; `{"data": [...], "hasMore"}`); the
+//! cancel rules are the native ones (an
 //! active link cancels; cancelling a cancelled link answers 200 with it
 //! unchanged; completed and expired links are refused with 409
 //! `PAYMENT_LINK_NOT_CANCELLABLE`); `GET /payment-links/{paymentLinkId}`
@@ -20,19 +25,21 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use serde::Serialize;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Dialect, DialectError, find_link, iso_seconds};
-use crate::domain::{CancelPolicy, Link, LinkStatus};
+use super::{Dialect, DialectError, find_link, iso_seconds, with_field_names};
+use crate::domain::{CancelPolicy, Link, LinkStatus, NewLink};
 use crate::web::ApiState;
 use crate::web::error::{ApiError, ErrorCode};
-use crate::web::extract::{Authenticated, KeyHeader};
+use crate::web::extract::{Authenticated, JsonBody, KeyHeader};
+use crate::web::list_query::{self, ListSyntax};
 
 /// Connect's tables.
 pub struct Connect;
@@ -106,10 +113,37 @@ impl Dialect for Connect {
 
     fn routes() -> OpenApiRouter<ApiState> {
         OpenApiRouter::new()
+            .routes(routes!(create_link, list_links))
             .routes(routes!(get_link))
             .routes(routes!(cancel_link))
     }
 }
+
+/// How Connect spells a list query: its status words, camelCase paging.
+/// `ACTIVE` finds links open for payment; one with a payment in flight
+/// (shown `ACTIVE` too) is found again a moment later, once it resolves.
+const LIST: ListSyntax = ListSyntax {
+    status: Some((
+        "ACTIVE, EXPIRED, COMPLETED or CANCELLED",
+        |word| match word {
+            "ACTIVE" => Some(LinkStatus::Active),
+            "EXPIRED" => Some(LinkStatus::Expired),
+            "COMPLETED" => Some(LinkStatus::Paid),
+            "CANCELLED" => Some(LinkStatus::Cancelled),
+            _ => None,
+        },
+    )),
+    created_range: false,
+    native_filters: false,
+    paging: Some(("limit", "startingAfter")),
+};
+
+/// The native field names a create's errors are spelled in, and Connect's.
+const FIELD_NAMES: &[(&str, &str)] = &[
+    ("expires_at", "expiresAt"),
+    ("success_url", "successUrl"),
+    ("cancel_url", "cancelUrl"),
+];
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -134,6 +168,7 @@ pub struct ConnectPaymentLink {
     pub completed_at: Option<String>,
     #[schema(format = DateTime, example = "2024-01-15T10:00:00Z")]
     pub created_at: String,
+    #[schema(format = DateTime, example = "2024-01-15T10:00:00Z")]
     pub updated_at: String,
     pub metadata: BTreeMap<String, String>,
 }
@@ -156,6 +191,41 @@ impl ConnectPaymentLink {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectPaymentLinkList {
+    /// Newest first.
+    pub data: Vec<ConnectPaymentLink>,
+    /// Whether another page follows (ask with `startingAfter`).
+    pub has_more: bool,
+}
+
+/// A new payment link. The link object carries no amount (the seed's
+/// schema has none), so the amount is given here and shown on its page.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConnectCreateRequest {
+    /// Minor units (4995 is 49.95).
+    #[schema(minimum = 1, maximum = 99_999_999_999_i64, example = 4995)]
+    pub amount: i64,
+    /// ISO 4217, e.g. `USD`.
+    #[schema(pattern = "^[A-Za-z]{3}$", example = "USD")]
+    pub currency: String,
+    #[schema(max_length = 1000, example = "Pay your monthly subscription")]
+    pub description: Option<String>,
+    /// When the link stops taking payments (at most a year ahead);
+    /// paylink's default lifetime when absent.
+    #[schema(format = DateTime, example = "2024-12-31T23:59:59Z")]
+    pub expires_at: Option<Timestamp>,
+    /// Where the customer goes after paying.
+    #[schema(max_length = 2048)]
+    pub success_url: Option<String>,
+    /// Where the customer goes on leaving without paying.
+    #[schema(max_length = 2048)]
+    pub cancel_url: Option<String>,
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ConnectErrorBody {
     pub error: ConnectErrorDetail,
 }
@@ -166,6 +236,86 @@ dialect_responses!(ConnectErrorBody);
 pub struct ConnectErrorDetail {
     pub code: String,
     pub message: String,
+}
+
+/// Create a payment link.
+#[utoipa::path(post, path = "/payment-links", tag = "connect",
+    request_body = ConnectCreateRequest,
+    params(
+        ("X-Idempotency-Key" = Option<String>, Header, description = "Same key, same result (24 hours); a modified request with the same key is refused with 409.", max_length = 256),
+    ),
+    responses(
+        (status = 201, description = "Payment link details.", body = ConnectPaymentLink),
+        (status = 400, description = "A field is invalid", body = ConnectErrorBody),
+        (status = 409, description = "The idempotency key was used with another request, or is in use", body = ConnectErrorBody),
+        AuthErrors,
+        BodyErrors,
+    ),
+    security(("api_key" = [])))]
+async fn create_link(
+    State(state): State<ApiState>,
+    Authenticated(caller): Authenticated,
+    JsonBody(request): JsonBody<ConnectCreateRequest>,
+) -> Result<(StatusCode, Json<ConnectPaymentLink>), ConnectError> {
+    let link = state
+        .service
+        .create_link(
+            &caller,
+            NewLink {
+                amount: Some(request.amount),
+                currency: Some(request.currency),
+                description: request.description,
+                metadata: request.metadata,
+                success_url: request.success_url,
+                cancel_url: request.cancel_url,
+                expires_at: request.expires_at,
+                ..NewLink::default()
+            },
+        )
+        .await
+        .map_err(|error| with_field_names(error, FIELD_NAMES))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ConnectPaymentLink::new(&state, link)),
+    ))
+}
+
+/// List payment links, newest first.
+#[utoipa::path(get, path = "/payment-links", tag = "connect",
+    params(
+        ("status" = Option<String>, Query, description = "`ACTIVE`, `EXPIRED`, `COMPLETED` or `CANCELLED`"),
+        ("limit" = Option<i64>, Query, description = "1..100, default 20", minimum = 1, maximum = 100),
+        ("startingAfter" = Option<String>, Query, description = "The last `paymentLinkId` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of payment links", body = ConnectPaymentLinkList),
+        (status = 400, description = "A query parameter is invalid", body = ConnectErrorBody),
+        AuthErrors,
+    ),
+    security(("api_key" = [])))]
+async fn list_links(
+    State(state): State<ApiState>,
+    Authenticated(caller): Authenticated,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<ConnectPaymentLinkList>, ConnectError> {
+    let query = list_query::parse(raw.as_deref(), &LIST)?;
+    let page = state
+        .service
+        .list_links(
+            &caller,
+            &query.filter,
+            query.limit,
+            query.starting_after.as_deref(),
+        )
+        .await?;
+    Ok(Json(ConnectPaymentLinkList {
+        data: page
+            .links
+            .into_iter()
+            .map(|link| ConnectPaymentLink::new(&state, link))
+            .collect(),
+        has_more: page.has_more,
+    }))
 }
 
 /// Retrieve a payment link.

@@ -250,6 +250,30 @@ pub async fn find_link(state: &ApiState, caller: &Caller, reference: &str) -> Se
     Ok(link)
 }
 
+/// A core error named in a dialect's own field names: a field error's
+/// `param` and the field names its message quotes (`` `expires_at` ``
+/// becomes `` `expiresAt` ``), so a client reads the name it sent.
+pub fn with_field_names<D: Dialect>(
+    error: ServiceError,
+    names: &[(&str, &str)],
+) -> DialectError<D> {
+    let ServiceError::Invalid(field) = error else {
+        return error.into();
+    };
+    let ours = |native: &str| {
+        names
+            .iter()
+            .find(|(from, _)| *from == native)
+            .map_or(native, |(_, to)| *to)
+            .to_owned()
+    };
+    let mut message = field.message;
+    for (native, theirs) in names {
+        message = message.replace(&format!("`{native}`"), &format!("`{theirs}`"));
+    }
+    D::translate(ApiError::invalid(ours(&field.param), message))
+}
+
 /// `2024-01-15T12:00:00.000Z`: JavaScript's `toISOString()` spelling.
 pub fn iso_millis(at: Timestamp) -> String {
     at.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()

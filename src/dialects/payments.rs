@@ -17,28 +17,36 @@
 //! and 429 (rate limit). Status words: `pending` (active), `processing`,
 //! `paid`, `expired`, `canceled` (American spelling, as this API writes
 //! it). `GET /payments/{id}` retrieves (the seed is silent; served so a
-//! client can look before it cancels). `provider` is `paylink`;
+//! client can look before it cancels). `POST /payments` creates a link
+//! (`amountTotal`, `currency`, optional `kind: "link"`, `description`,
+//! `metadata`, `expiresAt`: the object's own names; 201 with the object)
+//! and `GET /payments` lists them newest first (`status` in this API's
+//! words, `limit`, `startingAfter`; `{"success": true, "data": [...],
+//! "hasMore"}`); the seed shows neither, so both follow its object and
+//! casing. `provider` is `paylink`;
 //! `amountSubtotal` and `amountTotal` are the amount, `taxAmount` 0;
 //! `customerId` is null (paylink has no customer objects).
 
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use serde::Serialize;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Dialect, DialectError, iso_seconds};
+use super::{Dialect, DialectError, iso_seconds, with_field_names};
 use crate::domain::cancel::AlreadyCancelled;
-use crate::domain::{CancelPolicy, Link, LinkFilter, LinkStatus, ids};
+use crate::domain::{CancelPolicy, Link, LinkFilter, LinkStatus, NewLink, ids};
 use crate::service::{Caller, ServiceError};
 use crate::web::ApiState;
 use crate::web::error::ErrorCode;
-use crate::web::extract::{Authenticated, KeyHeader};
+use crate::web::extract::{Authenticated, JsonBody, KeyHeader};
+use crate::web::list_query::{self, ListSyntax};
 
 /// The payments API's tables.
 pub struct Payments;
@@ -129,10 +137,33 @@ impl Dialect for Payments {
 
     fn routes() -> OpenApiRouter<ApiState> {
         OpenApiRouter::new()
+            .routes(routes!(create_payment, list_payments))
             .routes(routes!(get_payment))
             .routes(routes!(cancel_payment))
     }
 }
+
+/// How this API spells a list query: its status words, camelCase paging.
+const LIST: ListSyntax = ListSyntax {
+    status: Some((
+        "pending, processing, paid, expired or canceled",
+        |word| match word {
+            "pending" => Some(LinkStatus::Active),
+            "processing" => Some(LinkStatus::Processing),
+            "paid" => Some(LinkStatus::Paid),
+            "expired" => Some(LinkStatus::Expired),
+            "canceled" => Some(LinkStatus::Cancelled),
+            _ => None,
+        },
+    )),
+    created_range: false,
+    native_filters: false,
+    paging: Some(("limit", "startingAfter")),
+};
+
+/// The native field names a create's errors are spelled in, and this
+/// API's.
+const FIELD_NAMES: &[(&str, &str)] = &[("amount", "amountTotal"), ("expires_at", "expiresAt")];
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -195,6 +226,48 @@ pub struct PaymentsEnvelope {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentsList {
+    /// Always true.
+    pub success: bool,
+    /// Newest first.
+    pub data: Vec<PaymentsPayment>,
+    /// Whether another page follows (ask with `startingAfter`).
+    pub has_more: bool,
+}
+
+/// What a payment is; this API creates links only.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PaymentKind {
+    Link,
+}
+
+/// A new payment link: the object's own field names.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PaymentsCreateRequest {
+    /// `link` (the only kind created here; a charge is made by paying a
+    /// link). Optional.
+    pub kind: Option<PaymentKind>,
+    /// What the customer pays, in minor units (4995 is 49.95); no tax is
+    /// added, so `amountSubtotal` is the same and `taxAmount` 0.
+    #[schema(minimum = 1, maximum = 99_999_999_999_i64, example = 4995)]
+    pub amount_total: i64,
+    /// ISO 4217, e.g. `usd`.
+    #[schema(pattern = "^[A-Za-z]{3}$", example = "usd")]
+    pub currency: String,
+    #[schema(max_length = 1000)]
+    pub description: Option<String>,
+    /// Up to 50 string pairs.
+    pub metadata: Option<BTreeMap<String, String>>,
+    /// When the link stops taking payments (at most a year ahead); paylink's
+    /// default lifetime when absent.
+    #[schema(format = DateTime, example = "2019-08-24T14:15:22Z")]
+    pub expires_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PaymentsErrorBody {
     /// Always false.
     pub success: bool,
@@ -237,6 +310,86 @@ async fn find_link(state: &ApiState, caller: &Caller, id: &str) -> Result<Link, 
         return Err(ServiceError::NotFound.into());
     }
     Ok(state.service.get_link(caller, id).await?)
+}
+
+/// Create a payment link.
+#[utoipa::path(post, path = "/payments", tag = "payments",
+    request_body = PaymentsCreateRequest,
+    responses(
+        (status = 201, description = "The new payment (`kind: link`, `status: pending`)", body = PaymentsEnvelope),
+        (status = 400, description = "A field is invalid (`param` names it)", body = PaymentsErrorBody),
+        (status = 409, description = "An Idempotency-Key in use", body = PaymentsErrorBody),
+        (status = 422, description = "Idempotency-Key reused with another request", body = PaymentsErrorBody),
+        AuthErrors,
+        BodyErrors,
+    ),
+    security(("api_key" = [])))]
+async fn create_payment(
+    State(state): State<ApiState>,
+    Authenticated(caller): Authenticated,
+    JsonBody(request): JsonBody<PaymentsCreateRequest>,
+) -> Result<(StatusCode, Json<PaymentsEnvelope>), PaymentsError> {
+    let link = state
+        .service
+        .create_link(
+            &caller,
+            NewLink {
+                amount: Some(request.amount_total),
+                currency: Some(request.currency),
+                description: request.description,
+                metadata: request.metadata,
+                expires_at: request.expires_at,
+                ..NewLink::default()
+            },
+        )
+        .await
+        .map_err(|error| with_field_names(error, FIELD_NAMES))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(PaymentsEnvelope {
+            success: true,
+            data: PaymentsPayment::new(&state, link),
+        }),
+    ))
+}
+
+/// List payments (links), newest first.
+#[utoipa::path(get, path = "/payments", tag = "payments",
+    params(
+        ("status" = Option<String>, Query, description = "`pending`, `processing`, `paid`, `expired` or `canceled`"),
+        ("limit" = Option<i64>, Query, description = "1..100, default 20", minimum = 1, maximum = 100),
+        ("startingAfter" = Option<String>, Query, description = "The last id of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of payments", body = PaymentsList),
+        (status = 400, description = "A query parameter is invalid (`param` names it)", body = PaymentsErrorBody),
+        AuthErrors,
+    ),
+    security(("api_key" = [])))]
+async fn list_payments(
+    State(state): State<ApiState>,
+    Authenticated(caller): Authenticated,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<PaymentsList>, PaymentsError> {
+    let query = list_query::parse(raw.as_deref(), &LIST)?;
+    let page = state
+        .service
+        .list_links(
+            &caller,
+            &query.filter,
+            query.limit,
+            query.starting_after.as_deref(),
+        )
+        .await?;
+    Ok(Json(PaymentsList {
+        success: true,
+        data: page
+            .links
+            .into_iter()
+            .map(|link| PaymentsPayment::new(&state, link))
+            .collect(),
+        has_more: page.has_more,
+    }))
 }
 
 /// Retrieve a payment (a link).

@@ -36,6 +36,13 @@ async fn slug(app: &TestApp, id: &str) -> String {
     app.link(id).await["slug"].as_str().unwrap().to_owned()
 }
 
+/// A time a month ahead in whole seconds, as the seeds write times.
+fn in_thirty_days() -> String {
+    (jiff::Timestamp::now() + SignedDuration::from_hours(30 * 24))
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
 /// Links in each status: active, paid, expired, cancelled, processing.
 struct Statuses {
     active: String,
@@ -474,6 +481,123 @@ backend_tests! {
         assert_eq!(eur, json!({"status": "Active", "currency": "EUR", "count": 1, "amount": 1500}));
     }
 
+    async fn payments_create_list_and_retrieve_in_its_shape() {
+        let app = TestApp::spawn().await;
+        let json_headers = [("X-API-Key", app.key.as_str()), ("Content-Type", "application/json")];
+        let headers = [("X-API-Key", app.key.as_str())];
+        let expires = in_thirty_days();
+        let body = format!(r#"{{"kind": "link", "amountTotal": 4995, "currency": "usd", "description": "Monitor", "metadata": {{"order": "A-1"}}, "expiresAt": "{expires}"}}"#);
+        let created = call(&app, Method::POST, "/compat/payments/payments", &json_headers, Some(&body)).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        assert_eq!(created.body["success"], true);
+        let payment = &created.body["data"];
+        let mut fields: Vec<_> = payment.as_object().unwrap().keys().map(String::as_str).collect();
+        fields.sort();
+        assert_eq!(fields, ["amountSubtotal", "amountTotal", "createdAt", "currency", "customerId", "description", "expiresAt", "id", "kind", "livemode", "metadata", "object", "provider", "status", "taxAmount", "updatedAt", "url"]);
+        assert_eq!(payment["kind"], "link");
+        assert_eq!(payment["status"], "pending");
+        assert_eq!(payment["amountTotal"], 4995);
+        assert_eq!(payment["amountSubtotal"], 4995);
+        assert_eq!(payment["taxAmount"], 0);
+        assert_eq!(payment["currency"], "USD");
+        assert_eq!(payment["metadata"], json!({"order": "A-1"}));
+        assert_eq!(payment["expiresAt"], expires.as_str());
+        let id = payment["id"].as_str().unwrap().to_owned();
+        assert_eq!(app.link(&id).await["amount"], 4995, "the same link natively");
+
+        // Retrieve, then list with its status word and paging.
+        let got = call(&app, Method::GET, &format!("/compat/payments/payments/{id}"), &headers, None).await;
+        assert_eq!(got.body["data"], *payment);
+        let second = call(&app, Method::POST, "/compat/payments/payments", &json_headers, Some(r#"{"amountTotal": 100, "currency": "EUR"}"#)).await;
+        assert_eq!(second.status, StatusCode::CREATED, "{}", second.body);
+        let second_id = second.body["data"]["id"].as_str().unwrap().to_owned();
+        let cancelled = call(&app, Method::POST, &format!("/compat/payments/payments/{second_id}/cancel"), &headers, None).await;
+        assert_eq!(cancelled.status, StatusCode::OK);
+        let listed = call(&app, Method::GET, "/compat/payments/payments?limit=1", &headers, None).await;
+        assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+        assert_eq!(listed.body["success"], true);
+        assert_eq!(listed.body["hasMore"], true);
+        assert_eq!(listed.body["data"][0]["id"], second_id.as_str(), "newest first");
+        let next = call(&app, Method::GET, &format!("/compat/payments/payments?limit=1&startingAfter={second_id}"), &headers, None).await;
+        assert_eq!(next.body["data"][0]["id"], id.as_str());
+        assert_eq!(next.body["hasMore"], false);
+        let canceled = call(&app, Method::GET, "/compat/payments/payments?status=canceled", &headers, None).await;
+        let ids: Vec<_> = canceled.body["data"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, [second_id.as_str()]);
+
+        // Errors in its envelope, naming its own fields; nothing created.
+        let bad = call(&app, Method::POST, "/compat/payments/payments", &json_headers, Some(r#"{"amountTotal": 0, "currency": "USD"}"#)).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+        assert_eq!(bad.body["success"], false);
+        assert_eq!(bad.body["error"]["param"], "amountTotal");
+        assert!(bad.body["error"]["message"].as_str().unwrap().contains("`amountTotal`"), "{}", bad.body);
+        let past = call(&app, Method::POST, "/compat/payments/payments", &json_headers, Some(r#"{"amountTotal": 10, "currency": "USD", "expiresAt": "2001-01-01T00:00:00Z"}"#)).await;
+        assert_eq!(past.body["error"]["param"], "expiresAt", "{}", past.body);
+        let charge = call(&app, Method::POST, "/compat/payments/payments", &json_headers, Some(r#"{"kind": "charge", "amountTotal": 10, "currency": "USD"}"#)).await;
+        assert_eq!(charge.status, StatusCode::BAD_REQUEST, "{}", charge.body);
+        let word = call(&app, Method::GET, "/compat/payments/payments?status=cancelled", &headers, None).await;
+        assert_eq!(word.status, StatusCode::BAD_REQUEST);
+        assert_eq!(word.body["error"]["param"], "status");
+        let all = call(&app, Method::GET, "/compat/payments/payments?limit=100", &headers, None).await;
+        assert_eq!(all.body["data"].as_array().unwrap().len(), 2);
+    }
+
+    async fn connect_create_list_and_retrieve_in_its_shape() {
+        let app = TestApp::spawn().await;
+        let json_headers = [("X-API-Key", app.key.as_str()), ("Content-Type", "application/json")];
+        let headers = [("X-API-Key", app.key.as_str())];
+        let expires = in_thirty_days();
+        let body = format!(r#"{{"amount": 2500, "currency": "USD", "description": "Pay your monthly subscription", "expiresAt": "{expires}", "metadata": {{}}}}"#);
+        let body = body.as_str();
+        let created = call(&app, Method::POST, "/compat/connect/payment-links", &json_headers, Some(body)).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        let link = &created.body;
+        let mut fields: Vec<_> = link.as_object().unwrap().keys().map(String::as_str).collect();
+        fields.sort();
+        // paymentId and completedAt are optional, not nullable: absent until paid.
+        assert_eq!(fields, ["createdAt", "description", "expiresAt", "metadata", "paymentLinkId", "status", "updatedAt", "url"]);
+        assert_eq!(link["status"], "ACTIVE");
+        assert_eq!(link["expiresAt"], expires.as_str());
+        let id = link["paymentLinkId"].as_str().unwrap().to_owned();
+        assert_eq!(app.link(&id).await["amount"], 2500);
+
+        // The same key with the same request replays; with another, 409.
+        let mut keyed = json_headers.to_vec();
+        keyed.push(("X-Idempotency-Key", "create-1"));
+        let first = call(&app, Method::POST, "/compat/connect/payment-links", &keyed, Some(body)).await;
+        let again = call(&app, Method::POST, "/compat/connect/payment-links", &keyed, Some(body)).await;
+        assert_eq!(again.status, StatusCode::CREATED);
+        assert_eq!(again.body["paymentLinkId"], first.body["paymentLinkId"]);
+        let modified = call(&app, Method::POST, "/compat/connect/payment-links", &keyed, Some(r#"{"amount": 1, "currency": "USD"}"#)).await;
+        assert_eq!(modified.status, StatusCode::CONFLICT);
+        let second_id = first.body["paymentLinkId"].as_str().unwrap().to_owned();
+
+        // Paid: paymentId and completedAt appear; listed by COMPLETED.
+        app.pay(&second_id).await;
+        let got = call(&app, Method::GET, &format!("/compat/connect/payment-links/{second_id}"), &headers, None).await;
+        assert_eq!(got.body["status"], "COMPLETED");
+        assert!(got.body["paymentId"].as_str().unwrap().starts_with("pay_"));
+        assert!(got.body["completedAt"].as_str().unwrap().ends_with('Z'));
+        let listed = call(&app, Method::GET, "/compat/connect/payment-links?status=COMPLETED", &headers, None).await;
+        assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+        assert_eq!(listed.body["data"].as_array().unwrap().len(), 1);
+        assert_eq!(listed.body["data"][0], got.body);
+        assert_eq!(listed.body["hasMore"], false);
+        let page = call(&app, Method::GET, "/compat/connect/payment-links?limit=1", &headers, None).await;
+        assert_eq!(page.body["data"][0]["paymentLinkId"], second_id.as_str());
+        assert_eq!(page.body["hasMore"], true);
+        let rest = call(&app, Method::GET, &format!("/compat/connect/payment-links?limit=1&startingAfter={second_id}"), &headers, None).await;
+        assert_eq!(rest.body["data"][0]["paymentLinkId"], id.as_str());
+
+        // Errors in its envelope, naming its own fields.
+        let past = call(&app, Method::POST, "/compat/connect/payment-links", &json_headers, Some(r#"{"amount": 10, "currency": "USD", "expiresAt": "2001-01-01T00:00:00Z"}"#)).await;
+        assert_eq!(past.status, StatusCode::BAD_REQUEST);
+        assert_eq!(past.body["error"]["code"], "INVALID_REQUEST");
+        assert!(past.body["error"]["message"].as_str().unwrap().contains("`expiresAt`"), "{}", past.body);
+        let word = call(&app, Method::GET, "/compat/connect/payment-links?status=active", &headers, None).await;
+        assert_eq!(word.status, StatusCode::BAD_REQUEST);
+    }
+
     /// A cancel that meets a payment in flight waits for it, on every
     /// surface alike: a declined attempt lets the cancel through, a paid
     /// one is refused as paid, and one still unresolved after the wait is
@@ -777,11 +901,18 @@ async fn each_dialect_has_its_own_valid_openapi_document() {
         ),
         (
             "payments",
-            &[("/payments/{id}", "get"), ("/payments/{id}/cancel", "post")][..],
+            &[
+                ("/payments", "post"),
+                ("/payments", "get"),
+                ("/payments/{id}", "get"),
+                ("/payments/{id}/cancel", "post"),
+            ][..],
         ),
         (
             "connect",
             &[
+                ("/payment-links", "post"),
+                ("/payment-links", "get"),
                 ("/payment-links/{paymentLinkId}", "get"),
                 ("/payment-links/{paymentLinkId}/cancel", "post"),
             ][..],

@@ -223,6 +223,11 @@ backend_tests! {
         let key = t.app.key.clone();
         let auth = [("X-API-Key", key.as_str())];
         let [active, paid, expired, cancelled, processing] = t.links_in_every_status().await;
+        let json_auth = [("X-API-Key", key.as_str()), ("Content-Type", "application/json")];
+        t.call("create", Method::POST, "/compat/payments/payments", &json_auth, Some(r#"{"kind": "link", "amountTotal": 1500, "currency": "EUR", "description": "Monitor", "metadata": {"order": "A-1"}}"#)).await;
+        t.call("create invalid", Method::POST, "/compat/payments/payments", &json_auth, Some(r#"{"amountTotal": -1, "currency": "EUR"}"#)).await;
+        t.call("list", Method::GET, "/compat/payments/payments?status=canceled&limit=1", &auth, None).await;
+        t.call("list bad status", Method::GET, "/compat/payments/payments?status=active", &auth, None).await;
         t.call("retrieve", Method::GET, &format!("/compat/payments/payments/{active}"), &auth, None).await;
         t.call("cancel", Method::POST, &format!("/compat/payments/payments/{active}/cancel"), &auth, None).await;
         for (label, link) in [("paid", &paid), ("expired", &expired), ("cancelled", &cancelled), ("processing", &processing)] {
@@ -239,6 +244,11 @@ backend_tests! {
         let key = t.app.key.clone();
         let auth = [("X-API-Key", key.as_str())];
         let [active, paid, expired, cancelled, processing] = t.links_in_every_status().await;
+        let json_auth = [("X-API-Key", key.as_str()), ("Content-Type", "application/json")];
+        t.call("create", Method::POST, "/compat/connect/payment-links", &json_auth, Some(r#"{"amount": 1500, "currency": "EUR", "description": "Pay your monthly subscription"}"#)).await;
+        t.call("create invalid", Method::POST, "/compat/connect/payment-links", &json_auth, Some(r#"{"amount": 1500, "currency": "EURO"}"#)).await;
+        t.call("list", Method::GET, "/compat/connect/payment-links?status=COMPLETED&limit=1", &auth, None).await;
+        t.call("list bad status", Method::GET, "/compat/connect/payment-links?status=PAID", &auth, None).await;
         t.call("retrieve", Method::GET, &format!("/compat/connect/payment-links/{active}"), &auth, None).await;
         t.call("cancel", Method::POST, &format!("/compat/connect/payment-links/{active}/cancel"), &auth, None).await;
         for (label, link) in [("paid", &paid), ("expired", &expired), ("cancelled", &cancelled), ("processing", &processing)] {
