@@ -22,13 +22,66 @@ use crate::web::extract::KeyHeader;
 )]
 struct NativeDoc;
 
-/// The native API's document, from its operations' documents.
+/// The native API's document, from its operations' documents, with an
+/// example on every operation.
 pub fn native(public_url: &str, parts: Vec<utoipa::openapi::OpenApi>) -> serde_json::Value {
     let mut document = NativeDoc::openapi();
     for part in parts {
         document.merge(part);
     }
-    finish(document, public_url, KeyHeader::BearerOrApiKey)
+    let mut document = finish(document, public_url, KeyHeader::BearerOrApiKey);
+    add_examples(&mut document, &crate::http::examples::by_schema(public_url));
+    document
+}
+
+/// Puts each schema's example on every request body and response that
+/// carries it, so each operation shows what it takes and answers.
+fn add_examples(
+    document: &mut serde_json::Value,
+    examples: &std::collections::BTreeMap<&'static str, serde_json::Value>,
+) {
+    let example_of = |media: &serde_json::Value| {
+        // A schema, or an optional body's `oneOf: [schema, null]`.
+        let schema = &media["schema"];
+        let reference = schema["$ref"]
+            .as_str()
+            .or_else(|| schema["oneOf"][0]["$ref"].as_str())?;
+        let name = reference.strip_prefix("#/components/schemas/")?;
+        examples.get(name).cloned()
+    };
+    let Some(paths) = document["paths"].as_object_mut() else {
+        return;
+    };
+    for operation in paths.values_mut().filter_map(|item| item.as_object_mut()) {
+        for operation in operation.values_mut() {
+            let Some(operation) = operation.as_object_mut() else {
+                continue;
+            };
+            let mut contents: Vec<&mut serde_json::Value> = Vec::new();
+            for (field, value) in operation.iter_mut() {
+                match field.as_str() {
+                    "requestBody" => contents.extend(value.get_mut("content")),
+                    "responses" => contents.extend(
+                        value
+                            .as_object_mut()
+                            .into_iter()
+                            .flat_map(|r| r.values_mut())
+                            .filter_map(|response| response.get_mut("content")),
+                    ),
+                    _ => {}
+                }
+            }
+            let media_types = contents
+                .into_iter()
+                .filter_map(|c| c.as_object_mut())
+                .flat_map(|c| c.values_mut());
+            for media in media_types {
+                if let Some(example) = example_of(media) {
+                    media["example"] = example;
+                }
+            }
+        }
+    }
 }
 
 /// A dialect's document: its own paths (relative to `prefix`), served

@@ -64,6 +64,10 @@ struct ListEventsQuery {
 }
 
 /// List events, newest first.
+///
+/// Every change to the account's links in this mode, filtered by `type` and
+/// `payment_link`, paged with `starting_after` while `has_more` is
+/// true. Events are kept for good: they are the audit trail.
 #[utoipa::path(get, path = "/v1/events", tag = "events",
     params(ListEventsQuery),
     responses(
@@ -118,7 +122,11 @@ async fn list_events(
     }))
 }
 
-/// Retrieve an event with its webhook deliveries and every attempt.
+/// Retrieve an event.
+///
+/// The event with its webhook deliveries, one per endpoint that wanted it,
+/// each with every attempt: when, the HTTP status or error, and when the
+/// next try is due.
 #[utoipa::path(get, path = "/v1/events/{id}", tag = "events",
     params(("id" = String, Path, description = "The event's id, `evt_...`")),
     responses(
@@ -141,8 +149,11 @@ async fn get_event(
     Ok(Json(detail(&state, event, deliveries)))
 }
 
-/// Send an event again, now, with a fresh retry schedule: to `endpoint`, or
-/// to every enabled endpoint that wants its type.
+/// Send an event again.
+///
+/// Sends the event again now, with a fresh retry schedule: to `endpoint`,
+/// or to every enabled endpoint that wants its type. Useful after fixing a
+/// receiver that failed every attempt.
 #[utoipa::path(post, path = "/v1/events/{id}/redeliver", tag = "events",
     params(("id" = String, Path, description = "The event's id"), IdempotencyKey),
     request_body(content = Option<RedeliverRequest>, description = "Optional; an empty body redelivers to every interested endpoint"),

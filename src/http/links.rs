@@ -51,6 +51,13 @@ fn name_missing_link(id: &str) -> impl Fn(ServiceError) -> ApiError + '_ {
 }
 
 /// Create a payment link.
+///
+/// Creates a link in the key's account and mode and answers 201 with it,
+/// `status: active`, its hosted `url` ready to share. Give `amount` in
+/// minor units (4995 is 49.95) and a `currency`, or `line_items` whose
+/// total is the amount. `expires_at` defaults to the service's link
+/// lifetime and may be at most a year ahead. Send an `Idempotency-Key` so a
+/// retry after a timeout cannot create a second link.
 #[utoipa::path(post, path = "/v1/payment-links", tag = "payment links",
     request_body = CreatePaymentLinkRequest,
     params(IdempotencyKey),
@@ -75,6 +82,10 @@ async fn create_link(
 }
 
 /// Retrieve a payment link.
+///
+/// Answers the link as it is now: an active link past its `expires_at`
+/// reads as `expired` even before the expiry is stored. A link of another
+/// account or mode is a 404, as a missing one is.
 #[utoipa::path(get, path = "/v1/payment-links/{id}", tag = "payment links",
     params(("id" = String, Path, description = "The link's id, `plink_...`")),
     responses(
@@ -102,7 +113,7 @@ async fn get_link(
 #[into_params(parameter_in = Query)]
 #[expect(
     dead_code,
-    reason = "documents the query string; parsing is by hand for metadata[key]"
+    reason = "documents the query string; `list_query` parses it"
 )]
 struct ListLinksQuery {
     /// Effective status (an active link past `expires_at` counts as expired).
@@ -120,12 +131,19 @@ struct ListLinksQuery {
     /// The id of the last link of the previous page.
     #[param(pattern = "^plink_[0-9A-Za-z]+$")]
     starting_after: Option<String>,
-    /// `metadata[KEY]=VALUE`: links whose metadata has KEY = VALUE (repeatable).
-    #[param(rename = "metadata[key]")]
-    metadata: Option<String>,
+    /// `metadata[KEY]=VALUE`: links whose metadata has KEY = VALUE (one
+    /// pair per parameter, all must match).
+    #[param(style = DeepObject, explode, value_type = Option<BTreeMap<String, String>>, example = json!({"order": "A-1"}))]
+    metadata: Option<BTreeMap<String, String>>,
 }
 
 /// List payment links, newest first.
+///
+/// Filters combine (all must match): `status`, a creation-time range,
+/// `order_reference`, `product_id` and any number of `metadata[KEY]=VALUE`.
+/// Pages hold up to `limit` links; pass the last id as `starting_after` for
+/// the next page while `has_more` is true. An unknown parameter is a 400
+/// naming it, never ignored.
 #[utoipa::path(get, path = "/v1/payment-links", tag = "payment links",
     params(ListLinksQuery),
     responses(
@@ -160,7 +178,13 @@ async fn list_links(
     }))
 }
 
-/// Update an active payment link's `expires_at`, `metadata` or `description`.
+/// Update a payment link.
+///
+/// Changes an active link's `expires_at`, `metadata` or `description`;
+/// fields left out are kept, and `metadata` given replaces the whole map.
+/// Each change records a `payment_link.updated` event with the previous
+/// values in `data.previous_attributes`. A link that is not active answers
+/// 409.
 #[utoipa::path(patch, path = "/v1/payment-links/{id}", tag = "payment links",
     params(("id" = String, Path, description = "The link's id"), IdempotencyKey),
     request_body(content = Option<UpdatePaymentLinkRequest>, description = "An empty body changes nothing"),
@@ -189,8 +213,14 @@ async fn update_link(
     Ok(Json(PaymentLinkResource::new(link, &state.public_url)))
 }
 
-/// Cancel a payment link. Cancelling a cancelled link answers 200 with the
-/// link unchanged; processing, paid and expired links answer 409.
+/// Cancel a payment link.
+///
+/// An active link is cancelled at once (with an optional internal `reason`)
+/// and records `payment_link.cancelled`. Cancelling a cancelled link
+/// answers 200 with it unchanged. A paid or expired link answers 409. If a
+/// payment is in progress, the cancel waits up to two seconds for it to
+/// resolve and then decides from where it landed; still unresolved, 409, to
+/// be retried.
 #[utoipa::path(post, path = "/v1/payment-links/{id}/cancel", tag = "payment links",
     params(("id" = String, Path, description = "The link's id"), IdempotencyKey),
     request_body(content = Option<CancelRequest>, description = "Optional; an empty body is allowed"),
@@ -219,8 +249,13 @@ async fn cancel_link(
     Ok(Json(PaymentLinkResource::new(link, &state.public_url)))
 }
 
-/// Cancel every link matching the filters (at most 1000 a call), or with
-/// `dry_run` report what would be cancelled. Each link's outcome is listed.
+/// Cancel many payment links.
+///
+/// Cancels every link matching the filters (at most 1000 a call, newest
+/// first), or with `dry_run` reports what would be cancelled without
+/// changing anything. Each link's outcome is listed: cancelled, already
+/// cancelled, refused (with the reason) or failed. Run it again with
+/// `starting_after` while `has_more` is true.
 #[utoipa::path(post, path = "/v1/payment-links/cancel", tag = "payment links",
     request_body(content = BulkCancelRequest, description = "At least one filter, or `\"all\": true` to act on every link of the account and mode (newest first, up to 1000 a call)"),
     params(IdempotencyKey),
@@ -331,7 +366,7 @@ async fn bulk_cancel(
 #[into_params(parameter_in = Query)]
 #[expect(
     dead_code,
-    reason = "documents the query string; parsing is by hand for metadata[key]"
+    reason = "documents the query string; `list_query` parses it"
 )]
 struct StatsQuery {
     /// Only links created strictly after this time (RFC 3339).
@@ -341,11 +376,17 @@ struct StatsQuery {
     status: Option<PaymentLinkStatus>,
     order_reference: Option<String>,
     product_id: Option<String>,
-    #[param(rename = "metadata[key]")]
-    metadata: Option<String>,
+    /// `metadata[KEY]=VALUE`: links whose metadata has KEY = VALUE (one
+    /// pair per parameter, all must match).
+    #[param(style = DeepObject, explode, value_type = Option<BTreeMap<String, String>>, example = json!({"order": "A-1"}))]
+    metadata: Option<BTreeMap<String, String>>,
 }
 
-/// Counts and amount sums by status and currency, over a creation-time range.
+/// Payment link statistics.
+///
+/// Counts and amount sums (minor units) grouped by effective status and
+/// currency, over the same filters as the list. Amounts of different
+/// currencies are never added together.
 #[utoipa::path(get, path = "/v1/payment-links/stats", tag = "payment links",
     params(StatsQuery),
     responses(
@@ -388,7 +429,11 @@ async fn link_stats(
     }))
 }
 
-/// The link's audit trail: every event, oldest first.
+/// A payment link's events.
+///
+/// The link's audit trail, oldest first: every change with the actor that
+/// made it (an API key by its id, the customer, or paylink itself) and the
+/// link as the change left it.
 #[utoipa::path(get, path = "/v1/payment-links/{id}/events", tag = "payment links",
     params(("id" = String, Path, description = "The link's id")),
     responses(
@@ -417,11 +462,14 @@ async fn link_events(
     }))
 }
 
-/// Refund a paid link, in full (the default: what is left) or in part.
-/// Refunds never add up to more than the link's amount, however many run
-/// at once. The refund is `succeeded` when the processor has accepted it,
-/// `pending` if it has not answered yet (paylink finishes it), or
-/// `failed` (its amount can be refunded again).
+/// Refund a paid payment link.
+///
+/// Refunds in full (the default: what is left) or in part. Refunds never
+/// add up to more than the link's amount, however many run at once. The
+/// refund is `succeeded` when the processor has accepted it, `pending` if
+/// it has not answered yet (paylink finishes it), or `failed` (its amount
+/// can be refunded again). An unpaid link, or one refunded in full, answers
+/// 409.
 #[utoipa::path(post, path = "/v1/payment-links/{id}/refunds", tag = "payment links",
     params(("id" = String, Path, description = "The link's id, `plink_...`"), IdempotencyKey),
     request_body = CreateRefundRequest,
@@ -453,7 +501,10 @@ async fn create_refund(
     ))
 }
 
-/// A link's refunds, oldest first.
+/// A payment link's refunds.
+///
+/// Every refund of the link, oldest first, with its status; the link's
+/// `amount_refunded` is the sum of those not failed.
 #[utoipa::path(get, path = "/v1/payment-links/{id}/refunds", tag = "payment links",
     params(("id" = String, Path, description = "The link's id, `plink_...`")),
     responses(

@@ -7,6 +7,7 @@
 //! envelope.
 
 mod events;
+pub mod examples;
 mod links;
 pub mod ops;
 pub mod processor_webhooks;

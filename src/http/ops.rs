@@ -30,14 +30,20 @@ struct Health {
     status: &'static str,
 }
 
-/// Liveness: the process is serving HTTP.
+/// Liveness.
+///
+/// Answers 200 while the process serves HTTP; it does not touch the
+/// database (see `/readyz`).
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "Alive", body = Health)))]
 async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Readiness: the database answers.
+/// Readiness.
+///
+/// Answers 200 when the database answers, 503 otherwise: a load balancer
+/// sends traffic only to ready nodes.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Health),
@@ -52,7 +58,10 @@ async fn readyz(State(state): State<ApiState>) -> ApiResult<(StatusCode, Json<He
     Ok((StatusCode::OK, Json(Health { status: "ready" })))
 }
 
-/// This document (OpenAPI 3.1), generated from the handlers.
+/// This document.
+///
+/// The native API's OpenAPI 3.1 document, generated from the handlers. Each
+/// provider's format has its own at `/compat/{provider}/openapi.json`.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
 async fn openapi_json(

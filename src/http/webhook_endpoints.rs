@@ -43,8 +43,13 @@ fn name_missing_endpoint(id: &str) -> impl Fn(ServiceError) -> ApiError + '_ {
     }
 }
 
-/// Register a webhook endpoint. The response carries the signing secret,
-/// shown only this once.
+/// Register a webhook endpoint.
+///
+/// paylink POSTs each event of the chosen `events` types (all when absent)
+/// to `url`, signed with the endpoint's secret as Standard Webhooks sign
+/// (`webhook-id`, `webhook-timestamp`, `webhook-signature`). The
+/// response carries the signing secret, shown only this once. Private and
+/// loopback addresses are refused unless the operator allows them.
 #[utoipa::path(post, path = "/v1/webhook-endpoints", tag = "webhooks",
     request_body = CreateWebhookEndpointRequest,
     params(IdempotencyKey),
@@ -74,7 +79,10 @@ async fn create_endpoint(
     ))
 }
 
-/// List the webhook endpoints of this account and mode, oldest first.
+/// List webhook endpoints.
+///
+/// The endpoints of this account and mode, oldest first, without their
+/// secrets.
 #[utoipa::path(get, path = "/v1/webhook-endpoints", tag = "webhooks",
     responses(
         (status = 200, description = "Every endpoint (secrets are never shown)", body = WebhookEndpointList),
@@ -97,7 +105,10 @@ async fn list_endpoints(
     }))
 }
 
-/// Retrieve a webhook endpoint (without its secret).
+/// Retrieve a webhook endpoint.
+///
+/// The endpoint without its secret: its url, event types, payload format
+/// and whether it is enabled.
 #[utoipa::path(get, path = "/v1/webhook-endpoints/{id}", tag = "webhooks",
     params(("id" = String, Path, description = "The endpoint's id, `we_...`")),
     responses(
@@ -123,7 +134,11 @@ async fn get_endpoint(
     )))
 }
 
-/// Change an endpoint's `url`, `events`, `description` or `enabled`.
+/// Update a webhook endpoint.
+///
+/// Changes an endpoint's `url`, `events`, `description` or `enabled`;
+/// fields left out are kept. A disabled endpoint receives nothing until
+/// enabled again.
 #[utoipa::path(patch, path = "/v1/webhook-endpoints/{id}", tag = "webhooks",
     params(("id" = String, Path, description = "The endpoint's id"), IdempotencyKey),
     request_body(content = Option<UpdateWebhookEndpointRequest>, description = "An empty body changes nothing"),
@@ -154,7 +169,10 @@ async fn update_endpoint(
     )))
 }
 
-/// Delete an endpoint. Its pending deliveries are marked failed.
+/// Delete a webhook endpoint.
+///
+/// Removes the endpoint; its pending deliveries are marked failed and
+/// nothing more is sent to it.
 #[utoipa::path(delete, path = "/v1/webhook-endpoints/{id}", tag = "webhooks",
     params(("id" = String, Path, description = "The endpoint's id"), IdempotencyKey),
     responses(
@@ -182,9 +200,12 @@ async fn delete_endpoint(
     }))
 }
 
-/// Replace the signing secret. The response shows the new secret once;
-/// every secret replaced in the last 24 hours keeps signing (one signature
-/// each) until 24 hours after its replacement.
+/// Rotate a webhook endpoint's secret.
+///
+/// Replaces the signing secret and shows the new one once. Every secret
+/// replaced in the last 24 hours keeps signing (one signature each) until
+/// 24 hours after its replacement, so a receiver can switch without losing
+/// an event.
 #[utoipa::path(post, path = "/v1/webhook-endpoints/{id}/rotate-secret", tag = "webhooks",
     params(("id" = String, Path, description = "The endpoint's id"), IdempotencyKey),
     request_body(content = Option<RotateSecretRequest>, description = "No fields; an empty body or `{}`"),

@@ -30,6 +30,32 @@ pub fn event_type() -> RefOr<Schema> {
         .into()
 }
 
+/// A discriminator property: a string that is always `word`.
+fn tag(word: &'static str) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some([word]))
+        .into()
+}
+
+/// The `type` of an event's actor, one schema per kind (the discriminator
+/// of the actor union).
+pub mod actor_tag {
+    use super::*;
+
+    pub fn api_key() -> RefOr<Schema> {
+        tag("api_key")
+    }
+
+    pub fn customer() -> RefOr<Schema> {
+        tag("customer")
+    }
+
+    pub fn system() -> RefOr<Schema> {
+        tag("system")
+    }
+}
+
 /// The `Idempotency-Key` header every write accepts.
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Header)]

@@ -775,7 +775,36 @@ impl Surface {
 /// Python reference validator), when it is installed; CI installs it.
 fn assert_valid_openapi(name: &str, document: &serde_json::Value) {
     use std::io::Write;
-    let check = "import json, sys\nfrom openapi_spec_validator import validate\nvalidate(json.load(sys.stdin))";
+    // Valid OpenAPI 3.1, and every example valid against its own schema.
+    let check = r#"
+import json, sys
+import jsonschema, referencing
+from openapi_spec_validator import validate
+document = json.load(sys.stdin)
+validate(document)
+registry = referencing.Registry().with_resource(
+    "urn:document",
+    referencing.Resource.from_contents(document, default_specification=referencing.jsonschema.DRAFT202012),
+)
+bad = []
+def pointer(*segments):
+    return "/".join(s.replace("~", "~0").replace("/", "~1") for s in segments)
+for path, item in document["paths"].items():
+    for method, operation in item.items():
+        media = [("request", ("requestBody", "content", t), c) for t, c in operation.get("requestBody", {}).get("content", {}).items()]
+        for status, response in operation["responses"].items():
+            media += [(status, ("responses", status, "content", t), c) for t, c in (response.get("content") or {}).items()]
+        for where, at, content in media:
+            if "example" not in content:
+                continue
+            # The schema where it stands, so its references resolve in the document.
+            schema = {"$ref": "urn:document#/" + pointer("paths", path, method, *at, "schema")}
+            validator = jsonschema.Draft202012Validator(schema, registry=registry)
+            for error in validator.iter_errors(content["example"]):
+                bad.append(f"{method} {path} {where}: {error.message}")
+if bad:
+    sys.exit("examples that do not match their schemas:\n" + "\n".join(bad))
+"#;
     let available = std::process::Command::new("python3")
         .args(["-c", "import openapi_spec_validator"])
         .output()
@@ -846,11 +875,55 @@ async fn each_dialect_has_its_own_valid_openapi_document() {
     );
     assert_unique_operation_ids("/openapi.json", &native);
     assert_valid_openapi("/openapi.json", &native);
+    // The metadata filter as the deepObject it is; the actor union told
+    // apart by its `type`.
+    let list = &native_paths["/v1/payment-links"]["get"]["parameters"];
+    let metadata = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "metadata")
+        .expect("metadata filter");
+    assert_eq!(metadata["style"], "deepObject");
+    assert_eq!(metadata["explode"], true);
+    assert_eq!(metadata["schema"]["additionalProperties"]["type"], "string");
+    let actor = &native["components"]["schemas"]["ActorBody"];
+    assert_eq!(actor["discriminator"]["propertyName"], "type");
+    assert_eq!(
+        actor["discriminator"]["mapping"]["api_key"],
+        "#/components/schemas/ApiKeyActor"
+    );
+    assert_eq!(actor["oneOf"].as_array().unwrap().len(), 3);
     // Every native write documents its Idempotency-Key and what it answers
     // under one, and every authenticated operation its rate limit.
     for (path, item) in native_paths {
         for (method, operation) in item.as_object().unwrap() {
             let responses = operation["responses"].as_object().unwrap();
+            // A summary, a description, and an example of what it takes
+            // and what it answers.
+            for field in ["summary", "description"] {
+                assert!(
+                    operation[field].as_str().is_some_and(|t| !t.is_empty()),
+                    "{method} {path}: {field}"
+                );
+            }
+            if let Some(body) = operation["requestBody"]["content"].as_object() {
+                assert!(
+                    body.values().all(|m| m.get("example").is_some()),
+                    "{method} {path}: request example"
+                );
+            }
+            let answers: Vec<_> = responses
+                .iter()
+                .filter(|(status, _)| status.starts_with('2'))
+                .filter_map(|(_, r)| r["content"].as_object())
+                .flat_map(|content| content.values())
+                .filter(|media| media.get("schema").is_some())
+                .collect();
+            assert!(
+                answers.iter().all(|m| m.get("example").is_some()),
+                "{method} {path}: answer example"
+            );
             if path.starts_with("/v1/") {
                 assert!(
                     responses.contains_key("429"),

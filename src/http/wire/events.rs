@@ -6,18 +6,51 @@ use utoipa::ToSchema;
 
 use crate::domain::webhook::delivery::{Delivery, DeliveryStatus};
 use crate::domain::{self, LinkEvent};
+use crate::web::schemas::actor_tag;
 
 use super::*;
 
+/// Who caused an event, told apart by `type` (the discriminator).
 #[derive(Debug, Serialize, ToSchema)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(untagged)]
+#[schema(discriminator(property_name = "type", mapping(
+    ("api_key" = "#/components/schemas/ApiKeyActor"),
+    ("customer" = "#/components/schemas/CustomerActor"),
+    ("system" = "#/components/schemas/SystemActor"),
+)))]
 pub enum ActorBody {
-    /// An API request, by the key's id (never the secret).
-    ApiKey {
-        id: String,
-    },
-    Customer,
-    System,
+    ApiKey(ApiKeyActor),
+    Customer(CustomerActor),
+    System(SystemActor),
+}
+
+/// An API request, by the key's id (never the secret).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyActor {
+    /// `api_key`.
+    #[serde(rename = "type")]
+    #[schema(schema_with = actor_tag::api_key)]
+    pub kind: &'static str,
+    #[schema(example = "key_8Kq2mD4xW1pZ")]
+    pub id: String,
+}
+
+/// The customer, on the hosted page.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CustomerActor {
+    /// `customer`.
+    #[serde(rename = "type")]
+    #[schema(schema_with = actor_tag::customer)]
+    pub kind: &'static str,
+}
+
+/// paylink itself: an expiry, the reconciler, a processor's webhook.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SystemActor {
+    /// `system`.
+    #[serde(rename = "type")]
+    #[schema(schema_with = actor_tag::system)]
+    pub kind: &'static str,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -60,9 +93,12 @@ impl EventResource {
             event_type: event.event_type.as_str().to_owned(),
             created_at: event.created_at,
             actor: match event.actor {
-                domain::Actor::ApiKey { id } => ActorBody::ApiKey { id },
-                domain::Actor::Customer => ActorBody::Customer,
-                domain::Actor::System => ActorBody::System,
+                domain::Actor::ApiKey { id } => ActorBody::ApiKey(ApiKeyActor {
+                    kind: "api_key",
+                    id,
+                }),
+                domain::Actor::Customer => ActorBody::Customer(CustomerActor { kind: "customer" }),
+                domain::Actor::System => ActorBody::System(SystemActor { kind: "system" }),
             },
             reason: event.reason,
             data: EventData {
