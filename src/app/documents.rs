@@ -9,6 +9,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::server::Server;
 use utoipa::openapi::{Components, Info};
 
+use crate::dialects::IdPointers;
 use crate::web::error::{ErrorBody, ErrorCode};
 use crate::web::extract::KeyHeader;
 
@@ -31,7 +32,63 @@ pub fn native(public_url: &str, parts: Vec<utoipa::openapi::OpenApi>) -> serde_j
     }
     let mut document = finish(document, public_url, KeyHeader::BearerOrApiKey);
     add_examples(&mut document, &crate::http::examples::by_schema(public_url));
+    add_links(&mut document, NATIVE_IDS);
     document
+}
+
+/// Where the native API's answers carry an object's id.
+const NATIVE_IDS: IdPointers = IdPointers {
+    created: "/id",
+    listed: "/data/0/id",
+};
+
+/// OpenAPI links from each create (`POST P`) and each list (`GET P`) to
+/// every operation on one of its objects (`P/{id}` and below), passing the
+/// id from the answer: a client generator (or a fuzzer) can follow a
+/// created link to its cancel, a listed event to its redelivery.
+fn add_links(document: &mut serde_json::Value, ids: IdPointers) {
+    let Some(paths) = document["paths"].as_object() else {
+        return;
+    };
+    // (collection path, method, success status, pointer) -> links.
+    let mut found = Vec::new();
+    for (collection, item) in paths {
+        for (method, pointer) in [("post", ids.created), ("get", ids.listed)] {
+            let Some(responses) = item[method]["responses"].as_object() else {
+                continue;
+            };
+            let Some(status) = responses.keys().find(|s| s.starts_with('2')).cloned() else {
+                continue;
+            };
+            let mut links = serde_json::Map::new();
+            for (path, target) in paths {
+                let Some(rest) = path.strip_prefix(&format!("{collection}/{{")) else {
+                    continue;
+                };
+                let Some((param, _)) = rest.split_once('}') else {
+                    continue;
+                };
+                for operation in target.as_object().into_iter().flat_map(|t| t.values()) {
+                    let Some(operation_id) = operation["operationId"].as_str() else {
+                        continue;
+                    };
+                    links.insert(
+                        operation_id.to_owned(),
+                        serde_json::json!({
+                            "operationId": operation_id,
+                            "parameters": {param: format!("$response.body#{pointer}")},
+                        }),
+                    );
+                }
+            }
+            if !links.is_empty() {
+                found.push((collection.clone(), method, status, links));
+            }
+        }
+    }
+    for (collection, method, status, links) in found {
+        document["paths"][&collection][method]["responses"][&status]["links"] = links.into();
+    }
 }
 
 /// Puts each schema's example on every request body and response that
@@ -90,6 +147,7 @@ pub fn dialect(
     public_url: &str,
     prefix: &str,
     keys: KeyHeader,
+    ids: IdPointers,
     mut document: utoipa::openapi::OpenApi,
 ) -> serde_json::Value {
     let name = prefix.rsplit('/').next().unwrap_or(prefix);
@@ -100,7 +158,9 @@ pub fn dialect(
             "paylink speaking {name}'s wire format under `{prefix}`: a client written for that provider works by changing its base URL and using a paylink API key in the provider's header. The native API is at `/openapi.json`."
         )))
         .build();
-    finish(document, &format!("{public_url}{prefix}"), keys)
+    let mut document = finish(document, &format!("{public_url}{prefix}"), keys);
+    add_links(&mut document, ids);
+    document
 }
 
 /// Adds the server and the security schemes `keys` allows.

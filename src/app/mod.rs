@@ -49,6 +49,7 @@ pub fn build(service: Arc<Service>, public_url: &str, settings: AppSettings) -> 
             &public_url,
             surface.prefix,
             surface.keys,
+            surface.ids,
             surface.document,
         ));
         documents = documents.route(

@@ -34,12 +34,13 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Dialect, DialectError, find_link, iso_seconds, with_field_names};
+use super::{Dialect, DialectError, IdPointers, find_link, iso_seconds, with_field_names};
 use crate::domain::{CancelPolicy, Link, LinkStatus, NewLink};
 use crate::web::ApiState;
 use crate::web::error::{ApiError, ErrorCode};
 use crate::web::extract::{Authenticated, JsonBody, KeyHeader};
 use crate::web::list_query::{self, ListSyntax};
+use crate::web::schemas::CurrencyCode;
 
 /// Connect's tables.
 pub struct Connect;
@@ -52,6 +53,10 @@ impl Dialect for Connect {
     const KEY_HEADER: KeyHeader = KeyHeader::ApiKey;
     /// The seed states no rules of its own: the native ones.
     const POLICY: CancelPolicy = CancelPolicy::NATIVE;
+    const ID_IN_ANSWERS: IdPointers = IdPointers {
+        created: "/paymentLinkId",
+        listed: "/data/0/paymentLinkId",
+    };
 
     fn status_word(status: LinkStatus) -> &'static str {
         match status {
@@ -208,7 +213,7 @@ pub struct ConnectCreateRequest {
     #[schema(minimum = 1, maximum = 99_999_999_999_i64, example = 4995)]
     pub amount: i64,
     /// ISO 4217, e.g. `USD`.
-    #[schema(pattern = "^[A-Za-z]{3}$", example = "USD")]
+    #[schema(value_type = CurrencyCode, example = "USD")]
     pub currency: String,
     #[schema(max_length = 1000, example = "Pay your monthly subscription")]
     pub description: Option<String>,

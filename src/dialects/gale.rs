@@ -33,7 +33,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Dialect, DialectError, find_link, iso_seconds};
+use super::{Dialect, DialectError, IdPointers, find_link, iso_seconds};
 use crate::domain::cancel::AlreadyCancelled;
 use crate::domain::{CancelPolicy, Customer, LineItem, Link, LinkStatus, NewLink};
 use crate::service::ServiceError;
@@ -41,6 +41,7 @@ use crate::web::ApiState;
 use crate::web::error::ErrorCode;
 use crate::web::extract::{Authenticated, JsonBody, KeyHeader};
 use crate::web::list_query::{self, ListSyntax};
+use crate::web::schemas::CurrencyCode;
 
 /// Gale's tables.
 pub struct Gale;
@@ -55,6 +56,10 @@ impl Dialect for Gale {
     const POLICY: CancelPolicy = CancelPolicy {
         cancel_expired: false,
         already_cancelled: AlreadyCancelled::Refuse,
+    };
+    const ID_IN_ANSWERS: IdPointers = IdPointers {
+        created: "/id",
+        listed: "/data/0/id",
     };
 
     /// Gale knows `active, paid, expired, cancelled`; a payment in progress
@@ -217,7 +222,7 @@ pub struct GalePaymentLinkList {
 pub struct GaleCreateRequest {
     #[schema(minimum = 1, maximum = 99_999_999_999_i64)]
     pub amount_cents: i64,
-    #[schema(pattern = "^[A-Za-z]{3}$", example = "USD")]
+    #[schema(value_type = CurrencyCode, example = "USD")]
     pub currency: String,
     #[schema(max_length = 1000)]
     pub description: Option<String>,

@@ -99,6 +99,11 @@ pub trait Dialect: Sized + Send + Sync + 'static {
     const PREFIX: &'static str;
     const KEY_HEADER: KeyHeader;
     const POLICY: CancelPolicy;
+    /// Where a link's id is in its answers, as JSON pointers: a created
+    /// link's, and the first listed link's. The document's links use them
+    /// to lead a client (or a fuzzer) from a create or a list to the
+    /// operations on that link.
+    const ID_IN_ANSWERS: IdPointers;
 
     fn status_word(status: LinkStatus) -> &'static str;
     fn code(code: ErrorCode) -> &'static str;
@@ -192,11 +197,20 @@ impl<D: Dialect> From<ServiceError> for DialectError<D> {
     }
 }
 
+/// Where an object's id is in a create's and in a list's answer (JSON
+/// pointers into the body).
+#[derive(Debug, Clone, Copy)]
+pub struct IdPointers {
+    pub created: &'static str,
+    pub listed: &'static str,
+}
+
 /// A mounted dialect: its routes (under its prefix) and its OpenAPI
 /// paths (relative to the prefix, as its provider's clients see them).
 pub struct Surface {
     pub prefix: &'static str,
     pub keys: KeyHeader,
+    pub ids: IdPointers,
     pub routes: Router<ApiState>,
     pub document: utoipa::openapi::OpenApi,
 }
@@ -211,6 +225,7 @@ pub fn mount<D: Dialect>(state: &ApiState) -> Surface {
     Surface {
         prefix: D::PREFIX,
         keys: D::KEY_HEADER,
+        ids: D::ID_IN_ANSWERS,
         routes: Router::new().nest(D::PREFIX, routes),
         document,
     }

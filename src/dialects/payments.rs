@@ -39,7 +39,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Dialect, DialectError, iso_seconds, with_field_names};
+use super::{Dialect, DialectError, IdPointers, iso_seconds, with_field_names};
 use crate::domain::cancel::AlreadyCancelled;
 use crate::domain::{CancelPolicy, Link, LinkFilter, LinkStatus, NewLink, ids};
 use crate::service::{Caller, ServiceError};
@@ -47,6 +47,7 @@ use crate::web::ApiState;
 use crate::web::error::ErrorCode;
 use crate::web::extract::{Authenticated, JsonBody, KeyHeader};
 use crate::web::list_query::{self, ListSyntax};
+use crate::web::schemas::CurrencyCode;
 
 /// The payments API's tables.
 pub struct Payments;
@@ -64,6 +65,10 @@ impl Dialect for Payments {
     const POLICY: CancelPolicy = CancelPolicy {
         cancel_expired: true,
         already_cancelled: AlreadyCancelled::ReturnUnchanged,
+    };
+    const ID_IN_ANSWERS: IdPointers = IdPointers {
+        created: "/data/id",
+        listed: "/data/0/id",
     };
 
     fn status_word(status: LinkStatus) -> &'static str {
@@ -255,7 +260,7 @@ pub struct PaymentsCreateRequest {
     #[schema(minimum = 1, maximum = 99_999_999_999_i64, example = 4995)]
     pub amount_total: i64,
     /// ISO 4217, e.g. `usd`.
-    #[schema(pattern = "^[A-Za-z]{3}$", example = "usd")]
+    #[schema(value_type = CurrencyCode, example = "usd")]
     pub currency: String,
     #[schema(max_length = 1000)]
     pub description: Option<String>,

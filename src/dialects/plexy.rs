@@ -32,7 +32,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Dialect, DialectError, iso_seconds};
+use super::{Dialect, DialectError, IdPointers, iso_seconds};
 use crate::domain::cancel::AlreadyCancelled;
 use crate::domain::link::LinkUpdate;
 use crate::domain::{CancelPolicy, Link, LinkFilter, LinkStatus, NewLink, ids};
@@ -41,6 +41,7 @@ use crate::web::ApiState;
 use crate::web::error::ErrorCode;
 use crate::web::extract::{Authenticated, JsonBody, KeyHeader};
 use crate::web::list_query::{self, ListSyntax};
+use crate::web::schemas::CurrencyCode;
 
 /// Plexy's tables.
 pub struct Plexy;
@@ -55,6 +56,10 @@ impl Dialect for Plexy {
     const POLICY: CancelPolicy = CancelPolicy {
         cancel_expired: false,
         already_cancelled: AlreadyCancelled::Refuse,
+    };
+    const ID_IN_ANSWERS: IdPointers = IdPointers {
+        created: "/external_id",
+        listed: "/data/0/external_id",
     };
 
     fn status_word(status: LinkStatus) -> &'static str {
@@ -199,7 +204,7 @@ pub struct PlexyCreateRequest {
     /// Minor units, > 0.
     #[schema(minimum = 1, maximum = 99_999_999_999_i64)]
     pub amount: i64,
-    #[schema(pattern = "^[A-Za-z]{3}$", example = "EUR")]
+    #[schema(value_type = CurrencyCode, example = "EUR")]
     pub currency: String,
     #[schema(max_length = 1000)]
     pub description: Option<String>,

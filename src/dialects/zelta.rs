@@ -36,7 +36,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Dialect, DialectError, find_link, iso_millis};
+use super::{Dialect, DialectError, IdPointers, find_link, iso_millis};
 use crate::domain::cancel::AlreadyCancelled;
 use crate::domain::{CancelPolicy, Customer, Link, LinkStatus, NewLink};
 use crate::web::ApiState;
@@ -44,6 +44,7 @@ use crate::web::auth::MISSING_KEY_MESSAGE;
 use crate::web::error::{ApiError, ErrorCode};
 use crate::web::extract::{Authenticated, JsonBody, KeyHeader};
 use crate::web::list_query::{self, ListSyntax};
+use crate::web::schemas::CurrencyCode;
 
 /// Zelta's tables.
 pub struct Zelta;
@@ -58,6 +59,10 @@ impl Dialect for Zelta {
     const POLICY: CancelPolicy = CancelPolicy {
         cancel_expired: true,
         already_cancelled: AlreadyCancelled::Refuse,
+    };
+    const ID_IN_ANSWERS: IdPointers = IdPointers {
+        created: "/data/paymentLink/id",
+        listed: "/data/paymentLinks/0/id",
     };
 
     fn status_word(status: LinkStatus) -> &'static str {
@@ -265,7 +270,7 @@ pub struct ZeltaCreateRequest {
     #[schema(minimum = 1, maximum = 99_999_999_999_i64)]
     pub amount: i64,
     /// ISO 4217; USD when absent.
-    #[schema(pattern = "^[A-Za-z]{3}$")]
+    #[schema(value_type = Option<CurrencyCode>)]
     pub currency: Option<String>,
     #[schema(max_length = 1000)]
     pub concept: Option<String>,

@@ -30,6 +30,14 @@ impl Currency {
         Ok(Self(currency))
     }
 
+    /// Every code [`Currency::parse`] accepts, upper case.
+    pub fn accepted_codes() -> impl Iterator<Item = &'static str> {
+        use iso_currency::IntoEnumIterator;
+        iso_currency::Currency::iter()
+            .map(|currency| currency.code())
+            .filter(|code| Currency::parse(code).is_ok())
+    }
+
     pub fn code(self) -> &'static str {
         self.0.code()
     }

@@ -133,7 +133,7 @@ struct ListLinksQuery {
     starting_after: Option<String>,
     /// `metadata[KEY]=VALUE`: links whose metadata has KEY = VALUE (one
     /// pair per parameter, all must match).
-    #[param(style = DeepObject, explode, value_type = Option<BTreeMap<String, String>>, example = json!({"order": "A-1"}))]
+    #[param(style = DeepObject, explode, value_type = Option<Object>, example = json!({"order": "A-1"}))]
     metadata: Option<BTreeMap<String, String>>,
 }
 
@@ -378,7 +378,7 @@ struct StatsQuery {
     product_id: Option<String>,
     /// `metadata[KEY]=VALUE`: links whose metadata has KEY = VALUE (one
     /// pair per parameter, all must match).
-    #[param(style = DeepObject, explode, value_type = Option<BTreeMap<String, String>>, example = json!({"order": "A-1"}))]
+    #[param(style = DeepObject, explode, value_type = Option<Object>, example = json!({"order": "A-1"}))]
     metadata: Option<BTreeMap<String, String>>,
 }
 

@@ -4,7 +4,7 @@
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::{RefOr, Schema};
 
-use crate::domain::{EventType, Reason};
+use crate::domain::{Currency, EventType, Reason};
 
 /// An optional cancel or refund `reason` (see [`Reason`]).
 pub fn reason() -> RefOr<Schema> {
@@ -29,6 +29,29 @@ pub fn event_type() -> RefOr<Schema> {
         .examples([serde_json::json!("payment_link.cancelled")])
         .into()
 }
+
+/// An ISO 4217 code paylink prices links in, in either case (`USD` or
+/// `usd`): the one list [`Currency::parse`] accepts, so a client (or a
+/// fuzzer) reads which codes work instead of guessing three letters.
+pub struct CurrencyCode;
+
+impl utoipa::PartialSchema for CurrencyCode {
+    fn schema() -> RefOr<Schema> {
+        let codes: Vec<String> = Currency::accepted_codes()
+            .flat_map(|code| [code.to_owned(), code.to_ascii_lowercase()])
+            .collect();
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "An ISO 4217 currency code with minor units, in upper or lower case.",
+            ))
+            .enum_values(Some(codes))
+            .examples([serde_json::json!("USD")])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for CurrencyCode {}
 
 /// A discriminator property: a string that is always `word`.
 fn tag(word: &'static str) -> RefOr<Schema> {

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use crate::domain::link::{LinkUpdate, NewLink};
 use crate::domain::{self, LinkStatus};
+use crate::web::schemas::CurrencyCode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -73,7 +74,7 @@ pub struct CreatePaymentLinkRequest {
     #[schema(minimum = 1, maximum = 99_999_999_999_i64)]
     pub amount: Option<i64>,
     /// ISO 4217 code, e.g. `USD` (any case; stored upper case).
-    #[schema(pattern = "^[A-Za-z]{3}$", example = "USD")]
+    #[schema(value_type = CurrencyCode, example = "USD")]
     pub currency: String,
     /// At most 1000 characters.
     #[schema(max_length = 1000)]
