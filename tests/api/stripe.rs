@@ -334,6 +334,58 @@ backend_tests! {
         assert_eq!(shop.app.event_types(&id).await, events);
     }
 
+    /// Stripe's webhook delivery times out and hangs up on slow receivers:
+    /// an event whose sender hung up right after sending is applied in
+    /// full all the same, once, and its retry changes nothing.
+    async fn a_processor_webhook_whose_sender_hangs_up_is_applied_once() {
+        let Some(shop) = StripeShop::open("stripe webhook hang-up").await else { return };
+        let addr = shop.app.base.trim_start_matches("http://").to_owned();
+        let now = jiff::Timestamp::now().as_second();
+        let mut sent = Vec::new();
+        for i in 0..8 {
+            let (id, slug) = shop.link(1000 + i).await;
+            let posted = shop.pay(&slug, NEEDS_3DS).await;
+            let intent_id = posted.data("client-secret").split("_secret_").next().unwrap().to_owned();
+            let attempt_id = shop.intent(&intent_id).await["metadata"]["paylink_attempt_id"].as_str().unwrap().to_owned();
+            let event = json!({
+                "id": format!("evt_hangup_{i}"), "object": "event", "type": "payment_intent.succeeded",
+                "data": {"object": {"id": intent_id, "object": "payment_intent", "status": "succeeded",
+                                    "metadata": {"paylink_attempt_id": attempt_id}}}
+            })
+            .to_string();
+            let signature = localstripe::sign(&event, localstripe::WEBHOOK_SECRET, now);
+            let request = crate::common::post_request(
+                "/processors/stripe/default/webhook",
+                &[("Stripe-Signature", signature.as_str())],
+                "application/json",
+                &event,
+            );
+            // Written, then the connection reset before any answer is read.
+            crate::common::send_and_hang_up(&addr, &request, Duration::ZERO).await;
+            sent.push((id, event, signature));
+        }
+        for (id, event, signature) in sent {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while shop.app.link(&id).await["status"] != "paid" {
+                assert!(Instant::now() < deadline, "{id}: the event was lost with its sender");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let events = shop.app.event_types(&id).await;
+            assert_eq!(events.iter().filter(|t| *t == "payment_link.paid").count(), 1, "{events:?}");
+            // Stripe retries what it never saw answered: nothing changes.
+            let retried = client()
+                .post(format!("{}/processors/stripe/default/webhook", shop.app.base))
+                .header("stripe-signature", signature)
+                .header("content-type", "application/json")
+                .body(event)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(retried.status(), StatusCode::OK);
+            assert_eq!(shop.app.event_types(&id).await, events);
+        }
+    }
+
     async fn refunds_go_back_through_stripe_in_full_and_in_part() {
         let Some(shop) = StripeShop::open("stripe refunds").await else { return };
         let (id, slug) = shop.link(1000).await;
