@@ -338,14 +338,16 @@ async fn main() -> anyhow::Result<()> {
                 webhook_allow_private,
                 processors: processors.settings()?,
             };
+            // The port first: a server that cannot serve creates nothing
+            // (no account, no key shown once for a server that never ran).
+            let listener = tokio::net::TcpListener::bind(&addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?;
             let service = open_service(&database, settings).await?;
             if let Some(issued) = service.bootstrap().await? {
                 println!("Created account `default` with a test API key (shown only this once):");
                 println!("{}", issued.secret);
             }
-            let listener = tokio::net::TcpListener::bind(&addr)
-                .await
-                .with_context(|| format!("binding {addr}"))?;
             let running = server::start(
                 listener,
                 service,

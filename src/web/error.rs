@@ -188,7 +188,7 @@ impl IntoResponse for ApiError {
 
 /// Re-renders a native error raised inside a surface (by authentication,
 /// rate limits, idempotency, body parsing or routing) in that surface's
-/// envelope, keeping the response's headers (`Retry-After`, `RateLimit-*`,
+/// envelope, keeping the response's headers (`Retry-After`, `RateLimit-Policy`, `RateLimit`,
 /// `WWW-Authenticate`).
 pub async fn render_errors(
     State(render): State<fn(&ApiError) -> Response>,

@@ -42,18 +42,41 @@ impl Default for RateLimitSettings {
     }
 }
 
-/// A limiter's verdict, with what the `RateLimit-*` headers report.
+/// A limiter's verdict, with what the `RateLimit-Policy` and `RateLimit`
+/// headers report.
 #[derive(Debug, Clone, Copy)]
 pub enum Verdict {
     Allowed {
-        limit: u32,
+        policy: Policy,
         remaining: u32,
         reset_secs: u64,
     },
     Limited {
-        limit: u32,
+        policy: Policy,
         retry_after_secs: u64,
     },
+}
+
+/// A token bucket as a quota policy of draft-ietf-httpapi-ratelimit-headers:
+/// `quota` requests (the burst) per `window_secs` (the time the bucket
+/// takes to refill from empty).
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub name: &'static str,
+    pub quota: u32,
+    pub window_secs: u64,
+}
+
+impl Policy {
+    fn of_bucket(name: &'static str, per_second: u32, burst: u32) -> Self {
+        Self {
+            name,
+            quota: burst,
+            window_secs: u64::from(burst)
+                .div_ceil(u64::from(per_second.max(1)))
+                .max(1),
+        }
+    }
 }
 
 pub struct RateLimits {
@@ -87,8 +110,8 @@ impl RateLimits {
         check(
             &self.per_key,
             &key_id.to_owned(),
+            Policy::of_bucket("default", self.settings.per_second, self.settings.burst),
             self.settings.per_second,
-            self.settings.burst,
         )
     }
 
@@ -97,8 +120,12 @@ impl RateLimits {
         check(
             &self.failed_auth,
             &address,
+            Policy::of_bucket(
+                "failed_auth",
+                self.settings.failed_auth_per_second,
+                self.settings.failed_auth_burst,
+            ),
             self.settings.failed_auth_per_second,
-            self.settings.failed_auth_burst,
         )
     }
 
@@ -112,15 +139,15 @@ impl RateLimits {
 fn check<K: std::hash::Hash + Eq + Clone>(
     limiter: &KeyedLimiter<K>,
     key: &K,
+    policy: Policy,
     per_second: u32,
-    burst: u32,
 ) -> Verdict {
     match limiter.check_key(key) {
         Ok(snapshot) => {
             let remaining = snapshot.remaining_burst_capacity();
-            let missing = u64::from(burst.saturating_sub(remaining));
+            let missing = u64::from(policy.quota.saturating_sub(remaining));
             Verdict::Allowed {
-                limit: burst,
+                policy,
                 remaining,
                 reset_secs: missing.div_ceil(u64::from(per_second.max(1))),
             }
@@ -128,7 +155,7 @@ fn check<K: std::hash::Hash + Eq + Clone>(
         Err(not_until) => {
             let wait = not_until.wait_time_from(limiter.clock().now());
             Verdict::Limited {
-                limit: burst,
+                policy,
                 retry_after_secs: round_up_secs(wait),
             }
         }
@@ -140,25 +167,36 @@ fn round_up_secs(wait: Duration) -> u64 {
 }
 
 impl Verdict {
-    /// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (and
-    /// `Retry-After` when limited).
+    /// The headers of draft-ietf-httpapi-ratelimit-headers (structured
+    /// fields): `RateLimit-Policy: "default";q=200;w=2` (the quota and its
+    /// window) and `RateLimit: "default";r=150;t=1` (what remains, and the
+    /// seconds until the quota is whole again); `Retry-After` when limited.
     pub fn write_headers(self, headers: &mut HeaderMap) {
-        let (limit, remaining, reset) = match self {
+        let (policy, remaining, reset) = match self {
             Verdict::Allowed {
-                limit,
+                policy,
                 remaining,
                 reset_secs,
-            } => (limit, remaining, reset_secs),
+            } => (policy, remaining, reset_secs),
             Verdict::Limited {
-                limit,
+                policy,
                 retry_after_secs,
             } => {
                 headers.insert("retry-after", HeaderValue::from(retry_after_secs));
-                (limit, 0, retry_after_secs)
+                (policy, 0, retry_after_secs)
             }
         };
-        headers.insert("ratelimit-limit", HeaderValue::from(limit));
-        headers.insert("ratelimit-remaining", HeaderValue::from(remaining));
-        headers.insert("ratelimit-reset", HeaderValue::from(reset));
+        let Policy {
+            name,
+            quota,
+            window_secs,
+        } = policy;
+        let policy = format!("\"{name}\";q={quota};w={window_secs}");
+        let state = format!("\"{name}\";r={remaining};t={reset}");
+        for (header, value) in [("ratelimit-policy", policy), ("ratelimit", state)] {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(header, value);
+            }
+        }
     }
 }

@@ -234,3 +234,81 @@ backend_tests! {
         assert!(app.store.processor_account(&caller.scope.account_id, false).await.unwrap().is_none());
     }
 }
+
+/// Runs `paylink serve` with `args` and gives it `within` to exit on its
+/// own; a server still running then is killed and reported as `None`.
+fn serve_expecting_exit(
+    args: &[&str],
+    within: std::time::Duration,
+) -> Option<std::process::Output> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_paylink"))
+        .arg("serve")
+        .args(args)
+        .env("PAYLINK_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run paylink serve");
+    let deadline = std::time::Instant::now() + within;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Some(child.wait_with_output().unwrap())
+}
+
+/// A typo in the database path is not a new, empty shop: `serve` refuses
+/// a SQLite file whose directory does not exist, and creates nothing.
+#[tokio::test]
+async fn serve_refuses_a_sqlite_path_whose_directory_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no/such/dir");
+    let url = format!("sqlite://{}", missing.join("x.db").display());
+    let output = serve_expecting_exit(
+        &["--addr", "127.0.0.1:0", "--database-url", &url],
+        std::time::Duration::from_secs(20),
+    )
+    .expect("serve exits instead of serving a new database");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    assert!(stderr.contains("no/such/dir"), "{stderr}");
+    assert!(
+        output.stdout.is_empty(),
+        "no key minted: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert!(!dir.path().join("no").exists(), "nothing created");
+}
+
+/// `serve` on a port already taken fails before it mints anything: no
+/// account, no key "shown only this once" for a server that never ran.
+#[tokio::test]
+async fn serve_on_a_busy_port_exits_before_creating_an_account_or_a_key() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("shop.db").display());
+    let output = serve_expecting_exit(
+        &["--addr", &addr, "--database-url", &url],
+        std::time::Duration::from_secs(20),
+    )
+    .expect("serve exits on a busy port");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("binding {addr}")), "{stderr}");
+    assert!(
+        output.stdout.is_empty(),
+        "no key minted: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert!(
+        !dir.path().join("shop.db").exists(),
+        "no database, no account"
+    );
+    drop(busy);
+}

@@ -26,18 +26,24 @@ backend_tests! {
         let mut statuses = Vec::new();
         for _ in 0..5 {
             let response = app.get("/v1/payment-links").await;
-            assert_eq!(response.headers["ratelimit-limit"], "3");
-            assert!(response.headers.contains_key("ratelimit-remaining"));
-            assert!(response.headers.contains_key("ratelimit-reset"));
+            // draft-ietf-httpapi-ratelimit-headers: the policy (a quota of
+            // 3 per 3-second window: the burst, refilled at 1 a second),
+            // and what is left of it.
+            assert_eq!(response.headers["ratelimit-policy"], r#""default";q=3;w=3"#);
+            for old in ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"] {
+                assert!(!response.headers.contains_key(old), "{old} is the old draft's");
+            }
             statuses.push(response);
         }
-        assert_eq!(statuses[0].headers["ratelimit-remaining"], "2");
+        assert_eq!(statuses[0].headers["ratelimit"], r#""default";r=2;t=1"#);
+        assert_eq!(statuses[1].headers["ratelimit"], r#""default";r=1;t=2"#);
         let limited = statuses.last().unwrap();
         assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(limited.code(), "rate_limited");
         let retry_after: u64 = limited.headers["retry-after"].to_str().unwrap().parse().unwrap();
         assert!(retry_after >= 1);
-        assert_eq!(limited.headers["ratelimit-remaining"], "0");
+        let remaining = limited.headers["ratelimit"].to_str().unwrap();
+        assert!(remaining.starts_with(r#""default";r=0;t="#), "{remaining}");
 
         let unaffected = app.request(Method::GET, "/v1/payment-links", Some(&other), None).await;
         assert_eq!(unaffected.status, StatusCode::OK);
@@ -53,9 +59,10 @@ backend_tests! {
         let last = last.unwrap();
         assert_eq!(last.status, StatusCode::TOO_MANY_REQUESTS, "the flood hits its own limit");
         assert!(last.headers.contains_key("retry-after"));
+        assert_eq!(last.headers["ratelimit-policy"], r#""failed_auth";q=5;w=5"#);
 
         let good = app.get("/v1/payment-links").await;
         assert_eq!(good.status, StatusCode::OK);
-        assert_eq!(good.headers["ratelimit-remaining"], "2", "the good key's budget is untouched");
+        assert_eq!(good.headers["ratelimit"], r#""default";r=2;t=1"#, "the good key's budget is untouched");
     }
 }

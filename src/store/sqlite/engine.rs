@@ -206,10 +206,16 @@ impl Drop for ReaderLease {
 }
 
 pub(super) fn open_writer(path: &str) -> anyhow::Result<Connection> {
+    // The database file is created; its directory never is: a mistyped
+    // path must fail, not start an empty shop somewhere unexpected.
     if let Some(parent) = Path::new(path).parent()
         && !parent.as_os_str().is_empty()
+        && !parent.is_dir()
     {
-        std::fs::create_dir_all(parent)?;
+        anyhow::bail!(
+            "the directory `{}` of the SQLite database does not exist; create it first, or fix the path",
+            parent.display()
+        );
     }
     let mut connection = Connection::open(path)?;
     // WAL lets readers run beside the writer; FULL syncs the WAL on every
