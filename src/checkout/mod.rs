@@ -246,7 +246,9 @@ fn closed_page(
             link,
             merchant,
             "This payment link was cancelled",
-            link.cancellation_reason.as_deref(),
+            // The merchant's message for the customer; the cancel's reason
+            // is internal and never shown here.
+            link.customer_message.as_deref(),
         ),
         LinkStatus::Expired => pages::closed(
             link,

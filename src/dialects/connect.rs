@@ -363,7 +363,7 @@ async fn cancel_link(
     let link = find_link(&state, &caller, &id).await?;
     let cancelled = state
         .service
-        .cancel_link(&caller, &link.id, None, &Connect::POLICY)
+        .cancel_link(&caller, &link.id, None, None, &Connect::POLICY)
         .await?;
     Ok(Json(ConnectPaymentLink::new(&state, cancelled)))
 }

@@ -408,7 +408,7 @@ async fn cancel_link(
     let link = find_link(&state, &caller, &id).await?;
     let cancelled = state
         .service
-        .cancel_link(&caller, &link.id, request.reason, &Gale::POLICY)
+        .cancel_link(&caller, &link.id, request.reason, None, &Gale::POLICY)
         .await?;
     Ok(Json(GalePaymentLink::new(&state, cancelled)))
 }

@@ -441,7 +441,7 @@ async fn cancel_payment(
     let link = find_link(&state, &caller, &id).await?;
     let cancelled = state
         .service
-        .cancel_link(&caller, &link.id, None, &Payments::POLICY)
+        .cancel_link(&caller, &link.id, None, None, &Payments::POLICY)
         .await?;
     Ok(Json(PaymentsEnvelope {
         success: true,

@@ -450,7 +450,7 @@ async fn cancel_link(
     let id = link_id(&id)?;
     state
         .service
-        .cancel_link(&caller, id, None, &Plexy::POLICY)
+        .cancel_link(&caller, id, None, None, &Plexy::POLICY)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -427,7 +427,7 @@ async fn cancel_link(
     let link = find_link(&state, &caller, &hash_url).await?;
     let cancelled = state
         .service
-        .cancel_link(&caller, &link.id, None, &Zelta::POLICY)
+        .cancel_link(&caller, &link.id, None, None, &Zelta::POLICY)
         .await?;
     Ok(envelope(
         &state,

@@ -16,6 +16,16 @@ impl Reason {
         Ok(Self(text))
     }
 
+    /// Another optional text field under the same limit, named `param` in
+    /// its errors (a cancel's `customer_message`).
+    pub fn parse_field(param: &str, text: Option<String>) -> Result<Option<Self>, FieldError> {
+        text.map(|text| {
+            check_max_chars(param, &text, Self::MAX_CHARS)?;
+            Ok(Self(text))
+        })
+        .transpose()
+    }
+
     /// An optional reason, as requests carry it.
     pub fn parse_optional(text: Option<String>) -> Result<Option<Self>, FieldError> {
         text.map(Self::parse).transpose()

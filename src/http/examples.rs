@@ -46,6 +46,11 @@ pub fn by_schema(public_url: &str) -> BTreeMap<&'static str, Value> {
         .cancel(
             &CancelPolicy::NATIVE,
             Some(Reason::parse("Order cancelled by customer".into()).expect("short")),
+            Reason::parse_field(
+                "customer_message",
+                Some("Your order was cancelled at your request; nothing was charged.".into()),
+            )
+            .expect("short"),
             actor,
             now + SignedDuration::from_mins(5),
         )
@@ -157,7 +162,8 @@ pub fn by_schema(public_url: &str) -> BTreeMap<&'static str, Value> {
         ),
         (
             "CancelRequest",
-            json!({"reason": "Order cancelled by customer"}),
+            json!({"reason": "Order cancelled by customer",
+                "customer_message": "Your order was cancelled at your request; nothing was charged."}),
         ),
         (
             "BulkCancelRequest",

@@ -243,7 +243,13 @@ async fn cancel_link(
     check_link_id(&id)?;
     let link = state
         .service
-        .cancel_link(&caller, &id, request.reason, &CancelPolicy::NATIVE)
+        .cancel_link(
+            &caller,
+            &id,
+            request.reason,
+            request.customer_message,
+            &CancelPolicy::NATIVE,
+        )
         .await
         .map_err(name_missing_link(&id))?;
     Ok(Json(PaymentLinkResource::new(link, &state.public_url)))

@@ -136,12 +136,15 @@ impl Service {
         caller: &Caller,
         id: &str,
         reason: Option<String>,
+        customer_message: Option<String>,
         policy: &CancelPolicy,
     ) -> ServiceResult<Link> {
         let reason = Reason::parse_optional(reason)?;
+        let message = Reason::parse_field("customer_message", customer_message)?;
+        let note = (reason, message);
         let idempotency = current_idempotency();
         match self
-            .cancel_one(caller, id, reason.clone(), policy, idempotency.clone())
+            .cancel_one(caller, id, note.clone(), policy, idempotency.clone())
             .await
         {
             // A payment attempt is in flight (the customer pressed Pay a
@@ -162,8 +165,7 @@ impl Service {
                         message,
                     });
                 }
-                self.cancel_one(caller, id, reason, policy, idempotency)
-                    .await
+                self.cancel_one(caller, id, note, policy, idempotency).await
             }
             decided => decided,
         }
@@ -189,14 +191,21 @@ impl Service {
         &self,
         caller: &Caller,
         id: &str,
-        reason: Option<Reason>,
+        (reason, customer_message): (Option<Reason>, Option<Reason>),
         policy: &CancelPolicy,
         idempotency: Option<IdempotencyContext>,
     ) -> ServiceResult<Link> {
         let key = LinkKey::Id(caller.scope.clone(), id.to_owned());
         let actor = caller.actor();
-        let cancel =
-            |link: &Link, now| Ok(link.cancel(policy, reason.clone(), actor.clone(), now)?);
+        let cancel = |link: &Link, now| {
+            Ok(link.cancel(
+                policy,
+                reason.clone(),
+                customer_message.clone(),
+                actor.clone(),
+                now,
+            )?)
+        };
         match self.change(&key, idempotency.clone(), cancel).await {
             // Refused only because a payment is in flight: if the processor
             // holds it unconfirmed, void it and decide again.
@@ -304,7 +313,7 @@ impl Service {
                     // cancel makes many changes, and a rerun after a crash
                     // finds the cancelled ones already cancelled.
                     match self
-                        .cancel_one(caller, &link.id, reason, &policy, None)
+                        .cancel_one(caller, &link.id, (reason, None), &policy, None)
                         .await
                     {
                         Ok(after) if was_cancelled || after.version == link.version => {

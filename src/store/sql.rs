@@ -11,7 +11,7 @@ use crate::domain::{LinkFilter, LinkStatus};
 
 pub const LINK_COLUMNS: &str = "id, account_id, livemode, slug, amount, currency, description, payment_type, \
      customer, line_items, order_reference, metadata, success_url, cancel_url, status, expires_at, \
-     created_at, updated_at, cancelled_at, cancellation_reason, paid_at, payment_id, version, amount_refunded";
+     created_at, updated_at, cancelled_at, cancellation_reason, paid_at, payment_id, version, amount_refunded, customer_message";
 
 pub const EVENT_COLUMNS: &str =
     "id, type, created_at, actor, reason, link, previous_attributes, refund";

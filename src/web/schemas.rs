@@ -30,6 +30,21 @@ pub fn event_type() -> RefOr<Schema> {
         .into()
 }
 
+/// An optional cancel's `customer_message` (the same limit as a reason).
+pub fn customer_message() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::String,
+            Type::Null,
+        ]))
+        .max_length(Some(Reason::MAX_CHARS))
+        .description(Some(format!(
+            "At most {} characters; shown to the customer on the cancelled link's page.",
+            Reason::MAX_CHARS
+        )))
+        .into()
+}
+
 /// An ISO 4217 code paylink prices links in, in either case (`USD` or
 /// `usd`): the one list [`Currency::parse`] accepts, so a client (or a
 /// fuzzer) reads which codes work instead of guessing three letters.

@@ -260,7 +260,7 @@ mod tests {
             .await
             .unwrap();
         service
-            .cancel_link(&caller, &link.id, None, &CancelPolicy::NATIVE)
+            .cancel_link(&caller, &link.id, None, None, &CancelPolicy::NATIVE)
             .await
             .unwrap();
 

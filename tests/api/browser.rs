@@ -156,10 +156,14 @@ async fn a_customer_pays_in_a_real_browser_and_sees_a_cancelled_link_refused() {
     assert!(!receipt.contains("<form"));
     taken.push(screenshot(&page, shots.path(), "paid").await);
 
-    // A cancelled link shows the cancelled page, with the merchant's reason.
+    // A cancelled link shows the cancelled page, with the merchant's
+    // message for the customer (the internal reason stays internal).
     let cancelled = app.create_link().await;
-    app.cancel(&cancelled, json!({"reason": "The item is out of stock."}))
-        .await;
+    app.cancel(
+        &cancelled,
+        json!({"reason": "Supplier 4471 failed QA", "customer_message": "The item is out of stock."}),
+    )
+    .await;
     let cancelled_url = app.link(&cancelled).await["url"]
         .as_str()
         .unwrap()
@@ -168,6 +172,7 @@ async fn a_customer_pays_in_a_real_browser_and_sees_a_cancelled_link_refused() {
     let shown = text_of(&page).await;
     assert!(shown.contains("This payment link was cancelled"));
     assert!(shown.contains("The item is out of stock."));
+    assert!(!shown.contains("Supplier 4471"));
     assert!(
         page.find_element("form").await.is_err(),
         "no form on a cancelled link"

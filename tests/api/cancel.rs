@@ -133,8 +133,20 @@ backend_tests! {
         assert_eq!(response.code(), "invalid_request");
         assert_eq!(response.param(), "reason");
         assert_eq!(app.link(&id).await["status"], "active");
-        let exactly_500 = app.cancel(&id, json!({"reason": "é".repeat(500)})).await;
+        let message = app.cancel(&id, json!({"customer_message": "é".repeat(501)})).await;
+        assert_eq!(message.status, StatusCode::BAD_REQUEST);
+        assert_eq!(message.param(), "customer_message");
+        assert_eq!(app.link(&id).await["status"], "active");
+        let exactly_500 = app
+            .cancel(&id, json!({"reason": "é".repeat(500), "customer_message": "ü".repeat(500)}))
+            .await;
         assert_eq!(exactly_500.status, StatusCode::OK);
+        assert_eq!(exactly_500.body["customer_message"], "ü".repeat(500));
+        // The event carries both, as the link was left.
+        let events = app.get(&format!("/v1/payment-links/{id}/events")).await;
+        let cancelled = &events.body["data"][1];
+        assert_eq!(cancelled["type"], "payment_link.cancelled");
+        assert_eq!(cancelled["data"]["object"]["customer_message"], "ü".repeat(500));
     }
 
     async fn cancelling_an_unknown_link_is_404() {

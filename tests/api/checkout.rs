@@ -219,10 +219,15 @@ backend_tests! {
     async fn cancelled_and_expired_links_have_no_form_and_refuse_payment() {
         let app = TestApp::spawn().await;
         let (cancelled, cancelled_url) = new_link(&app, json!({})).await;
-        app.cancel(&cancelled, json!({"reason": "Item out of stock"})).await;
+        let answer = app
+            .cancel(&cancelled, json!({"reason": "Supplier 4471 failed QA", "customer_message": "Item out of stock"}))
+            .await;
+        assert_eq!(answer.body["customer_message"], "Item out of stock");
+        assert_eq!(answer.body["cancellation_reason"], "Supplier 4471 failed QA");
         let cancelled_page = open(&cancelled_url).await;
         assert!(cancelled_page.html.contains("This payment link was cancelled"));
-        assert!(cancelled_page.html.contains("Item out of stock"));
+        assert!(cancelled_page.html.contains("Item out of stock"), "the message for the customer");
+        assert!(!cancelled_page.html.contains("Supplier 4471"), "the internal reason is never public");
 
         let (expired, expired_url) = new_link(&app, json!({})).await;
         app.advance(SignedDuration::from_hours(15 * 24));

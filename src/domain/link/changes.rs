@@ -30,10 +30,13 @@ impl LinkUpdate {
 impl Link {
     /// Cancels under `policy`. Precondition: [`Link::expire_if_due`] has been
     /// applied, so `self.status` is the effective status.
+    /// `reason` is the merchant's own (kept on the link and its event);
+    /// `customer_message` is what the hosted page shows the customer.
     pub fn cancel(
         &self,
         policy: &CancelPolicy,
         reason: Option<Reason>,
+        customer_message: Option<Reason>,
         actor: Actor,
         now: Timestamp,
     ) -> Result<Option<Transition>, CancelRefusal> {
@@ -44,6 +47,7 @@ impl Link {
                 next.status = LinkStatus::Cancelled;
                 next.cancelled_at = Some(now);
                 next.cancellation_reason = reason.clone();
+                next.customer_message = customer_message.map(Reason::into_string);
                 Ok(Some(self.transition(
                     next,
                     EventType::Cancelled,

@@ -142,6 +142,7 @@ impl NewLink {
             updated_at: ctx.now,
             cancelled_at: None,
             cancellation_reason: None,
+            customer_message: None,
             paid_at: None,
             payment_id: None,
             amount_refunded: 0,

@@ -113,7 +113,13 @@ pub struct Link {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub cancelled_at: Option<Timestamp>,
+    /// The merchant's internal reason for a cancel: API, events and
+    /// webhooks only, never a public page.
     pub cancellation_reason: Option<String>,
+    /// What the hosted page tells the customer about a cancel, when the
+    /// merchant chose to say something.
+    #[serde(default)]
+    pub customer_message: Option<String>,
     pub paid_at: Option<Timestamp>,
     pub payment_id: Option<String>,
     /// Minor units given back or being given back (pending refunds count,

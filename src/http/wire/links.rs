@@ -167,8 +167,13 @@ impl From<UpdatePaymentLinkRequest> for LinkUpdate {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelRequest {
+    /// Internal: kept on the link, in its event and its webhooks; never
+    /// shown to the customer.
     #[schema(schema_with = crate::web::schemas::reason)]
     pub reason: Option<String>,
+    /// Shown to the customer on the cancelled link's page.
+    #[schema(schema_with = crate::web::schemas::customer_message)]
+    pub customer_message: Option<String>,
 }
 
 /// Bulk cancel: the list filters as top-level fields, plus `reason` and `dry_run`.
@@ -223,7 +228,10 @@ pub struct PaymentLinkResource {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub cancelled_at: Option<Timestamp>,
+    /// Internal: never shown on a public page.
     pub cancellation_reason: Option<String>,
+    /// What the cancelled link's page tells the customer.
+    pub customer_message: Option<String>,
     pub paid_at: Option<Timestamp>,
     pub payment_id: Option<String>,
     /// Minor units refunded or being refunded (pending refunds count).
@@ -268,6 +276,7 @@ impl PaymentLinkResource {
             updated_at: link.updated_at,
             cancelled_at: link.cancelled_at,
             cancellation_reason: link.cancellation_reason,
+            customer_message: link.customer_message,
             paid_at: link.paid_at,
             payment_id: link.payment_id,
             amount_refunded: link.amount_refunded,

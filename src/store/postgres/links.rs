@@ -25,7 +25,7 @@ impl LinkStore for PostgresStore {
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(AssertSqlSafe(format!(
-            "insert into payment_links ({LINK_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"
+            "insert into payment_links ({LINK_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
         )))
         .bind(&link.id)
         .bind(&link.account_id)
@@ -51,6 +51,7 @@ impl LinkStore for PostgresStore {
         .bind(&link.payment_id)
         .bind(link.version)
         .bind(link.amount_refunded)
+        .bind(&link.customer_message)
         .execute(&mut *tx)
         .await?;
         insert_event(&mut tx, &event).await?;

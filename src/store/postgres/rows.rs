@@ -56,6 +56,7 @@ pub(super) fn link_from_row(row: &PgRow) -> sqlx::Result<Link> {
         updated_at: ts(row, "updated_at")?,
         cancelled_at: opt_ts(row, "cancelled_at")?,
         cancellation_reason: row.try_get("cancellation_reason")?,
+        customer_message: row.try_get("customer_message")?,
         paid_at: opt_ts(row, "paid_at")?,
         payment_id: row.try_get("payment_id")?,
         amount_refunded: row.try_get("amount_refunded")?,
@@ -172,7 +173,7 @@ pub(super) async fn write_transition(
     let changed = sqlx::query(
         "update payment_links set status = $1, description = $2, metadata = $3, expires_at = $4,
             updated_at = $5, cancelled_at = $6, cancellation_reason = $7, paid_at = $8,
-            payment_id = $9, version = $10, amount_refunded = $13
+            payment_id = $9, version = $10, amount_refunded = $13, customer_message = $14
          where id = $11 and version = $12",
     )
     .bind(link.status.as_str())
@@ -188,6 +189,7 @@ pub(super) async fn write_transition(
     .bind(&link.id)
     .bind(transition.expected_version)
     .bind(link.amount_refunded)
+    .bind(&link.customer_message)
     .execute(&mut *tx)
     .await?
     .rows_affected();

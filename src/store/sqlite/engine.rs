@@ -20,6 +20,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("migrations/0006_refunds_and_processors.sql"),
     ),
+    (7, include_str!("migrations/0007_customer_message.sql")),
 ];
 pub(super) const READERS: usize = 4;
 /// Most operations one commit may carry.

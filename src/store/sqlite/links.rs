@@ -24,7 +24,7 @@ impl LinkStore for SqliteStore {
     ) -> StoreResult<()> {
         self.write(move |c| {
             c.execute(
-                &format!("insert into payment_links ({LINK_COLUMNS}) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)"),
+                &format!("insert into payment_links ({LINK_COLUMNS}) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)"),
                 params![
                     link.id,
                     link.account_id,
@@ -50,6 +50,7 @@ impl LinkStore for SqliteStore {
                     link.payment_id,
                     link.version,
                     link.amount_refunded,
+                    link.customer_message,
                 ],
             )?;
             insert_event(c, &event)?;

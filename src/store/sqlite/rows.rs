@@ -74,6 +74,7 @@ pub(super) fn link_from_row(row: &Row<'_>) -> rusqlite::Result<Link> {
         updated_at: from_micros(row.get("updated_at")?)?,
         cancelled_at: opt_from_micros(row.get("cancelled_at")?)?,
         cancellation_reason: row.get("cancellation_reason")?,
+        customer_message: row.get("customer_message")?,
         paid_at: opt_from_micros(row.get("paid_at")?)?,
         payment_id: row.get("payment_id")?,
         amount_refunded: row.get("amount_refunded")?,
@@ -246,7 +247,7 @@ pub(super) fn write_transition_rows(
     let changed = c.execute(
         "update payment_links set status = ?1, description = ?2, metadata = ?3, expires_at = ?4,
             updated_at = ?5, cancelled_at = ?6, cancellation_reason = ?7, paid_at = ?8,
-            payment_id = ?9, version = ?10, amount_refunded = ?13
+            payment_id = ?9, version = ?10, amount_refunded = ?13, customer_message = ?14
          where id = ?11 and version = ?12",
         params![
             link.status.as_str(),
@@ -262,6 +263,7 @@ pub(super) fn write_transition_rows(
             link.id,
             transition.expected_version,
             link.amount_refunded,
+            link.customer_message,
         ],
     )?;
     if changed == 0 {
