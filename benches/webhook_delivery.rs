@@ -128,7 +128,7 @@ async fn run(label: &str, database_url: &str) {
     // one and time how fast it drains the pending deliveries.
     for id in create_links(&service, &caller).await {
         service
-            .cancel_link(&caller, &id, None, &CancelPolicy::NATIVE)
+            .cancel_link(&caller, &id, None, None, &CancelPolicy::NATIVE)
             .await
             .unwrap();
     }

@@ -189,7 +189,7 @@ fn run(database_url: &str, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     cancel_counter += 1;
                     let reason = format!("why {cancel_counter}");
                     let policy = &POLICIES[p];
-                    let result = service.cancel_link(&caller, &ids[i], Some(reason.clone()), policy).await;
+                    let result = service.cancel_link(&caller, &ids[i], Some(reason.clone()), None, policy).await;
                     let m = &mut model[i];
                     m.expire_if_due(elapsed);
                     match verdict(policy, m.status) {
