@@ -210,6 +210,29 @@ enum Command {
 
 #[derive(Subcommand)]
 enum KeysCommand {
+    /// An account's keys: id, prefix, mode, created, last used, status.
+    List {
+        #[arg(long)]
+        account: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Refuse the key from its next request on, on every node.
+    Revoke {
+        key_id: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// A new key for the same account and mode (printed as the last line);
+    /// the old one keeps working for `--expires-in` (default: stops now).
+    Roll {
+        key_id: String,
+        /// How long the old key keeps working, e.g. `24h`, `30m`, `7d`.
+        #[arg(long, value_parser = parse_grace)]
+        expires_in: Option<SignedDuration>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
     /// Create a key (and the account, if new); prints the secret as the last line.
     Create {
         #[arg(long)]
@@ -277,6 +300,28 @@ enum ProcessorName {
 enum Mode {
     Test,
     Live,
+}
+
+/// `24h`, `30m`, `90s`, `7d` (or any span jiff reads, e.g. `1h 30m`).
+fn parse_grace(text: &str) -> Result<SignedDuration, String> {
+    let span: jiff::Span = text
+        .parse()
+        .map_err(|error| format!("`{text}` is not a duration like 24h or 30m: {error}"))?;
+    let grace = span
+        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .map_err(|error| error.to_string())?;
+    if grace.is_negative() {
+        return Err("a grace period cannot be negative".into());
+    }
+    Ok(grace)
+}
+
+/// `2026-01-15 10:00:00Z`, or `-`.
+fn when(at: Option<jiff::Timestamp>) -> String {
+    at.map_or_else(
+        || "-".to_owned(),
+        |at| at.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
+    )
 }
 
 async fn open_service(
@@ -389,6 +434,61 @@ async fn main() -> anyhow::Result<()> {
                 "database is migrated: {}",
                 store::redact_url(&database.database_url)
             );
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::List { account, database },
+        } => {
+            let service = open_service(&database, ServiceSettings::default()).await?;
+            let keys = service.list_api_keys(&account).await?;
+            let now = jiff::Timestamp::now();
+            println!(
+                "{:<24} {:<14} {:<5} {:<21} {:<21} STATUS",
+                "ID", "PREFIX", "MODE", "CREATED", "LAST USED"
+            );
+            for key in keys {
+                let status = match key.expires_at {
+                    None => "active".to_owned(),
+                    Some(at) if at <= now => format!("revoked {}", when(Some(at))),
+                    Some(at) => format!("expires {}", when(Some(at))),
+                };
+                println!(
+                    "{:<24} {:<14} {:<5} {:<21} {:<21} {status}",
+                    key.id,
+                    format!("{}...", key.key_prefix),
+                    if key.livemode { "live" } else { "test" },
+                    when(Some(key.created_at)),
+                    when(key.last_used_at),
+                );
+            }
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::Revoke { key_id, database },
+        } => {
+            let service = open_service(&database, ServiceSettings::default()).await?;
+            service.revoke_api_key(&key_id).await?;
+            eprintln!("revoked {key_id}: it is refused from its next request on");
+            Ok(())
+        }
+        Command::Keys {
+            command:
+                KeysCommand::Roll {
+                    key_id,
+                    expires_in,
+                    database,
+                },
+        } => {
+            let service = open_service(&database, ServiceSettings::default()).await?;
+            let (issued, old_expires_at) = service
+                .roll_api_key(&key_id, expires_in.unwrap_or(SignedDuration::ZERO))
+                .await?;
+            eprintln!(
+                "rolled {key_id}: it works until {}; the new key {} is shown only this once",
+                when(Some(old_expires_at)),
+                issued.record.id
+            );
+            println!("{}", issued.secret);
             Ok(())
         }
         Command::Keys {

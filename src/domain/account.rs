@@ -26,6 +26,19 @@ pub struct ApiKeyRecord {
     pub key_hash: String,
     pub key_prefix: String,
     pub created_at: Timestamp,
+    /// From then on the key is refused: set by a revoke (now) or a roll
+    /// (when the old key's grace period ends).
+    pub expires_at: Option<Timestamp>,
+    /// Roughly when the key last authenticated (written at most once a
+    /// minute per key, off the request's path).
+    pub last_used_at: Option<Timestamp>,
+}
+
+impl ApiKeyRecord {
+    /// Is the key refused at `now`?
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
 }
 
 /// An account's processor in one mode: its name and its configuration,

@@ -32,6 +32,8 @@ impl Service {
             key_hash: hash_api_key(&secret),
             key_prefix: secret.chars().take(12).collect(),
             created_at: now,
+            expires_at: None,
+            last_used_at: None,
         };
         self.store.insert_api_key(record.clone()).await?;
         Ok(IssuedKey {
@@ -39,6 +41,48 @@ impl Service {
             record,
             account,
         })
+    }
+
+    /// An account's keys, oldest first.
+    pub async fn list_api_keys(&self, account_name: &str) -> anyhow::Result<Vec<ApiKeyRecord>> {
+        let account = self
+            .store
+            .account_by_name(account_name)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no account named `{account_name}`"))?;
+        Ok(self.store.list_api_keys(&account.id).await?)
+    }
+
+    /// Refuses the key from now on (401 on its next request, on every
+    /// node: keys are not cached).
+    pub async fn revoke_api_key(&self, key_id: &str) -> anyhow::Result<()> {
+        if !self.store.expire_api_key(key_id, self.now()).await? {
+            anyhow::bail!("no API key `{key_id}`");
+        }
+        Ok(())
+    }
+
+    /// A new key for the same account and mode; the old one keeps working
+    /// for `grace` (zero: it stops now), so a deploy can switch without a
+    /// failed request.
+    pub async fn roll_api_key(
+        &self,
+        key_id: &str,
+        grace: SignedDuration,
+    ) -> anyhow::Result<(IssuedKey, Timestamp)> {
+        let (old, account) = self
+            .store
+            .get_api_key(key_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no API key `{key_id}`"))?;
+        let now = self.now();
+        if old.is_expired(now) {
+            anyhow::bail!("the API key `{key_id}` is already revoked or expired");
+        }
+        let issued = self.create_api_key(&account.name, old.livemode).await?;
+        let old_expires_at = now + grace;
+        self.store.expire_api_key(key_id, old_expires_at).await?;
+        Ok((issued, old_expires_at))
     }
 
     /// On a database with no account yet, creates `default` with one test
@@ -70,8 +114,29 @@ impl Service {
             .find_api_key(&hash_api_key(secret))
             .await?
             .ok_or(ServiceError::Unauthorized("The API key is not valid."))?;
+        let now = self.now();
+        // Read on every request, never cached: a revoke or a suspension
+        // holds on every node from the next request on.
+        if key.is_expired(now) {
+            return Err(ServiceError::Unauthorized(
+                "The API key has been revoked or has expired.",
+            ));
+        }
         if account.suspended {
             return Err(ServiceError::AccountSuspended);
+        }
+        if key
+            .last_used_at
+            .is_none_or(|at| now.duration_since(at) >= LAST_USED_RESOLUTION)
+        {
+            // Best effort, off the request's path: losing one is harmless.
+            let store = self.store.clone();
+            let id = key.id.clone();
+            tokio::spawn(async move {
+                if let Err(error) = store.touch_api_key(&id, now).await {
+                    tracing::debug!(%error, key_id = %id, "could not record a key's last use");
+                }
+            });
         }
         Ok(Caller {
             scope: Scope {

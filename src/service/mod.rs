@@ -57,6 +57,9 @@ const PAYMENT_SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(
 /// How often that wait looks again (a read by primary key; any node may
 /// be the one settling the attempt).
 const PAYMENT_SETTLE_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+/// A key's `last_used_at` is written at most this often (one write a
+/// minute per busy key, not one per request).
+const LAST_USED_RESOLUTION: SignedDuration = SignedDuration::from_mins(1);
 /// Pending attempts the reconciler resolves per round.
 const RECONCILE_BATCH: usize = 100;
 

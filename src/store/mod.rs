@@ -52,6 +52,14 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn insert_api_key(&self, key: ApiKeyRecord) -> StoreResult<()>;
     async fn get_account(&self, id: &str) -> StoreResult<Option<Account>>;
     async fn find_api_key(&self, key_hash: &str) -> StoreResult<Option<(ApiKeyRecord, Account)>>;
+    /// An account's keys, oldest first (hashes included, never secrets).
+    async fn list_api_keys(&self, account_id: &str) -> StoreResult<Vec<ApiKeyRecord>>;
+    /// The key with its account.
+    async fn get_api_key(&self, id: &str) -> StoreResult<Option<(ApiKeyRecord, Account)>>;
+    /// Makes the key expire at `at`, unless it expires sooner already;
+    /// false if there is no such key.
+    async fn expire_api_key(&self, id: &str, at: Timestamp) -> StoreResult<bool>;
+    async fn touch_api_key(&self, id: &str, at: Timestamp) -> StoreResult<()>;
 
     /// The processor an account uses in a mode, with its sealed secrets.
     async fn processor_account(

@@ -84,6 +84,69 @@ backend_tests! {
         let unknown = paylink(&["accounts", "suspend", "nobody"], &app.database_url);
         assert!(!unknown.status.success());
     }
+
+    /// A leaked key is stopped without suspending the account: list the
+    /// keys, roll the leaked one with a grace period, revoke it at once.
+    async fn keys_are_listed_rolled_and_revoked_without_touching_the_account() {
+        let app = TestApp::spawn().await;
+        let leaked = last_line(&paylink(&["keys", "create", "--account", "shop", "--mode", "test"], &app.database_url));
+        let list = || {
+            String::from_utf8(paylink(&["keys", "list", "--account", "shop"], &app.database_url).stdout).unwrap()
+        };
+        let rows = list();
+        let lines: Vec<&str> = rows.lines().collect();
+        assert_eq!(lines.len(), 2, "{rows}");
+        assert!(lines[0].starts_with("ID") && lines[0].contains("LAST USED"), "{rows}");
+        let leaked_id = lines[1].split_whitespace().next().unwrap().to_owned();
+        assert!(lines[1].contains(&leaked[..12]) && lines[1].contains(" test ") && lines[1].ends_with("active"), "{rows}");
+        assert!(!rows.contains(&leaked), "never the secret");
+
+        let status = |key: String| {
+            let app = &app;
+            async move { app.request(Method::GET, "/v1/payment-links", Some(&key), None).await }
+        };
+        assert_eq!(status(leaked.clone()).await.status, StatusCode::OK);
+        // Its last use shows (written off the request's path).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let row = list();
+            let row = row.lines().nth(1).unwrap().to_owned();
+            let used = row.split_whitespace().nth(5).unwrap().to_owned();
+            if used != "-" {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "last use never recorded: {row}");
+            // Yields to the runtime, where the server's tasks run.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+
+        // Rolled with a grace period: both work until it ends.
+        let rolled = paylink(&["keys", "roll", &leaked_id, "--expires-in", "1h"], &app.database_url);
+        let replacement = last_line(&rolled);
+        assert!(replacement.starts_with("pl_test_") && replacement != leaked);
+        assert_eq!(status(leaked.clone()).await.status, StatusCode::OK, "within its grace period");
+        assert_eq!(status(replacement.clone()).await.status, StatusCode::OK);
+        assert!(list().lines().nth(1).unwrap().contains("expires "), "{}", list());
+
+        // Revoked: refused from the next request on; the account is not.
+        assert!(paylink(&["keys", "revoke", &leaked_id], &app.database_url).status.success());
+        let refused = status(leaked.clone()).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+        assert!(refused.body["error"]["message"].as_str().unwrap().contains("revoked"), "{}", refused.body);
+        assert_eq!(status(replacement.clone()).await.status, StatusCode::OK);
+        assert_eq!(app.get("/v1/payment-links").await.status, StatusCode::OK, "other keys work");
+        assert!(list().lines().nth(1).unwrap().contains("revoked "), "{}", list());
+
+        // Rolled with no grace: the old key stops at once.
+        let replacement_id = list().lines().nth(2).unwrap().split_whitespace().next().unwrap().to_owned();
+        let third = last_line(&paylink(&["keys", "roll", &replacement_id], &app.database_url));
+        assert_eq!(status(replacement).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(status(third).await.status, StatusCode::OK);
+
+        for bad in [vec!["keys", "revoke", "key_nosuchkey"], vec!["keys", "roll", &leaked_id], vec!["keys", "roll", &replacement_id, "--expires-in", "soon"]] {
+            assert!(!paylink(&bad, &app.database_url).status.success(), "{bad:?}");
+        }
+    }
 }
 
 /// SQLite only: it reads the database file itself.

@@ -1,8 +1,10 @@
 //! Accounts, API keys, processor accounts and server secrets.
 
 use async_trait::async_trait;
+use jiff::Timestamp;
 use jiff_sqlx::ToSqlx;
-use sqlx::Row;
+use sqlx::postgres::PgRow;
+use sqlx::{AssertSqlSafe, Row};
 
 use crate::store::{Account, AccountStore, ApiKeyRecord, ProcessorAccount, StoreResult};
 
@@ -70,25 +72,60 @@ impl AccountStore for PostgresStore {
     }
 
     async fn find_api_key(&self, key_hash: &str) -> StoreResult<Option<(ApiKeyRecord, Account)>> {
-        let row = sqlx::query(
-            "select k.id as key_id, k.account_id, k.livemode, k.key_hash, k.key_prefix, k.created_at as key_created_at,
-                    a.id, a.name, a.suspended, a.created_at
-             from api_keys k join accounts a on a.id = k.account_id
-             where k.key_hash = $1",
-        )
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "{KEY_WITH_ACCOUNT} where k.key_hash = $1"
+        )))
         .bind(key_hash)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let key = ApiKeyRecord {
-            id: row.try_get("key_id")?,
-            account_id: row.try_get("account_id")?,
-            livemode: row.try_get("livemode")?,
-            key_hash: row.try_get("key_hash")?,
-            key_prefix: row.try_get("key_prefix")?,
-            created_at: ts(&row, "key_created_at")?,
-        };
-        Ok(Some((key, account_from_row(&row)?)))
+        Ok(row.as_ref().map(key_with_account).transpose()?)
+    }
+
+    async fn get_api_key(&self, id: &str) -> StoreResult<Option<(ApiKeyRecord, Account)>> {
+        let row = sqlx::query(AssertSqlSafe(format!("{KEY_WITH_ACCOUNT} where k.id = $1")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(key_with_account).transpose()?)
+    }
+
+    async fn list_api_keys(&self, account_id: &str) -> StoreResult<Vec<ApiKeyRecord>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "{KEY_WITH_ACCOUNT} where k.account_id = $1 order by k.created_at, k.id"
+        )))
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| key_with_account(row).map(|(key, _)| key))
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    async fn expire_api_key(&self, id: &str, at: Timestamp) -> StoreResult<bool> {
+        let exists = sqlx::query("select 1 from api_keys where id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some();
+        sqlx::query(
+            "update api_keys set expires_at = $2
+             where id = $1 and (expires_at is null or expires_at > $2)",
+        )
+        .bind(id)
+        .bind(at.to_sqlx())
+        .execute(&self.pool)
+        .await?;
+        Ok(exists)
+    }
+
+    async fn touch_api_key(&self, id: &str, at: Timestamp) -> StoreResult<()> {
+        sqlx::query("update api_keys set last_used_at = $2 where id = $1")
+            .bind(id)
+            .bind(at.to_sqlx())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn processor_account(
@@ -176,4 +213,25 @@ impl AccountStore for PostgresStore {
         };
         Ok(row.try_get("value")?)
     }
+}
+
+/// A key joined to its account; [`key_with_account`] reads its rows.
+const KEY_WITH_ACCOUNT: &str =
+    "select k.id as key_id, k.account_id, k.livemode, k.key_hash, k.key_prefix,
+        k.created_at as key_created_at, k.expires_at, k.last_used_at,
+        a.id, a.name, a.suspended, a.created_at
+     from api_keys k join accounts a on a.id = k.account_id";
+
+fn key_with_account(row: &PgRow) -> Result<(ApiKeyRecord, Account), sqlx::Error> {
+    let key = ApiKeyRecord {
+        id: row.try_get("key_id")?,
+        account_id: row.try_get("account_id")?,
+        livemode: row.try_get("livemode")?,
+        key_hash: row.try_get("key_hash")?,
+        key_prefix: row.try_get("key_prefix")?,
+        created_at: ts(row, "key_created_at")?,
+        expires_at: opt_ts(row, "expires_at")?,
+        last_used_at: opt_ts(row, "last_used_at")?,
+    };
+    Ok((key, account_from_row(row)?))
 }

@@ -1,7 +1,8 @@
 //! Accounts, API keys, processor accounts and server secrets.
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, params};
+use jiff::Timestamp;
+use rusqlite::{OptionalExtension, Row, params};
 
 use crate::store::{Account, AccountStore, ApiKeyRecord, ProcessorAccount, StoreResult};
 
@@ -84,30 +85,67 @@ impl AccountStore for SqliteStore {
         let key_hash = key_hash.to_owned();
         self.read(move |c| {
             Ok(c.query_row(
-                "select k.id, k.account_id, k.livemode, k.key_hash, k.key_prefix, k.created_at,
-                        a.id, a.name, a.suspended, a.created_at
-                 from api_keys k join accounts a on a.id = k.account_id
-                 where k.key_hash = ?1",
+                &format!("{KEY_WITH_ACCOUNT} where k.key_hash = ?1"),
                 [key_hash],
-                |row| {
-                    let key = ApiKeyRecord {
-                        id: row.get(0)?,
-                        account_id: row.get(1)?,
-                        livemode: row.get(2)?,
-                        key_hash: row.get(3)?,
-                        key_prefix: row.get(4)?,
-                        created_at: from_micros(row.get(5)?)?,
-                    };
-                    let account = Account {
-                        id: row.get(6)?,
-                        name: row.get(7)?,
-                        suspended: row.get(8)?,
-                        created_at: from_micros(row.get(9)?)?,
-                    };
-                    Ok((key, account))
-                },
+                key_with_account,
             )
             .optional()?)
+        })
+        .await
+    }
+
+    async fn get_api_key(&self, id: &str) -> StoreResult<Option<(ApiKeyRecord, Account)>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row(
+                &format!("{KEY_WITH_ACCOUNT} where k.id = ?1"),
+                [id],
+                key_with_account,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn list_api_keys(&self, account_id: &str) -> StoreResult<Vec<ApiKeyRecord>> {
+        let account_id = account_id.to_owned();
+        self.read(move |c| {
+            let mut statement = c.prepare(&format!(
+                "{KEY_WITH_ACCOUNT} where k.account_id = ?1 order by k.created_at, k.id"
+            ))?;
+            let keys = statement
+                .query_map([account_id], |row| Ok(key_with_account(row)?.0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(keys)
+        })
+        .await
+    }
+
+    async fn expire_api_key(&self, id: &str, at: Timestamp) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.write(move |c| {
+            let exists = c
+                .query_row("select 1 from api_keys where id = ?1", [&id], |_| Ok(()))
+                .optional()?
+                .is_some();
+            c.execute(
+                "update api_keys set expires_at = ?2
+                 where id = ?1 and (expires_at is null or expires_at > ?2)",
+                params![id, micros(at)],
+            )?;
+            Ok(exists)
+        })
+        .await
+    }
+
+    async fn touch_api_key(&self, id: &str, at: Timestamp) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.write(move |c| {
+            c.execute(
+                "update api_keys set last_used_at = ?2 where id = ?1",
+                params![id, micros(at)],
+            )?;
+            Ok(())
         })
         .await
     }
@@ -190,4 +228,29 @@ impl AccountStore for SqliteStore {
         })
         .await
     }
+}
+
+/// A key joined to its account; [`key_with_account`] reads its rows.
+const KEY_WITH_ACCOUNT: &str = "select k.id, k.account_id, k.livemode, k.key_hash, k.key_prefix,
+        k.created_at, k.expires_at, k.last_used_at, a.id, a.name, a.suspended, a.created_at
+     from api_keys k join accounts a on a.id = k.account_id";
+
+fn key_with_account(row: &Row<'_>) -> rusqlite::Result<(ApiKeyRecord, Account)> {
+    let key = ApiKeyRecord {
+        id: row.get(0)?,
+        account_id: row.get(1)?,
+        livemode: row.get(2)?,
+        key_hash: row.get(3)?,
+        key_prefix: row.get(4)?,
+        created_at: from_micros(row.get(5)?)?,
+        expires_at: opt_from_micros(row.get(6)?)?,
+        last_used_at: opt_from_micros(row.get(7)?)?,
+    };
+    let account = Account {
+        id: row.get(8)?,
+        name: row.get(9)?,
+        suspended: row.get(10)?,
+        created_at: from_micros(row.get(11)?)?,
+    };
+    Ok((key, account))
 }

@@ -21,6 +21,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/0006_refunds_and_processors.sql"),
     ),
     (7, include_str!("migrations/0007_customer_message.sql")),
+    (8, include_str!("migrations/0008_key_lifecycle.sql")),
 ];
 pub(super) const READERS: usize = 4;
 /// Most operations one commit may carry.
