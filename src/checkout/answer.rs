@@ -49,7 +49,7 @@ impl<'a> Answer<'a> {
             StatusCode::FORBIDDEN,
             &[],
             Some("Your session on this page expired. Please enter your card details again."),
-            "",
+            ("", ""),
         )))
     }
 
@@ -72,13 +72,14 @@ impl<'a> Answer<'a> {
         status: StatusCode,
         errors: &[FieldError],
         notice: Option<&str>,
-        expiry: &str,
+        (card_number, expiry): (&str, &str),
     ) -> Response {
         let form = pages::PayForm {
             csrf_token: &self.token,
             errors,
             notice,
             expiry_value: expiry,
+            card_number_value: card_number,
         };
         let merchant = self.account.name.as_str();
         match self.stripe() {
@@ -149,7 +150,7 @@ impl<'a> Answer<'a> {
                         self.secure_cookie,
                     );
                 }
-                self.form(StatusCode::PAYMENT_REQUIRED, &[], Some(&message), "")
+                self.form(StatusCode::PAYMENT_REQUIRED, &[], Some(&message), ("", ""))
             }
             Ok(PaymentResult::ActionRequired {
                 link: processing,
@@ -211,7 +212,7 @@ impl<'a> Answer<'a> {
                     Some(
                         "We could not process your payment right now. You have not been charged; please try again.",
                     ),
-                    "",
+                    ("", ""),
                 )
             }
         }

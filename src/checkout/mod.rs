@@ -303,6 +303,7 @@ async fn show(
         errors: &[],
         notice: None,
         expiry_value: "",
+        card_number_value: "",
     };
     if let CheckoutProcessor::Stripe {
         publishable_key,
@@ -380,7 +381,7 @@ async fn pay(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     &[],
                     Some("Your card could not be read. Please enter it again."),
-                    "",
+                    ("", ""),
                 );
             }
             state
@@ -402,11 +403,19 @@ async fn pay(
             ) {
                 Ok(card) => card,
                 Err(errors) => {
+                    // A number that was right is kept (test cards only:
+                    // this processor takes test-mode payments alone).
+                    let number_ok = errors.iter().all(|e| e.param != "card_number");
+                    let number = if number_ok && !link.livemode {
+                        request.card_number.as_str()
+                    } else {
+                        ""
+                    };
                     return answer.form(
                         StatusCode::UNPROCESSABLE_ENTITY,
                         &errors,
                         None,
-                        &request.expiry,
+                        (number, &request.expiry),
                     );
                 }
             };

@@ -15,6 +15,10 @@ pub struct PayForm<'a> {
     pub errors: &'a [FieldError],
     pub notice: Option<&'a str>,
     pub expiry_value: &'a str,
+    /// The card number as typed, given back when only another field was
+    /// wrong (the built-in test processor's form, test mode only: its
+    /// cards are test cards); the CVC is never given back.
+    pub card_number_value: &'a str,
 }
 
 fn layout(title: &str, livemode: bool, body: Markup) -> Markup {
@@ -126,7 +130,7 @@ pub fn payable(link: &Link, merchant: &str, form: &PayForm<'_>) -> Markup {
             }
             form method="post" action={ "/pay/" (link.slug) } novalidate {
                 input type="hidden" name="csrf_token" value=(form.csrf_token);
-                (input("card_number", "Card number", form.errors, InputAttrs { inputmode: "numeric", autocomplete: "cc-number", placeholder: "4242 4242 4242 4242", value: "" }))
+                (input("card_number", "Card number", form.errors, InputAttrs { inputmode: "numeric", autocomplete: "cc-number", placeholder: "4242 4242 4242 4242", value: form.card_number_value }))
                 div class="row" {
                     (input("expiry", "Expiry (MM/YY)", form.errors, InputAttrs { inputmode: "numeric", autocomplete: "cc-exp", placeholder: "MM/YY", value: form.expiry_value }))
                     (input("cvc", "CVC", form.errors, InputAttrs { inputmode: "numeric", autocomplete: "cc-csc", placeholder: "123", value: "" }))

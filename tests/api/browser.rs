@@ -63,6 +63,30 @@ async fn screenshot(page: &chromiumoxide::Page, dir: &Path, name: &str) -> PathB
     path
 }
 
+/// WCAG's contrast ratio of two CSS `rgb(...)`/`rgba(...)` colours.
+fn contrast(a: &str, b: &str) -> f64 {
+    let luminance = |css: &str| {
+        let channels: Vec<f64> = css
+            .trim_start_matches("rgba(")
+            .trim_start_matches("rgb(")
+            .trim_end_matches(')')
+            .split(',')
+            .take(3)
+            .map(|c| c.trim().parse::<f64>().expect("a colour channel") / 255.0)
+            .collect();
+        let linear = |c: f64| {
+            if c <= 0.03928 {
+                c / 12.92
+            } else {
+                ((c + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * linear(channels[0]) + 0.7152 * linear(channels[1]) + 0.0722 * linear(channels[2])
+    };
+    let (x, y) = (luminance(a), luminance(b));
+    (x.max(y) + 0.05) / (x.min(y) + 0.05)
+}
+
 async fn text_of(page: &chromiumoxide::Page) -> String {
     page.content().await.unwrap()
 }
@@ -97,6 +121,28 @@ async fn a_customer_pays_in_a_real_browser_and_sees_a_cancelled_link_refused() {
     page.wait_for_navigation().await.unwrap();
     assert!(text_of(&page).await.contains("$49.95"));
     let mut taken = vec![screenshot(&page, shots.path(), "payable").await];
+    // Each field's border as the browser paints it, against the card it
+    // sits on: at least 3:1 (WCAG 1.4.11, non-text contrast).
+    let colors: Vec<String> = page
+        .evaluate(
+            "['#card_number', '#expiry', '#cvc'].flatMap(id => { \
+               const field = document.querySelector(id); \
+               return [getComputedStyle(field).borderTopColor, \
+                       getComputedStyle(field.closest('.card') || document.body).backgroundColor]; })",
+        )
+        .await
+        .unwrap()
+        .into_value()
+        .unwrap();
+    for pair in colors.chunks(2) {
+        let ratio = contrast(&pair[0], &pair[1]);
+        assert!(
+            ratio >= 3.0,
+            "input border {} on {}: {ratio:.2}:1",
+            pair[0],
+            pair[1]
+        );
+    }
     page.find_element("#card_number")
         .await
         .unwrap()

@@ -188,7 +188,11 @@ backend_tests! {
         assert_eq!(past.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(past.html.contains("id=\"expiry-error\""));
         assert!(past.html.contains("expiration date is in the past"));
-        assert!(!past.html.contains("4242424242424242"), "the card number is never echoed");
+        // Only the expiry was wrong: the (test) card number is kept, so
+        // the customer fixes one field; the CVC is never given back.
+        assert!(past.html.contains(r#"value="4242424242424242""#), "the number is kept");
+        assert!(!past.html.contains(r#"value="123""#), "never the CVC");
+        assert!(!bad_number.html.contains("4242 4242 4242 4241"), "a wrong number is not kept");
         assert_eq!(app.event_types(&id).await, ["payment_link.created"]);
     }
 
