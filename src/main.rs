@@ -252,6 +252,25 @@ enum AccountsCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// How the hosted pages present the business: a field given replaces
+    /// the stored one (an empty value clears it); the others are kept.
+    SetBranding {
+        name: String,
+        /// The name customers see (else the account's name).
+        #[arg(long)]
+        display_name: Option<String>,
+        #[arg(long)]
+        support_email: Option<String>,
+        /// An https image shown atop every page.
+        #[arg(long)]
+        logo_url: Option<String>,
+        #[arg(long)]
+        terms_url: Option<String>,
+        #[arg(long)]
+        privacy_url: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
     /// Lift a suspension.
     Resume {
         name: String,
@@ -434,6 +453,35 @@ async fn main() -> anyhow::Result<()> {
                 "database is migrated: {}",
                 store::redact_url(&database.database_url)
             );
+            Ok(())
+        }
+        Command::Accounts {
+            command:
+                AccountsCommand::SetBranding {
+                    name,
+                    display_name,
+                    support_email,
+                    logo_url,
+                    terms_url,
+                    privacy_url,
+                    database,
+                },
+        } => {
+            let service = open_service(&database, ServiceSettings::default()).await?;
+            let branding = service
+                .set_branding(
+                    &name,
+                    paylink::domain::Branding {
+                        display_name,
+                        support_email,
+                        logo_url,
+                        terms_url,
+                        privacy_url,
+                    },
+                )
+                .await?;
+            eprintln!("branding of `{name}`:");
+            println!("{}", serde_json::to_string_pretty(&branding)?);
             Ok(())
         }
         Command::Keys {

@@ -81,7 +81,9 @@ impl<'a> Answer<'a> {
             expiry_value: expiry,
             card_number_value: card_number,
         };
-        let merchant = self.account.name.as_str();
+        let merchant = &pages::Merchant {
+            account: self.account,
+        };
         match self.stripe() {
             Some(stripe) => with_stripe_csp(
                 page(
@@ -109,7 +111,9 @@ impl<'a> Answer<'a> {
         slug: &str,
         result: Result<PaymentResult, ServiceError>,
     ) -> Response {
-        let merchant = self.account.name.as_str();
+        let merchant = &pages::Merchant {
+            account: self.account,
+        };
         match result {
             Ok(PaymentResult::Paid(paid)) => {
                 tracing::info!(link_id = %paid.id, "payment succeeded");

@@ -109,8 +109,11 @@ fn page(
             || "'self'".to_owned(),
             |u| format!("'self' {}", u.origin().ascii_serialization()),
         );
+    // Images over https: a merchant's logo (its branding) may be hosted
+    // anywhere; an image runs nothing, and `no-referrer` keeps the link's
+    // address from its host.
     let csp = format!(
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action {form_action}; \
+        "default-src 'none'; style-src 'self'; img-src 'self' https:; form-action {form_action}; \
          frame-ancestors 'none'; base-uri 'none'"
     );
     if let Ok(value) = HeaderValue::from_str(&csp) {
@@ -220,7 +223,7 @@ fn closed_page(
     account: &Account,
     checkout: &CheckoutProcessor,
 ) -> Option<(StatusCode, Markup)> {
-    let merchant = account.name.as_str();
+    let merchant = &pages::Merchant { account };
     let markup = match link.status {
         LinkStatus::Active if account.suspended => pages::closed(
             link,
@@ -272,7 +275,7 @@ async fn show(
         Ok(found) => found,
         Err(response) => return response,
     };
-    let merchant = account.name.as_str();
+    let merchant = &pages::Merchant { account: &account };
     if let CheckoutProcessor::Stripe {
         publishable_key,
         js_url,

@@ -7,7 +7,7 @@ use jiff::tz::TimeZone;
 use maud::{DOCTYPE, Markup, html};
 
 use crate::domain::money::format_money;
-use crate::domain::{FieldError, Link};
+use crate::domain::{Account, FieldError, Link};
 
 /// What the payable page shows besides the link.
 pub struct PayForm<'a> {
@@ -21,11 +21,36 @@ pub struct PayForm<'a> {
     pub card_number_value: &'a str,
 }
 
-fn layout(title: &str, livemode: bool, body: Markup) -> Markup {
-    layout_with_scripts(title, livemode, &[], body)
+/// The merchant as its customers see it: the branding's display name
+/// (else the account's name), logo and contact links.
+pub struct Merchant<'a> {
+    pub account: &'a Account,
 }
 
-fn layout_with_scripts(title: &str, livemode: bool, scripts: &[&str], body: Markup) -> Markup {
+impl std::fmt::Display for Merchant<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let branding = &self.account.branding;
+        f.write_str(
+            branding
+                .display_name
+                .as_deref()
+                .unwrap_or(&self.account.name),
+        )
+    }
+}
+
+fn layout(title: &str, merchant: &Merchant<'_>, livemode: bool, body: Markup) -> Markup {
+    layout_with_scripts(title, merchant, livemode, &[], body)
+}
+
+fn layout_with_scripts(
+    title: &str,
+    merchant: &Merchant<'_>,
+    livemode: bool,
+    scripts: &[&str],
+    body: Markup,
+) -> Markup {
+    let branding = &merchant.account.branding;
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -40,7 +65,22 @@ fn layout_with_scripts(title: &str, livemode: bool, scripts: &[&str], body: Mark
                 @if !livemode {
                     div class="test-banner" role="note" { "TEST MODE: no real money moves" }
                 }
-                main { div class="card" { (body) } }
+                main {
+                    div class="card" { (body) }
+                    @if branding.support_email.is_some() || branding.terms_url.is_some() || branding.privacy_url.is_some() {
+                        footer class="merchant-footer" {
+                            @if let Some(email) = &branding.support_email {
+                                a href={ "mailto:" (email) } { "Contact " (merchant) }
+                            }
+                            @if let Some(url) = &branding.terms_url {
+                                a href=(url) rel="noopener" { "Terms" }
+                            }
+                            @if let Some(url) = &branding.privacy_url {
+                                a href=(url) rel="noopener" { "Privacy" }
+                            }
+                        }
+                    }
+                }
                 @for script in scripts {
                     script src=(script) {}
                 }
@@ -49,8 +89,11 @@ fn layout_with_scripts(title: &str, livemode: bool, scripts: &[&str], body: Mark
     }
 }
 
-fn summary(link: &Link, merchant: &str) -> Markup {
+fn summary(link: &Link, merchant: &Merchant<'_>) -> Markup {
     html! {
+        @if let Some(logo) = &merchant.account.branding.logo_url {
+            img class="logo" src=(logo) alt=(merchant);
+        }
         p class="merchant" { (merchant) }
         h1 { (link.description.as_deref().unwrap_or("Payment")) }
         p class="amount" data-testid="amount" { (format_money(link.amount, link.currency)) }
@@ -113,7 +156,7 @@ struct InputAttrs<'a> {
     value: &'a str,
 }
 
-pub fn payable(link: &Link, merchant: &str, form: &PayForm<'_>) -> Markup {
+pub fn payable(link: &Link, merchant: &Merchant<'_>, form: &PayForm<'_>) -> Markup {
     let expires = link
         .expires_at
         .to_zoned(TimeZone::UTC)
@@ -121,6 +164,7 @@ pub fn payable(link: &Link, merchant: &str, form: &PayForm<'_>) -> Markup {
         .to_string();
     layout(
         &format!("Pay {merchant}"),
+        merchant,
         link.livemode,
         html! {
             (summary(link, merchant))
@@ -154,12 +198,13 @@ pub const STRIPE_GLUE: &str = "/pay/assets/stripe-checkout.js";
 /// field in `#card-element`; the form posts only `payment_method`.
 pub fn stripe_payable(
     link: &Link,
-    merchant: &str,
+    merchant: &Merchant<'_>,
     form: &PayForm<'_>,
     stripe: &StripePage<'_>,
 ) -> Markup {
     layout_with_scripts(
         &format!("Pay {merchant}"),
+        merchant,
         link.livemode,
         &[stripe.js_url, STRIPE_GLUE],
         html! {
@@ -185,13 +230,14 @@ pub fn stripe_payable(
 /// `/pay/{slug}/complete` so paylink asks Stripe for the outcome.
 pub fn stripe_action(
     link: &Link,
-    merchant: &str,
+    merchant: &Merchant<'_>,
     csrf_token: &str,
     client_secret: &str,
     stripe: &StripePage<'_>,
 ) -> Markup {
     layout_with_scripts(
         "Confirm your payment",
+        merchant,
         link.livemode,
         &[stripe.js_url, STRIPE_GLUE],
         html! {
@@ -207,9 +253,10 @@ pub fn stripe_action(
 }
 
 /// A page with no form: paid, cancelled, expired, in progress, or not payable.
-pub fn closed(link: &Link, merchant: &str, heading: &str, detail: Option<&str>) -> Markup {
+pub fn closed(link: &Link, merchant: &Merchant<'_>, heading: &str, detail: Option<&str>) -> Markup {
     layout(
         heading,
+        merchant,
         link.livemode,
         html! {
             (summary(link, merchant))
@@ -222,7 +269,7 @@ pub fn closed(link: &Link, merchant: &str, heading: &str, detail: Option<&str>) 
     )
 }
 
-pub fn receipt(link: &Link, merchant: &str) -> Markup {
+pub fn receipt(link: &Link, merchant: &Merchant<'_>) -> Markup {
     let paid = link
         .paid_at
         .map(|at| {
@@ -233,6 +280,7 @@ pub fn receipt(link: &Link, merchant: &str) -> Markup {
         .unwrap_or_default();
     layout(
         "Payment received",
+        merchant,
         link.livemode,
         html! {
             (summary(link, merchant))

@@ -20,7 +20,7 @@ pub mod refund;
 pub mod validation;
 pub mod webhook;
 
-pub use account::{Account, ApiKeyRecord, ProcessorAccount, Scope};
+pub use account::{Account, ApiKeyRecord, Branding, ProcessorAccount, Scope};
 pub use cancel::{AlreadyCancelled, CancelDecision, CancelPolicy, CancelRefusal};
 pub use event::{Actor, EventType, LinkEvent};
 pub use link::{Customer, LineItem, Link, LinkStatus, NewLink, PaymentType, Transition};

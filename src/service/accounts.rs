@@ -22,6 +22,7 @@ impl Service {
                 name: name.to_owned(),
                 suspended: false,
                 created_at: now,
+                branding: Branding::default(),
             })
             .await?;
         let secret = ids::new_api_key_secret(livemode);
@@ -41,6 +42,41 @@ impl Service {
             record,
             account,
         })
+    }
+
+    /// How the hosted pages present the account's business: each field
+    /// given replaces the stored one (an empty value clears it), the others
+    /// are kept.
+    pub async fn set_branding(
+        &self,
+        account_name: &str,
+        change: Branding,
+    ) -> anyhow::Result<Branding> {
+        let account = self
+            .store
+            .account_by_name(account_name)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no account named `{account_name}`"))?;
+        let merge = |given: Option<String>, kept: Option<String>| match given {
+            Some(text) if text.trim().is_empty() => None,
+            Some(text) => Some(text.trim().to_owned()),
+            None => kept,
+        };
+        let current = account.branding;
+        let branding = Branding {
+            display_name: merge(change.display_name, current.display_name),
+            support_email: merge(change.support_email, current.support_email),
+            logo_url: merge(change.logo_url, current.logo_url),
+            terms_url: merge(change.terms_url, current.terms_url),
+            privacy_url: merge(change.privacy_url, current.privacy_url),
+        };
+        branding
+            .validate()
+            .map_err(|error| anyhow::anyhow!("{}: {}", error.param, error.message))?;
+        self.store
+            .set_account_branding(account_name, &branding)
+            .await?;
+        Ok(branding)
     }
 
     /// An account's keys, oldest first.

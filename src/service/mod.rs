@@ -25,9 +25,9 @@ use crate::domain::link::{
     AttemptStart, Creation, LinkUpdate, RefundStart, StateConflict, UpdateError,
 };
 use crate::domain::{
-    Actor, AttemptState, CancelDecision, CancelPolicy, ChargeOutcome, FieldError, Link, LinkEvent,
-    LinkStatus, NewLink, PaymentAttempt, Reason, Refund, RefundKind, RefundOutcome, RefundState,
-    Transition, ids,
+    Actor, AttemptState, Branding, CancelDecision, CancelPolicy, ChargeOutcome, FieldError, Link,
+    LinkEvent, LinkStatus, NewLink, PaymentAttempt, Reason, Refund, RefundKind, RefundOutcome,
+    RefundState, Transition, ids,
 };
 use crate::payments::{PaymentProcessor, PaymentSource, TestProcessor};
 use crate::store::{

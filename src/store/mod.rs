@@ -49,6 +49,12 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn ensure_account(&self, account: Account) -> StoreResult<Account>;
     /// Returns false if no such account.
     async fn set_account_suspended(&self, name: &str, suspended: bool) -> StoreResult<bool>;
+    /// Returns false if no such account.
+    async fn set_account_branding(
+        &self,
+        name: &str,
+        branding: &crate::domain::Branding,
+    ) -> StoreResult<bool>;
     async fn insert_api_key(&self, key: ApiKeyRecord) -> StoreResult<()>;
     async fn get_account(&self, id: &str) -> StoreResult<Option<Account>>;
     async fn find_api_key(&self, key_hash: &str) -> StoreResult<Option<(ApiKeyRecord, Account)>>;

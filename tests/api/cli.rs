@@ -85,6 +85,58 @@ backend_tests! {
         assert!(!unknown.status.success());
     }
 
+    /// The hosted pages name the business as it chose, not by the
+    /// account's internal name, with its logo and contact links.
+    async fn branding_set_from_the_cli_shows_on_every_hosted_page() {
+        let app = TestApp::spawn().await;
+        let set = paylink(
+            &["accounts", "set-branding", "default", "--display-name", "Acme Medical & Co",
+              "--support-email", "help@acme.example", "--logo-url", "https://cdn.acme.example/logo.png",
+              "--terms-url", "https://acme.example/terms", "--privacy-url", "https://acme.example/privacy"],
+            &app.database_url,
+        );
+        assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+        let client = reqwest::Client::new();
+        let page_of = |id: String| {
+            let (app, client) = (&app, &client);
+            async move {
+                let url = app.link(&id).await["url"].as_str().unwrap().to_owned();
+                client.get(url).send().await.unwrap().text().await.unwrap()
+            }
+        };
+        let payable = app.create_link().await;
+        let cancelled = app.create_link().await;
+        app.cancel(&cancelled, json!({})).await;
+        let paid = app.create_link().await;
+        app.pay(&paid).await;
+        for id in [payable, cancelled, paid] {
+            let html = page_of(id).await;
+            assert!(html.contains("Acme Medical &amp; Co"), "the display name, escaped: {html}");
+            assert!(!html.contains(">default<"), "never the internal name");
+            assert!(html.contains(r#"src="https://cdn.acme.example/logo.png""#));
+            assert!(html.contains(r#"href="mailto:help@acme.example""#));
+            assert!(html.contains(r#"href="https://acme.example/terms""#));
+            assert!(html.contains(r#"href="https://acme.example/privacy""#));
+        }
+
+        // One field changed, the others kept; an empty value clears one.
+        let changed = paylink(&["accounts", "set-branding", "default", "--display-name", "Acme", "--terms-url", ""], &app.database_url);
+        assert!(changed.status.success());
+        let html = page_of(app.create_link().await).await;
+        assert!(html.contains(">Acme<") && html.contains("help@acme.example") && !html.contains("/terms"), "{html}");
+
+        // Refused, and nothing changed: a logo that is not https, a bad
+        // email, an unknown account.
+        for bad in [
+            vec!["accounts", "set-branding", "default", "--logo-url", "http://cdn.acme.example/logo.png"],
+            vec!["accounts", "set-branding", "default", "--support-email", "not-an-email"],
+            vec!["accounts", "set-branding", "nobody", "--display-name", "X"],
+        ] {
+            assert!(!paylink(&bad, &app.database_url).status.success(), "{bad:?}");
+        }
+        assert!(page_of(app.create_link().await).await.contains(">Acme<"));
+    }
+
     /// A leaked key is stopped without suspending the account: list the
     /// keys, roll the leaked one with a grace period, revoke it at once.
     async fn keys_are_listed_rolled_and_revoked_without_touching_the_account() {

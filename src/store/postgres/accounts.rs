@@ -30,11 +30,12 @@ impl AccountStore for PostgresStore {
         .bind(account.created_at.to_sqlx())
         .execute(&self.pool)
         .await?;
-        let row =
-            sqlx::query("select id, name, suspended, created_at from accounts where name = $1")
-                .bind(&account.name)
-                .fetch_one(&self.pool)
-                .await?;
+        let row = sqlx::query(
+            "select id, name, suspended, created_at, branding from accounts where name = $1",
+        )
+        .bind(&account.name)
+        .fetch_one(&self.pool)
+        .await?;
         Ok(account_from_row(&row)?)
     }
 
@@ -42,6 +43,19 @@ impl AccountStore for PostgresStore {
         let result = sqlx::query("update accounts set suspended = $1 where name = $2")
             .bind(suspended)
             .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn set_account_branding(
+        &self,
+        name: &str,
+        branding: &crate::domain::Branding,
+    ) -> StoreResult<bool> {
+        let result = sqlx::query("update accounts set branding = $2 where name = $1")
+            .bind(name)
+            .bind(sqlx::types::Json(branding))
             .execute(&self.pool)
             .await?;
         Ok(result.rows_affected() == 1)
@@ -64,10 +78,12 @@ impl AccountStore for PostgresStore {
     }
 
     async fn get_account(&self, id: &str) -> StoreResult<Option<Account>> {
-        let row = sqlx::query("select id, name, suspended, created_at from accounts where id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "select id, name, suspended, created_at, branding from accounts where id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.as_ref().map(account_from_row).transpose()?)
     }
 
@@ -181,11 +197,12 @@ impl AccountStore for PostgresStore {
     }
 
     async fn account_by_name(&self, name: &str) -> StoreResult<Option<Account>> {
-        let row =
-            sqlx::query("select id, name, suspended, created_at from accounts where name = $1")
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query(
+            "select id, name, suspended, created_at, branding from accounts where name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.as_ref().map(account_from_row).transpose()?)
     }
 
@@ -219,7 +236,7 @@ impl AccountStore for PostgresStore {
 const KEY_WITH_ACCOUNT: &str =
     "select k.id as key_id, k.account_id, k.livemode, k.key_hash, k.key_prefix,
         k.created_at as key_created_at, k.expires_at, k.last_used_at,
-        a.id, a.name, a.suspended, a.created_at
+        a.id, a.name, a.suspended, a.created_at, a.branding
      from api_keys k join accounts a on a.id = k.account_id";
 
 fn key_with_account(row: &PgRow) -> Result<(ApiKeyRecord, Account), sqlx::Error> {

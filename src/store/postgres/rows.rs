@@ -86,6 +86,10 @@ pub(super) fn account_from_row(row: &PgRow) -> sqlx::Result<Account> {
         name: row.try_get("name")?,
         suspended: row.try_get("suspended")?,
         created_at: ts(row, "created_at")?,
+        branding: row
+            .try_get::<Option<Json<crate::domain::account::Branding>>, _>("branding")?
+            .map(|Json(branding)| branding)
+            .unwrap_or_default(),
     })
 }
 

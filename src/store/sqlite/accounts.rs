@@ -29,7 +29,7 @@ impl AccountStore for SqliteStore {
                 ],
             )?;
             let stored = c.query_row(
-                "select id, name, suspended, created_at from accounts where name = ?1",
+                "select id, name, suspended, created_at, branding from accounts where name = ?1",
                 [&account.name],
                 account_from_row,
             )?;
@@ -44,6 +44,22 @@ impl AccountStore for SqliteStore {
             Ok(c.execute(
                 "update accounts set suspended = ?1 where name = ?2",
                 params![suspended, name],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn set_account_branding(
+        &self,
+        name: &str,
+        branding: &crate::domain::Branding,
+    ) -> StoreResult<bool> {
+        let name = name.to_owned();
+        let branding = serde_json::to_string(branding)?;
+        self.write(move |c| {
+            Ok(c.execute(
+                "update accounts set branding = ?2 where name = ?1",
+                params![name, branding],
             )? == 1)
         })
         .await
@@ -72,7 +88,7 @@ impl AccountStore for SqliteStore {
         let id = id.to_owned();
         self.read(move |c| {
             Ok(c.query_row(
-                "select id, name, suspended, created_at from accounts where id = ?1",
+                "select id, name, suspended, created_at, branding from accounts where id = ?1",
                 [id],
                 account_from_row,
             )
@@ -204,7 +220,7 @@ impl AccountStore for SqliteStore {
         let name = name.to_owned();
         self.read(move |c| {
             Ok(c.query_row(
-                "select id, name, suspended, created_at from accounts where name = ?1",
+                "select id, name, suspended, created_at, branding from accounts where name = ?1",
                 [name],
                 account_from_row,
             )
@@ -232,7 +248,8 @@ impl AccountStore for SqliteStore {
 
 /// A key joined to its account; [`key_with_account`] reads its rows.
 const KEY_WITH_ACCOUNT: &str = "select k.id, k.account_id, k.livemode, k.key_hash, k.key_prefix,
-        k.created_at, k.expires_at, k.last_used_at, a.id, a.name, a.suspended, a.created_at
+        k.created_at, k.expires_at, k.last_used_at, a.id, a.name, a.suspended, a.created_at,
+        a.branding
      from api_keys k join accounts a on a.id = k.account_id";
 
 fn key_with_account(row: &Row<'_>) -> rusqlite::Result<(ApiKeyRecord, Account)> {
@@ -251,6 +268,7 @@ fn key_with_account(row: &Row<'_>) -> rusqlite::Result<(ApiKeyRecord, Account)> 
         name: row.get(9)?,
         suspended: row.get(10)?,
         created_at: from_micros(row.get(11)?)?,
+        branding: json_column(row.get(12)?)?.unwrap_or_default(),
     };
     Ok((key, account))
 }

@@ -384,5 +384,6 @@ pub(super) fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
         name: row.get(1)?,
         suspended: row.get(2)?,
         created_at: from_micros(row.get(3)?)?,
+        branding: json_column(row.get(4)?)?.unwrap_or_default(),
     })
 }
