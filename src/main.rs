@@ -196,6 +196,14 @@ enum Command {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// Copy the SQLite database to FILE (a new file), consistently, while
+    /// servers keep serving; restore by stopping paylink and putting the
+    /// copy in the database's place (PostgreSQL: use `pg_dump`).
+    Backup {
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
     /// Manage API keys.
     Keys {
         #[command(subcommand)]
@@ -482,6 +490,15 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
             eprintln!("branding of `{name}`:");
             println!("{}", serde_json::to_string_pretty(&branding)?);
+            Ok(())
+        }
+        Command::Backup { file, database } => {
+            store::backup(&database.database_url, &file)?;
+            eprintln!(
+                "backed up {} to {}",
+                store::redact_url(&database.database_url),
+                file.display()
+            );
             Ok(())
         }
         Command::Keys {

@@ -299,6 +299,24 @@ impl Default for StoreOptions {
     }
 }
 
+/// Copies the SQLite database `database_url` names to `destination`, a
+/// new file, consistently while servers keep writing to it (SQLite's
+/// online backup). PostgreSQL has `pg_dump` for this.
+pub fn backup(database_url: &str, destination: &std::path::Path) -> anyhow::Result<()> {
+    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        anyhow::bail!(
+            "`paylink backup` copies SQLite databases; back PostgreSQL up with `pg_dump` (see the README)"
+        );
+    }
+    let path = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))
+        .ok_or_else(|| {
+            anyhow::anyhow!("unsupported database URL `{}`", redact_url(database_url))
+        })?;
+    sqlite::backup(path, destination)
+}
+
 /// Opens (creating and migrating as needed) the store a URL names:
 /// `sqlite://PATH` or `postgres://...` / `postgresql://...`.
 pub async fn open(database_url: &str, options: &StoreOptions) -> anyhow::Result<Arc<dyn Store>> {

@@ -427,3 +427,138 @@ async fn serve_on_a_busy_port_exits_before_creating_an_account_or_a_key() {
     );
     drop(busy);
 }
+
+/// SQLite's online backup while a server keeps writing: the copy is one
+/// committed state (every link with its creation event), holds at least
+/// what was written before it began, and a server restored from it (the
+/// README's steps: stop, put the copy in place, start) serves those links.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_copies_a_serving_sqlite_database_and_a_restore_serves_it() {
+    use crate::common::Server;
+    let dir = tempfile::tempdir().unwrap();
+    let live = format!("sqlite://{}", dir.path().join("live.db").display());
+    let (mut server, key) = Server::launch(live.clone()).await;
+    let base = format!("http://{}", server.addr);
+    let client = reqwest::Client::new();
+    let create = |amount: i64| {
+        let (client, base, key) = (client.clone(), base.clone(), key.clone());
+        async move {
+            let answer = client
+                .post(format!("{base}/v1/payment-links"))
+                .bearer_auth(&key)
+                .json(&json!({"amount": amount, "currency": "EUR"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), StatusCode::CREATED);
+            answer.json::<serde_json::Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let mut before = Vec::new();
+    for amount in 1..=50 {
+        before.push(create(amount).await);
+    }
+    // Writers keep going while the copy is taken.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = tokio::spawn({
+        let stop = stop.clone();
+        let create = {
+            let (client, base, key) = (client.clone(), base.clone(), key.clone());
+            move |amount: i64| {
+                let (client, base, key) = (client.clone(), base.clone(), key.clone());
+                async move {
+                    let answer = client
+                        .post(format!("{base}/v1/payment-links"))
+                        .bearer_auth(&key)
+                        .json(&json!({"amount": amount, "currency": "EUR"}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(answer.status(), StatusCode::CREATED);
+                }
+            }
+        };
+        async move {
+            let mut written = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                create(1000 + written).await;
+                written += 1;
+            }
+            written
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let copy = dir.path().join("copy.db");
+    let backup = {
+        let (live, copy) = (live.clone(), copy.clone());
+        tokio::task::spawn_blocking(move || paylink(&["backup", copy.to_str().unwrap()], &live))
+    };
+    let backup = tokio::time::timeout(std::time::Duration::from_secs(60), backup)
+        .await
+        .expect("backup finishes")
+        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written_during = writer.await.unwrap();
+    assert!(
+        backup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&backup.stderr)
+    );
+    assert!(written_during > 0, "the server kept writing");
+
+    // One committed state: every link has its creation event.
+    let db = rusqlite::Connection::open(&copy).unwrap();
+    let links: i64 = db
+        .query_row("select count(*) from payment_links", [], |r| r.get(0))
+        .unwrap();
+    let created: i64 = db
+        .query_row(
+            "select count(*) from events where type = 'payment_link.created'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(links, created);
+    assert!(links >= 50, "everything written before the backup: {links}");
+    let check: String = db
+        .query_row("pragma integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    drop(db);
+
+    // A second backup to the same file is refused, not overwritten.
+    assert!(
+        !paylink(&["backup", copy.to_str().unwrap()], &live)
+            .status
+            .success()
+    );
+
+    // Restore: stop the server, put the copy in the database's place, start.
+    server.kill().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(format!("live.db{suffix}")));
+    }
+    std::fs::copy(&copy, dir.path().join("live.db")).unwrap();
+    server.start().await;
+    for id in [&before[0], &before[49]] {
+        let answer = client
+            .get(format!("{base}/v1/payment-links/{id}"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK, "{id} after the restore");
+    }
+    server.kill().await;
+
+    // PostgreSQL is pg_dump's: the command says so.
+    let refused = paylink(
+        &["backup", dir.path().join("pg.db").to_str().unwrap()],
+        "postgres://postgres@127.0.0.1:5432/postgres",
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("pg_dump"));
+}

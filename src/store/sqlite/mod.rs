@@ -19,7 +19,7 @@ use async_trait::async_trait;
 
 use crate::store::{Store, StoreResult};
 
-pub use engine::SqliteStore;
+pub use engine::{SqliteStore, backup};
 
 #[async_trait]
 impl Store for SqliteStore {
