@@ -186,6 +186,10 @@ enum Command {
         /// asking its processor (no link stays `processing` longer).
         #[arg(long, env = "PAYLINK_RECONCILE_AFTER_SECS", default_value_t = 60)]
         reconcile_after_secs: u64,
+        /// Days a finished webhook delivery and its attempts are kept
+        /// (events, the audit trail, are kept for good).
+        #[arg(long, env = "PAYLINK_DELIVERY_RETENTION_DAYS", default_value_t = 30)]
+        delivery_retention_days: u32,
         #[command(flatten)]
         checkout_limits: CheckoutLimitArgs,
         #[command(flatten)]
@@ -396,6 +400,7 @@ async fn main() -> anyhow::Result<()> {
             idle_timeout_secs,
             max_connections,
             reconcile_after_secs,
+            delivery_retention_days,
             checkout_limits,
             processors,
         } => {
@@ -440,6 +445,9 @@ async fn main() -> anyhow::Result<()> {
                     },
                     checkout_limits: checkout_limits.settings(),
                     reconcile_after,
+                    delivery_retention: SignedDuration::from_hours(
+                        i64::from(delivery_retention_days.max(1)) * 24,
+                    ),
                     // Often enough that no attempt outlives the age by much.
                     reconcile_interval: (reconcile_after / 10)
                         .clamp(Duration::from_millis(100), Duration::from_secs(5)),

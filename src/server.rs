@@ -44,6 +44,9 @@ pub struct ServerOptions {
     /// A payment attempt still pending this long after it started is
     /// settled by asking its processor.
     pub reconcile_after: Duration,
+    /// Finished webhook deliveries and their attempts are purged this long
+    /// after they finished (events are kept).
+    pub delivery_retention: SignedDuration,
 }
 
 impl Default for ServerOptions {
@@ -58,6 +61,7 @@ impl Default for ServerOptions {
             checkout_limits: CheckoutLimitSettings::default(),
             reconcile_interval: Duration::from_secs(5),
             reconcile_after: Duration::from_secs(60),
+            delivery_retention: SignedDuration::from_hours(30 * 24),
         }
     }
 }
@@ -140,7 +144,7 @@ pub async fn start(
         service,
         limits,
         checkout_limits,
-        options.sweep_interval,
+        (options.sweep_interval, options.delivery_retention),
         shutdown.clone(),
     ));
     Ok(RunningServer {
@@ -184,7 +188,7 @@ async fn run_sweeper(
     service: Arc<Service>,
     limits: Arc<RateLimits>,
     checkout_limits: Arc<CheckoutLimits>,
-    interval: Duration,
+    (interval, delivery_retention): (Duration, SignedDuration),
     shutdown: CancellationToken,
 ) {
     loop {
@@ -196,6 +200,15 @@ async fn run_sweeper(
         checkout_limits.forget_idle();
         if let Err(error) = service.purge_expired_idempotency_keys().await {
             tracing::warn!(%error, "purging idempotency keys failed; retrying next interval");
+        }
+        match service.purge_old_deliveries(delivery_retention).await {
+            Ok(0) => {}
+            Ok(purged) => {
+                tracing::info!(purged, "purged finished webhook deliveries past retention")
+            }
+            Err(error) => {
+                tracing::warn!(%error, "purging old deliveries failed; retrying next interval");
+            }
         }
         // Drain everything due, a batch at a time, unless asked to stop.
         loop {

@@ -41,6 +41,21 @@ impl Service {
     }
 
     /// Forgets idempotency keys older than their lifetime.
+    /// Deletes finished webhook deliveries (and their attempts) older than
+    /// `retention`, a batch at a time; events, the audit trail, stay.
+    pub async fn purge_old_deliveries(&self, retention: SignedDuration) -> ServiceResult<usize> {
+        const BATCH: usize = 1000;
+        let before = self.now() - retention;
+        let mut purged = 0;
+        loop {
+            let gone = self.store.purge_finished_deliveries(before, BATCH).await?;
+            purged += gone;
+            if gone < BATCH {
+                return Ok(purged);
+            }
+        }
+    }
+
     pub async fn purge_expired_idempotency_keys(&self) -> ServiceResult<u64> {
         Ok(self
             .store

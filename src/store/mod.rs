@@ -210,6 +210,14 @@ pub trait WebhookStore: Send + Sync + 'static {
     // enabled endpoint of the event's account and mode that wants its type.
 
     async fn insert_webhook_endpoint(&self, endpoint: WebhookEndpoint) -> StoreResult<()>;
+    /// Deletes up to `limit` finished (succeeded or failed) deliveries last
+    /// changed before `finished_before`, with their attempts; the events
+    /// stay. Returns how many deliveries went.
+    async fn purge_finished_deliveries(
+        &self,
+        finished_before: Timestamp,
+        limit: usize,
+    ) -> StoreResult<usize>;
     /// A live (not deleted) endpoint of the scope.
     async fn get_webhook_endpoint(
         &self,

@@ -121,6 +121,45 @@ backend_tests! {
         assert_eq!(event["deliveries"][0]["attempts"][1]["status_code"], 200);
     }
 
+    /// Finished deliveries and their attempts go after the retention
+    /// period (30 days by default); the events stay, and so does a
+    /// delivery still being retried.
+    async fn finished_deliveries_are_purged_after_retention_and_events_stay() {
+        let app = TestApp::spawn_with(ServerOptions {
+            sweep_interval: Duration::from_millis(100),
+            ..ServerOptions::default()
+        })
+        .await;
+        let receiver = Receiver::start().await;
+        register(&app, json!({"url": receiver.url(), "events": ["payment_link.cancelled"]})).await;
+        let old = app.create_link().await;
+        app.cancel(&old, json!({})).await;
+        let old_event = event_id(&app, &old, "payment_link.cancelled").await;
+        event_when(&app, &old_event, |e| e["deliveries"][0]["status"] == "succeeded").await;
+
+        // 29 days on: still kept.
+        app.advance(SignedDuration::from_hours(29 * 24));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(attempts(&app.get(&format!("/v1/events/{old_event}")).await.body), 1);
+
+        // A delivery still being retried (the receiver fails it) is not finished.
+        receiver.answer_next(&[500; 20]);
+        let retried = app.create_link().await;
+        app.cancel(&retried, json!({})).await;
+        let retried_event = event_id(&app, &retried, "payment_link.cancelled").await;
+        event_when(&app, &retried_event, |e| attempts(e) >= 1).await;
+
+        // 31 days after the first finished: its delivery and attempts go.
+        app.advance(SignedDuration::from_hours(2 * 24));
+        event_when(&app, &old_event, |e| e["deliveries"] == json!([])).await;
+        let kept = app.get(&format!("/v1/events/{old_event}")).await;
+        assert_eq!(kept.body["type"], "payment_link.cancelled", "the event stays");
+        let listed = app.get(&format!("/v1/payment-links/{old}/events")).await;
+        assert_eq!(listed.body["data"].as_array().unwrap().len(), 2);
+        let pending = app.get(&format!("/v1/events/{retried_event}")).await;
+        assert_eq!(pending.body["deliveries"][0]["status"], "pending", "{}", pending.body);
+    }
+
     async fn a_receiver_failing_twice_gets_the_event_on_retry() {
         let app = TestApp::spawn().await;
         let receiver = Receiver::start().await;

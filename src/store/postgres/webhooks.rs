@@ -18,6 +18,32 @@ use super::rows::*;
 
 #[async_trait]
 impl WebhookStore for PostgresStore {
+    async fn purge_finished_deliveries(
+        &self,
+        finished_before: Timestamp,
+        limit: usize,
+    ) -> StoreResult<usize> {
+        // One statement: the attempts and their deliveries go together
+        // (the foreign key is checked at its end).
+        let result = sqlx::query(
+            "with old as (
+                 select event_id, endpoint_id from webhook_deliveries
+                 where status <> 'pending' and updated_at < $1
+                 limit $2 for update skip locked
+             ), attempts as (
+                 delete from webhook_attempts a using old
+                 where a.event_id = old.event_id and a.endpoint_id = old.endpoint_id
+             )
+             delete from webhook_deliveries d using old
+             where d.event_id = old.event_id and d.endpoint_id = old.endpoint_id",
+        )
+        .bind(finished_before.to_sqlx())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?;
+        Ok(usize::try_from(result.rows_affected()).unwrap_or(usize::MAX))
+    }
+
     async fn insert_webhook_endpoint(&self, endpoint: WebhookEndpoint) -> StoreResult<()> {
         sqlx::query(AssertSqlSafe(format!(
             "insert into webhook_endpoints ({ENDPOINT_COLUMNS})

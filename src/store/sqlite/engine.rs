@@ -23,6 +23,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("migrations/0007_customer_message.sql")),
     (8, include_str!("migrations/0008_key_lifecycle.sql")),
     (9, include_str!("migrations/0009_branding.sql")),
+    (10, include_str!("migrations/0010_delivery_retention.sql")),
 ];
 pub(super) const READERS: usize = 4;
 /// Most operations one commit may carry.

@@ -17,6 +17,36 @@ use super::rows::*;
 
 #[async_trait]
 impl WebhookStore for SqliteStore {
+    async fn purge_finished_deliveries(
+        &self,
+        finished_before: Timestamp,
+        limit: usize,
+    ) -> StoreResult<usize> {
+        self.write(move |c| {
+            let old: Vec<(String, String)> = c
+                .prepare(
+                    "select event_id, endpoint_id from webhook_deliveries
+                     where status <> 'pending' and updated_at < ?1 limit ?2",
+                )?
+                .query_map(params![micros(finished_before), limit as i64], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            for (event_id, endpoint_id) in &old {
+                c.execute(
+                    "delete from webhook_attempts where event_id = ?1 and endpoint_id = ?2",
+                    params![event_id, endpoint_id],
+                )?;
+                c.execute(
+                    "delete from webhook_deliveries where event_id = ?1 and endpoint_id = ?2",
+                    params![event_id, endpoint_id],
+                )?;
+            }
+            Ok(old.len())
+        })
+        .await
+    }
+
     async fn insert_webhook_endpoint(&self, endpoint: WebhookEndpoint) -> StoreResult<()> {
         self.write(move |c| {
             c.execute(
