@@ -562,3 +562,38 @@ async fn backup_copies_a_serving_sqlite_database_and_a_restore_serves_it() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("pg_dump"));
 }
+
+/// `contrib/paylink.service` is a unit systemd accepts (`systemd-analyze
+/// verify`, with this build's binary in place of the installed path),
+/// where systemd-analyze is installed.
+#[test]
+fn the_systemd_unit_verifies() {
+    let Ok(probe) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("SKIPPED: systemd-analyze is not installed");
+        return;
+    };
+    assert!(probe.status.success());
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/paylink.service"
+    ))
+    .unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/paylink serve"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("paylink.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/paylink", env!("CARGO_BIN_EXE_paylink")),
+    )
+    .unwrap();
+    let verified = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        verified.status.success() && verified.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+}
