@@ -375,14 +375,26 @@ async fn open_service(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PAYLINK_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("PAYLINK_LOG").unwrap_or_else(|_| "info".into())
+    };
+    // `PAYLINK_LOG_FORMAT=json`: one JSON object per line, for a log
+    // pipeline; `text` (the default) for people.
+    match std::env::var("PAYLINK_LOG_FORMAT").as_deref() {
+        Ok("json") => tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .init(),
+        Ok("text") | Err(_) => tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        Ok(other) => anyhow::bail!("PAYLINK_LOG_FORMAT is `{other}`: use json or text"),
+    }
     match Cli::parse().command {
         Command::Serve {
             addr,

@@ -65,6 +65,8 @@ pub async fn authenticate(
     if let Verdict::Limited { .. } = verdict {
         return rate_limited(verdict);
     }
+    // The access line names the account (never the key).
+    tracing::Span::current().record("account", caller.scope.account_id.as_str());
     request.extensions_mut().insert(caller);
     let mut response = next.run(request).await;
     verdict.write_headers(response.headers_mut());

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -33,10 +33,26 @@ pub fn carry<F: std::future::Future>(work: F) -> impl std::future::Future<Output
     REQUEST_ID.scope(id, work.instrument(tracing::Span::current()))
 }
 
-/// Assigns the id, bounds the request's time, and stamps the response.
+/// Assigns the id, bounds the request's time, stamps the response, and
+/// writes the access line: one per request at `info`, with the id, the
+/// method, the matched route (not the path: no ids in it), the status, the
+/// latency and the account (recorded by authentication; never a key).
 pub async fn layer(request_timeout: Duration, request: Request, next: Next) -> Response {
     let id = format!("req_{}", ids::random_base62(20));
-    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().clone();
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        %method,
+        %route,
+        account = tracing::field::Empty,
+    );
+    let started = std::time::Instant::now();
+    let access = span.clone();
     let handled = async move {
         match tokio::time::timeout(request_timeout, next.run(request)).await {
             Ok(response) => response,
@@ -50,5 +66,12 @@ pub async fn layer(request_timeout: Duration, request: Request, next: Next) -> R
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, value);
     }
+    access.in_scope(|| {
+        tracing::info!(
+            status = response.status().as_u16(),
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+    });
     response
 }

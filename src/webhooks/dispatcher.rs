@@ -142,14 +142,24 @@ impl Dispatcher {
         };
         let attempt = attempt_record(&outcome, now, started.elapsed());
         let next = NextStep::after(&outcome, claimed.attempts_made + 1, self.service.now());
-        tracing::debug!(
-            event = %claimed.event.id,
-            endpoint = %claimed.endpoint.id,
-            status = ?attempt.status_code,
-            error = ?attempt.error,
-            ?next,
-            "webhook attempt"
-        );
+        match &attempt.error {
+            // An operator looks for these: which event, which endpoint, why.
+            Some(error) => tracing::warn!(
+                event = %claimed.event.id,
+                endpoint = %claimed.endpoint.id,
+                status = ?attempt.status_code,
+                %error,
+                ?next,
+                "webhook attempt failed"
+            ),
+            None => tracing::debug!(
+                event = %claimed.event.id,
+                endpoint = %claimed.endpoint.id,
+                status = ?attempt.status_code,
+                ?next,
+                "webhook attempt"
+            ),
+        }
         if let Err(error) = self.service.record_attempt(&claimed, attempt, next).await {
             // The lease runs out and the delivery is attempted again.
             tracing::warn!(%error, event = %claimed.event.id, "could not record a webhook attempt");

@@ -597,3 +597,161 @@ fn the_systemd_unit_verifies() {
         String::from_utf8_lossy(&verified.stderr)
     );
 }
+
+/// What an operator reads: `PAYLINK_LOG_FORMAT=json` gives one JSON object
+/// per line; each request has an access line at `info` with the id the
+/// client got in `X-Request-Id`, the method, the matched route, the status,
+/// the latency and the account (never the key); a failed webhook attempt is
+/// a warning naming its event and endpoint; allowing private webhook
+/// targets (`yes` reads as true) is warned about at start-up.
+#[tokio::test]
+async fn json_logs_carry_an_access_line_per_request_and_failed_webhooks() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("logs.db").display());
+    let key = last_line(&paylink(
+        &["keys", "create", "--account", "shop", "--mode", "test"],
+        &url,
+    ));
+    let log_path = dir.path().join("server.log");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_paylink"))
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env("PAYLINK_DATABASE_URL", &url)
+        .env("PAYLINK_LOG", "info")
+        .env("PAYLINK_LOG_FORMAT", "json")
+        .env("PAYLINK_WEBHOOK_ALLOW_PRIVATE", "yes")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let lines = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+            .collect()
+    };
+    let mut base = None;
+    for _ in 0..200 {
+        if let Some(line) = lines()
+            .into_iter()
+            .find(|l| l["fields"]["message"] == "paylink listening")
+        {
+            base = Some(format!(
+                "http://{}",
+                line["fields"]["addr"].as_str().unwrap()
+            ));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let base = base.expect("the server logs its address");
+    let warned = lines();
+    assert!(
+        warned.iter().any(|l| l["level"] == "WARN"
+            && l["fields"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("private")),
+        "allowing private webhook targets is warned about"
+    );
+
+    let client = reqwest::Client::new();
+    let endpoint = client
+        .post(format!("{base}/v1/webhook-endpoints"))
+        .bearer_auth(&key)
+        .json(&json!({"url": "http://127.0.0.1:9/hook", "events": ["payment_link.cancelled"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(endpoint.status(), StatusCode::CREATED);
+    let endpoint_id = endpoint.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let created = client
+        .post(format!("{base}/v1/payment-links"))
+        .bearer_auth(&key)
+        .json(&json!({"amount": 100, "currency": "USD"}))
+        .send()
+        .await
+        .unwrap();
+    let link: serde_json::Value = created.json().await.unwrap();
+    let id = link["id"].as_str().unwrap();
+    let account = link["account_id"].as_str().map(str::to_owned);
+    let got = client
+        .get(format!("{base}/v1/payment-links/{id}"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    let request_id = got.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(got.status(), StatusCode::OK);
+    let cancelled = client
+        .post(format!("{base}/v1/payment-links/{id}/cancel"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status(), StatusCode::OK);
+
+    // The failed delivery (nothing listens on port 9) is a warning.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let failed = loop {
+        if let Some(line) = lines()
+            .into_iter()
+            .find(|l| l["fields"]["message"] == "webhook attempt failed")
+        {
+            break line;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no warning for the failed webhook attempt"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(failed["level"], "WARN");
+    assert_eq!(failed["fields"]["endpoint"], endpoint_id.as_str());
+    assert!(
+        failed["fields"]["event"]
+            .as_str()
+            .unwrap()
+            .starts_with("evt_")
+    );
+    assert!(failed["fields"]["error"].is_string());
+
+    assert!(
+        Command::new("kill")
+            .arg(server.id().to_string())
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(server.wait().unwrap().success());
+    let all = lines();
+    let access = all
+        .iter()
+        .find(|l| {
+            l["span"]["request_id"] == request_id.as_str() && l["fields"]["message"] == "request"
+        })
+        .unwrap_or_else(|| panic!("an access line for {request_id}"));
+    assert_eq!(access["level"], "INFO");
+    assert_eq!(access["span"]["method"], "GET");
+    assert_eq!(
+        access["span"]["route"], "/v1/payment-links/{id}",
+        "the route, not the path"
+    );
+    assert_eq!(access["fields"]["status"], 200);
+    assert!(access["fields"]["latency_ms"].as_f64().unwrap() >= 0.0);
+    let account_id = access["span"]["account"].as_str().expect("the account");
+    assert!(account_id.starts_with("acct_"), "{account_id}");
+    if let Some(account) = account {
+        assert_eq!(account_id, account);
+    }
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(!text.contains(&key["pl_test_".len()..]), "never a key");
+    let requests = all
+        .iter()
+        .filter(|l| l["fields"]["message"] == "request")
+        .count();
+    assert!(requests >= 4, "one access line per request: {requests}");
+}
