@@ -30,5 +30,6 @@ pub mod server;
 pub mod service;
 pub mod ssrf;
 pub mod store;
+pub mod telemetry;
 pub mod web;
 pub mod webhooks;

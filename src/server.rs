@@ -94,6 +94,8 @@ pub async fn start(
     if let Err(error) = service.reconcile_refunds(reconcile_after).await {
         tracing::warn!(%error, "reconciling refunds at start-up failed; the reconciler retries");
     }
+    // Metrics from the first request on.
+    crate::telemetry::install();
     let tasks = TaskTracker::new();
     let csrf = CsrfKey::new(service.checkout_csrf_key().await?.as_bytes())?;
     let checkout_limits = Arc::new(CheckoutLimits::new(options.checkout_limits));

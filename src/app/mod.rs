@@ -86,6 +86,9 @@ pub fn build(service: Arc<Service>, public_url: &str, settings: AppSettings) -> 
         .with_state(api)
         .merge(documents)
         .merge(checkout)
+        // Prometheus scrapes without a key: keep it off the public
+        // internet at the proxy (README, "Running in production").
+        .route("/metrics", axum::routing::get(metrics_text))
         .fallback(error::unknown_route)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -93,4 +96,23 @@ pub fn build(service: Arc<Service>, public_url: &str, settings: AppSettings) -> 
             request_id::layer(timeout, request, next)
         }))
         .layer(TraceLayer::new_for_http())
+}
+
+/// `/metrics`: every metric in Prometheus's text format.
+async fn metrics_text() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match crate::telemetry::render() {
+        Some(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        None => {
+            error::ApiError::unavailable("Another metrics recorder is installed in this process.")
+                .into_response()
+        }
+    }
 }

@@ -34,6 +34,7 @@ impl Service {
         self.store
             .insert_link(link.clone(), event, idempotency.map(|c| c.mark))
             .await?;
+        crate::telemetry::link_transition(EventType::Created.as_str());
         self.deliveries_waiting.notify_one();
         Ok(link)
     }
@@ -365,6 +366,7 @@ impl Service {
     #[tracing::instrument(skip_all)]
     pub async fn expire_due_links(&self, limit: usize) -> ServiceResult<usize> {
         let expired = self.store.expire_due(self.now(), limit).await?;
+        crate::telemetry::link_transitions(EventType::Expired.as_str(), expired);
         if expired > 0 {
             self.deliveries_waiting.notify_one();
         }

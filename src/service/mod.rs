@@ -25,9 +25,9 @@ use crate::domain::link::{
     AttemptStart, Creation, LinkUpdate, RefundStart, StateConflict, UpdateError,
 };
 use crate::domain::{
-    Actor, AttemptState, Branding, CancelDecision, CancelPolicy, ChargeOutcome, FieldError, Link,
-    LinkEvent, LinkStatus, NewLink, PaymentAttempt, Reason, Refund, RefundKind, RefundOutcome,
-    RefundState, Transition, ids,
+    Actor, AttemptState, Branding, CancelDecision, CancelPolicy, ChargeOutcome, EventType,
+    FieldError, Link, LinkEvent, LinkStatus, NewLink, PaymentAttempt, Reason, Refund, RefundKind,
+    RefundOutcome, RefundState, Transition, ids,
 };
 use crate::payments::{PaymentProcessor, PaymentSource, TestProcessor};
 use crate::store::{
@@ -364,6 +364,7 @@ impl Service {
                 let expired = expiry.link.clone();
                 match self.store.apply_transition(expiry, None).await? {
                     Applied::Yes => {
+                        crate::telemetry::link_transition(EventType::Expired.as_str());
                         self.deliveries_waiting.notify_one();
                         link = expired;
                     }
@@ -374,12 +375,14 @@ impl Service {
                 return Ok(link);
             };
             let changed = transition.link.clone();
+            let event_type = transition.event.event_type;
             match self
                 .store
                 .apply_transition(transition, mark.clone())
                 .await?
             {
                 Applied::Yes => {
+                    crate::telemetry::link_transition(event_type.as_str());
                     self.deliveries_waiting.notify_one();
                     return Ok(changed);
                 }

@@ -66,12 +66,11 @@ pub async fn layer(request_timeout: Duration, request: Request, next: Next) -> R
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, value);
     }
+    let seconds = started.elapsed().as_secs_f64();
+    let status = response.status().as_u16();
+    crate::telemetry::http_request(method.as_str(), &route, status, seconds);
     access.in_scope(|| {
-        tracing::info!(
-            status = response.status().as_u16(),
-            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-            "request"
-        );
+        tracing::info!(status, latency_ms = seconds * 1000.0, "request");
     });
     response
 }

@@ -142,6 +142,14 @@ impl Dispatcher {
         };
         let attempt = attempt_record(&outcome, now, started.elapsed());
         let next = NextStep::after(&outcome, claimed.attempts_made + 1, self.service.now());
+        let outcome = match next {
+            NextStep::Succeeded => "succeeded",
+            NextStep::RetryAt(_) => "retrying",
+            NextStep::Failed | NextStep::EndpointGone => "failed",
+        };
+        let lag = (next == NextStep::Succeeded)
+            .then(|| now.duration_since(claimed.event.created_at).as_secs_f64());
+        crate::telemetry::webhook_attempt(outcome, lag);
         match &attempt.error {
             // An operator looks for these: which event, which endpoint, why.
             Some(error) => tracing::warn!(

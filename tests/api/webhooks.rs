@@ -160,6 +160,46 @@ backend_tests! {
         assert_eq!(pending.body["deliveries"][0]["status"], "pending", "{}", pending.body);
     }
 
+    /// `/metrics` in Prometheus's text format, without a key: requests by
+    /// method, matched route and status, their durations, link
+    /// transitions by type, webhook outcomes and lag, and (SQLite) the
+    /// writer's group commits. The recorder is the process's, shared by
+    /// every test server, so counts only ever grow.
+    async fn metrics_count_requests_transitions_and_deliveries() {
+        let app = TestApp::spawn().await;
+        let receiver = Receiver::start().await;
+        register(&app, json!({"url": receiver.url(), "events": ["payment_link.cancelled"]})).await;
+        let link = app.create_link().await;
+        assert_eq!(app.link(&link).await["status"], "active");
+        app.cancel(&link, json!({})).await;
+        receiver.wait_for(1, WAIT).await;
+        let id = event_id(&app, &link, "payment_link.cancelled").await;
+        event_when(&app, &id, |e| e["deliveries"][0]["status"] == "succeeded").await;
+
+        let scraped = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap();
+        assert_eq!(scraped.status(), StatusCode::OK);
+        assert!(scraped.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+        let text = scraped.text().await.unwrap();
+        let value = |series: &str| -> f64 {
+            text.lines()
+                .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+                .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+        };
+        assert!(value(r#"paylink_http_requests_total{method="GET",route="/v1/payment-links/{id}",status="200"}"#) >= 1.0);
+        assert!(value(r#"paylink_http_requests_total{method="POST",route="/v1/payment-links/{id}/cancel",status="200"}"#) >= 1.0);
+        assert!(value(r#"paylink_http_request_duration_seconds_count{route="/v1/payment-links/{id}"}"#) >= 1.0);
+        assert!(text.contains(r#"paylink_http_request_duration_seconds_bucket{route="/v1/payment-links/{id}",le="0.005"}"#), "a histogram, with buckets");
+        assert!(value(r#"paylink_link_transitions_total{type="payment_link.created"}"#) >= 1.0);
+        assert!(value(r#"paylink_link_transitions_total{type="payment_link.cancelled"}"#) >= 1.0);
+        assert!(value(r#"paylink_webhook_deliveries_total{outcome="succeeded"}"#) >= 1.0);
+        assert!(value("paylink_webhook_delivery_lag_seconds_count") >= 1.0);
+        if app.database_url.starts_with("sqlite") {
+            assert!(value("paylink_store_write_batch_size_count") >= 1.0);
+            assert!(text.contains("paylink_store_write_queue_depth"));
+        }
+        assert!(!text.contains(&link), "no series per link");
+    }
+
     async fn a_receiver_failing_twice_gets_the_event_on_retry() {
         let app = TestApp::spawn().await;
         let receiver = Receiver::start().await;

@@ -277,6 +277,7 @@ pub(super) fn run_writer(connection: Connection, mut jobs: mpsc::Receiver<WriteJ
                 Err(_) => break,
             }
         }
+        crate::telemetry::store_write_batch(batch.len(), jobs.len());
         if let Err(error) = connection.execute_batch("begin immediate") {
             // Dropping the jobs unanswered tells each caller the write did not happen.
             tracing::error!(%error, "could not begin a write transaction");
