@@ -19,6 +19,7 @@
 
 pub mod app;
 pub mod checkout;
+pub mod client;
 pub mod clock;
 pub mod connections;
 pub mod dialects;

@@ -208,6 +208,27 @@ enum Command {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// Payment links of a running server (a client, like the Stripe CLI).
+    Links {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: LinksCommand,
+    },
+    /// Events (the audit trail) of a running server.
+    Events {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+    /// Webhook endpoints of a running server.
+    WebhookEndpoints {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: EndpointsCommand,
+    },
     /// Manage API keys.
     Keys {
         #[command(subcommand)]
@@ -217,6 +238,162 @@ enum Command {
     Accounts {
         #[command(subcommand)]
         command: AccountsCommand,
+    },
+}
+
+/// Where the API is and the key to call it with.
+#[derive(clap::Args)]
+struct ApiArgs {
+    #[arg(
+        long,
+        env = "PAYLINK_API_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    api_url: String,
+    #[arg(long, env = "PAYLINK_API_KEY", hide_env_values = true, global = true)]
+    api_key: Option<String>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+impl ApiArgs {
+    fn client(&self) -> anyhow::Result<paylink::client::Client> {
+        let key = self
+            .api_key
+            .as_deref()
+            .context("no API key: pass --api-key or set PAYLINK_API_KEY")?;
+        paylink::client::Client::new(&self.api_url, key, self.json)
+    }
+}
+
+#[derive(Subcommand)]
+enum LinksCommand {
+    /// Create a link.
+    Create {
+        /// Minor units (4995 is 49.95).
+        #[arg(long)]
+        amount: i64,
+        #[arg(long)]
+        currency: String,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        order_reference: Option<String>,
+        /// KEY=VALUE, repeatable.
+        #[arg(long = "metadata")]
+        metadata: Vec<String>,
+        #[arg(long)]
+        success_url: Option<String>,
+        #[arg(long)]
+        cancel_url: Option<String>,
+        /// RFC 3339.
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// List links, newest first.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        starting_after: Option<String>,
+        #[arg(long)]
+        order_reference: Option<String>,
+    },
+    /// Retrieve a link.
+    Get { id: String },
+    /// Change an active link's description, expiry or metadata.
+    Update {
+        id: String,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        expires_at: Option<String>,
+        /// KEY=VALUE, repeatable; replaces the whole map.
+        #[arg(long = "metadata")]
+        metadata: Vec<String>,
+    },
+    /// Cancel a link.
+    Cancel {
+        id: String,
+        /// Internal; never shown to the customer.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Shown on the cancelled link's page.
+        #[arg(long)]
+        customer_message: Option<String>,
+    },
+    /// A link's events, oldest first.
+    Events { id: String },
+    /// Refund a paid link (all that is left, or `--amount`).
+    Refund {
+        id: String,
+        #[arg(long)]
+        amount: Option<i64>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// List events, newest first.
+    List {
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        #[arg(long)]
+        payment_link: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        starting_after: Option<String>,
+    },
+    /// Retrieve an event with its deliveries.
+    Get { id: String },
+    /// Send an event again (to `--endpoint`, or every endpoint that wants it).
+    Resend {
+        id: String,
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum EndpointsCommand {
+    /// Register an endpoint; its secret is shown once.
+    Create {
+        #[arg(long)]
+        url: String,
+        /// Event types, comma-separated (all when absent).
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    List,
+    Get {
+        id: String,
+    },
+    Update {
+        id: String,
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long, value_parser = clap::builder::BoolishValueParser::new())]
+        enabled: Option<bool>,
+    },
+    Delete {
+        id: String,
+    },
+    /// Replace the signing secret (the new one is shown once).
+    RotateSecret {
+        id: String,
     },
 }
 
@@ -331,6 +508,163 @@ enum ProcessorName {
 enum Mode {
     Test,
     Live,
+}
+
+async fn run_links(client: paylink::client::Client, command: LinksCommand) -> anyhow::Result<()> {
+    use paylink::client::{Call, body, pairs};
+    use reqwest::Method;
+    use serde_json::json;
+    let call = match command {
+        LinksCommand::Create {
+            amount,
+            currency,
+            description,
+            order_reference,
+            metadata,
+            success_url,
+            cancel_url,
+            expires_at,
+        } => Call::send(
+            Method::POST,
+            "/v1/payment-links",
+            body(vec![
+                ("amount", Some(json!(amount))),
+                ("currency", Some(json!(currency))),
+                ("description", description.map(|d| json!(d))),
+                ("order_reference", order_reference.map(|o| json!(o))),
+                ("metadata", pairs(&metadata)?),
+                ("success_url", success_url.map(|u| json!(u))),
+                ("cancel_url", cancel_url.map(|u| json!(u))),
+                ("expires_at", expires_at.map(|e| json!(e))),
+            ]),
+        ),
+        LinksCommand::List {
+            status,
+            limit,
+            starting_after,
+            order_reference,
+        } => Call::get("/v1/payment-links")
+            .query("status", status)
+            .query("limit", limit)
+            .query("starting_after", starting_after)
+            .query("order_reference", order_reference),
+        LinksCommand::Get { id } => Call::get(format!("/v1/payment-links/{id}")),
+        LinksCommand::Update {
+            id,
+            description,
+            expires_at,
+            metadata,
+        } => Call::send(
+            Method::PATCH,
+            format!("/v1/payment-links/{id}"),
+            body(vec![
+                ("description", description.map(|d| json!(d))),
+                ("expires_at", expires_at.map(|e| json!(e))),
+                ("metadata", pairs(&metadata)?),
+            ]),
+        ),
+        LinksCommand::Cancel {
+            id,
+            reason,
+            customer_message,
+        } => Call::send(
+            Method::POST,
+            format!("/v1/payment-links/{id}/cancel"),
+            body(vec![
+                ("reason", reason.map(|r| json!(r))),
+                ("customer_message", customer_message.map(|m| json!(m))),
+            ]),
+        ),
+        LinksCommand::Events { id } => Call::get(format!("/v1/payment-links/{id}/events")),
+        LinksCommand::Refund { id, amount, reason } => Call::send(
+            Method::POST,
+            format!("/v1/payment-links/{id}/refunds"),
+            body(vec![
+                ("amount", amount.map(|a| json!(a))),
+                ("reason", reason.map(|r| json!(r))),
+            ]),
+        ),
+    };
+    client.run(call).await
+}
+
+async fn run_events(client: paylink::client::Client, command: EventsCommand) -> anyhow::Result<()> {
+    use paylink::client::{Call, body};
+    use serde_json::json;
+    let call = match command {
+        EventsCommand::List {
+            event_type,
+            payment_link,
+            limit,
+            starting_after,
+        } => Call::get("/v1/events")
+            .query("type", event_type)
+            .query("payment_link", payment_link)
+            .query("limit", limit)
+            .query("starting_after", starting_after),
+        EventsCommand::Get { id } => Call::get(format!("/v1/events/{id}")),
+        EventsCommand::Resend { id, endpoint } => Call::send(
+            reqwest::Method::POST,
+            format!("/v1/events/{id}/redeliver"),
+            body(vec![("endpoint", endpoint.map(|e| json!(e)))]),
+        ),
+    };
+    client.run(call).await
+}
+
+async fn run_endpoints(
+    client: paylink::client::Client,
+    command: EndpointsCommand,
+) -> anyhow::Result<()> {
+    use paylink::client::{Call, body};
+    use reqwest::Method;
+    use serde_json::json;
+    let listed = |events: Vec<String>| (!events.is_empty()).then(|| json!(events));
+    let call = match command {
+        EndpointsCommand::Create {
+            url,
+            events,
+            description,
+        } => Call::send(
+            Method::POST,
+            "/v1/webhook-endpoints",
+            body(vec![
+                ("url", Some(json!(url))),
+                ("events", listed(events)),
+                ("description", description.map(|d| json!(d))),
+            ]),
+        ),
+        EndpointsCommand::List => Call::get("/v1/webhook-endpoints"),
+        EndpointsCommand::Get { id } => Call::get(format!("/v1/webhook-endpoints/{id}")),
+        EndpointsCommand::Update {
+            id,
+            url,
+            events,
+            description,
+            enabled,
+        } => Call::send(
+            Method::PATCH,
+            format!("/v1/webhook-endpoints/{id}"),
+            body(vec![
+                ("url", url.map(|u| json!(u))),
+                ("events", listed(events)),
+                ("description", description.map(|d| json!(d))),
+                ("enabled", enabled.map(|e| json!(e))),
+            ]),
+        ),
+        EndpointsCommand::Delete { id } => Call {
+            method: Method::DELETE,
+            path: format!("/v1/webhook-endpoints/{id}"),
+            query: Vec::new(),
+            body: None,
+        },
+        EndpointsCommand::RotateSecret { id } => Call::send(
+            Method::POST,
+            format!("/v1/webhook-endpoints/{id}/rotate-secret"),
+            json!({}),
+        ),
+    };
+    client.run(call).await
 }
 
 /// `24h`, `30m`, `90s`, `7d` (or any span jiff reads, e.g. `1h 30m`).
@@ -512,6 +846,9 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&branding)?);
             Ok(())
         }
+        Command::Links { api, command } => run_links(api.client()?, command).await,
+        Command::Events { api, command } => run_events(api.client()?, command).await,
+        Command::WebhookEndpoints { api, command } => run_endpoints(api.client()?, command).await,
         Command::Backup { file, database } => {
             store::backup(&database.database_url, &file)?;
             eprintln!(

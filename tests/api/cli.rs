@@ -137,6 +137,103 @@ backend_tests! {
         assert!(page_of(app.create_link().await).await.contains(">Acme<"));
     }
 
+    /// The CLI as a client of a running server: each command does what its
+    /// curl call does, prints a table (or `--json`), and an API error is
+    /// its code and message with a non-zero exit.
+    async fn the_cli_client_drives_links_events_and_endpoints() {
+        let app = TestApp::spawn().await;
+        // Async: the server runs on this test's runtime, which a blocking
+        // wait for the child would stall.
+        let run = |args: Vec<String>| {
+            let (base, key) = (app.base.clone(), app.key.clone());
+            async move {
+                let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_paylink"))
+                    .args(&args)
+                    .env("PAYLINK_API_URL", base)
+                    .env("PAYLINK_API_KEY", key)
+                    .kill_on_drop(true)
+                    .output();
+                tokio::time::timeout(std::time::Duration::from_secs(60), child)
+                    .await
+                    .expect("the CLI answers within a minute")
+                    .expect("run paylink")
+            }
+        };
+        let ok = |args: &[&str]| {
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            let run = &run;
+            async move {
+                let out = run(args.clone()).await;
+                assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+                String::from_utf8(out.stdout).unwrap()
+            }
+        };
+        let json_of = |args: &[&str]| {
+            let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            args.push("--json".into());
+            let ok = &ok;
+            async move {
+                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                serde_json::from_str::<serde_json::Value>(&ok(&refs).await).unwrap()
+            }
+        };
+        let failed = |args: &[&str]| {
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            let run = &run;
+            async move {
+                let out = run(args).await;
+                assert!(!out.status.success());
+                String::from_utf8_lossy(&out.stderr).into_owned()
+            }
+        };
+
+        let created = json_of(&["links", "create", "--amount", "4995", "--currency", "USD", "--description", "Monitor", "--metadata", "order=A-1"]).await;
+        let id = created["id"].as_str().unwrap().to_owned();
+        assert_eq!(created["metadata"], json!({"order": "A-1"}));
+        assert_eq!(app.link(&id).await["amount"], 4995, "the same link through the API");
+        let shown = ok(&["links", "get", &id]).await;
+        assert!(shown.contains("status") && shown.contains("active") && shown.contains("$49.95"), "{shown}");
+        let table = ok(&["links", "list", "--limit", "5"]).await;
+        let mut lines = table.lines();
+        assert!(lines.next().unwrap().starts_with("ID"), "{table}");
+        assert!(table.contains(&id) && table.contains("$49.95") && table.contains("Monitor"), "{table}");
+
+        let updated = json_of(&["links", "update", &id, "--description", "Blood pressure monitor"]).await;
+        assert_eq!(updated["description"], "Blood pressure monitor");
+        let cancelled = json_of(&["links", "cancel", &id, "--reason", "out of stock", "--customer-message", "Sorry!"]).await;
+        assert_eq!(cancelled["status"], "cancelled");
+        assert_eq!(cancelled["customer_message"], "Sorry!");
+        let events = ok(&["links", "events", &id]).await;
+        assert!(events.contains("payment_link.created") && events.contains("payment_link.cancelled"), "{events}");
+        let listed = json_of(&["events", "list", "--payment-link", &id]).await;
+        let event_id = listed["data"][0]["id"].as_str().unwrap().to_owned();
+        assert_eq!(json_of(&["events", "get", &event_id]).await["id"], event_id.as_str());
+
+        let endpoint = json_of(&["webhook-endpoints", "create", "--url", "http://127.0.0.1:9/hook", "--events", "payment_link.cancelled,payment_link.paid"]).await;
+        let endpoint_id = endpoint["id"].as_str().unwrap().to_owned();
+        assert!(endpoint["secret"].as_str().unwrap().starts_with("whsec_"));
+        assert!(ok(&["webhook-endpoints", "list"]).await.contains(&endpoint_id));
+        assert_eq!(json_of(&["webhook-endpoints", "update", &endpoint_id, "--enabled", "false"]).await["enabled"], false);
+        assert!(json_of(&["webhook-endpoints", "rotate-secret", &endpoint_id]).await["secret"].is_string());
+        failed(&["events", "resend", &event_id, "--endpoint", &endpoint_id]).await;
+        assert_eq!(json_of(&["webhook-endpoints", "delete", &endpoint_id]).await["deleted"], true);
+
+        // API errors: the envelope's code and message, a non-zero exit.
+        let said = failed(&["links", "refund", &id]).await;
+        assert!(said.contains("invalid_state (409)"), "{said}");
+        let said = failed(&["links", "create", "--amount", "0", "--currency", "USD"]).await;
+        assert!(said.contains("invalid_request (400)") && said.contains("[param: amount]"), "{said}");
+        let keyless = tokio::process::Command::new(env!("CARGO_BIN_EXE_paylink"))
+            .args(["links", "list"])
+            .env("PAYLINK_API_URL", &app.base)
+            .env_remove("PAYLINK_API_KEY")
+            .output()
+            .await
+            .unwrap();
+        assert!(!keyless.status.success());
+        assert!(String::from_utf8_lossy(&keyless.stderr).contains("PAYLINK_API_KEY"));
+    }
+
     /// A leaked key is stopped without suspending the account: list the
     /// keys, roll the leaked one with a grace period, revoke it at once.
     async fn keys_are_listed_rolled_and_revoked_without_touching_the_account() {
