@@ -163,11 +163,14 @@ fn render(answer: &Value) -> String {
     }
 }
 
+/// A table column: its title and how a row's cell reads.
+type Column = (&'static str, fn(&Value) -> String);
+
 fn table(items: &[Value], has_more: bool) -> String {
     let Some(first) = items.first() else {
         return "(none)\n".to_owned();
     };
-    let columns: &[(&str, fn(&Value) -> String)] = match first["object"].as_str() {
+    let columns: &[Column] = match first["object"].as_str() {
         Some("payment_link") => &[
             ("ID", |v| text(&v["id"])),
             ("STATUS", |v| text(&v["status"])),
