@@ -39,7 +39,7 @@ use crate::domain::{CancelPolicy, Link, LinkStatus, NewLink};
 use crate::web::ApiState;
 use crate::web::error::{ApiError, ErrorCode};
 use crate::web::extract::{Authenticated, JsonBody, KeyHeader};
-use crate::web::list_query::{self, ListSyntax};
+use crate::web::list_query::ListSyntax;
 use crate::web::schemas::CurrencyCode;
 
 /// Connect's tables.
@@ -303,16 +303,7 @@ async fn list_links(
     Authenticated(caller): Authenticated,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<ConnectPaymentLinkList>, ConnectError> {
-    let query = list_query::parse(raw.as_deref(), &LIST)?;
-    let page = state
-        .service
-        .list_links(
-            &caller,
-            &query.filter,
-            query.limit,
-            query.starting_after.as_deref(),
-        )
-        .await?;
+    let page = super::list_page::<Connect>(&state, &caller, raw.as_deref(), &LIST).await?;
     Ok(Json(ConnectPaymentLinkList {
         data: page
             .links

@@ -61,9 +61,10 @@ use jiff::Timestamp;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::domain::{CancelPolicy, Link, LinkStatus, ids};
-use crate::service::{Caller, ServiceError, ServiceResult};
+use crate::service::{Caller, ListPage, ServiceError, ServiceResult};
 use crate::web::error::{ApiError, ErrorCode};
 use crate::web::extract::KeyHeader;
+use crate::web::list_query::{self, ListSyntax};
 use crate::web::{ApiState, merchant_api};
 
 /// What a provider's format asks of paylink: its tables, then its routes.
@@ -240,6 +241,26 @@ pub fn surfaces(state: &ApiState) -> Vec<Surface> {
         mount::<connect::Connect>(state),
         mount::<plexy::Plexy>(state),
     ]
+}
+
+/// A page of the caller's links, the query read as `syntax` spells it:
+/// every dialect's list, over the one parser and the one service call.
+pub async fn list_page<D: Dialect>(
+    state: &ApiState,
+    caller: &Caller,
+    raw_query: Option<&str>,
+    syntax: &ListSyntax,
+) -> Result<ListPage, DialectError<D>> {
+    let query = list_query::parse(raw_query, syntax)?;
+    Ok(state
+        .service
+        .list_links(
+            caller,
+            &query.filter,
+            query.limit,
+            query.starting_after.as_deref(),
+        )
+        .await?)
 }
 
 /// A link of the caller's, named by its id (`plink_...`) or by the last

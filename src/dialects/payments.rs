@@ -46,7 +46,7 @@ use crate::service::{Caller, ServiceError};
 use crate::web::ApiState;
 use crate::web::error::ErrorCode;
 use crate::web::extract::{Authenticated, JsonBody, KeyHeader};
-use crate::web::list_query::{self, ListSyntax};
+use crate::web::list_query::ListSyntax;
 use crate::web::schemas::CurrencyCode;
 
 /// The payments API's tables.
@@ -376,16 +376,7 @@ async fn list_payments(
     Authenticated(caller): Authenticated,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<PaymentsList>, PaymentsError> {
-    let query = list_query::parse(raw.as_deref(), &LIST)?;
-    let page = state
-        .service
-        .list_links(
-            &caller,
-            &query.filter,
-            query.limit,
-            query.starting_after.as_deref(),
-        )
-        .await?;
+    let page = super::list_page::<Payments>(&state, &caller, raw.as_deref(), &LIST).await?;
     Ok(Json(PaymentsList {
         success: true,
         data: page

@@ -40,7 +40,7 @@ use crate::service::ServiceError;
 use crate::web::ApiState;
 use crate::web::error::ErrorCode;
 use crate::web::extract::{Authenticated, JsonBody, KeyHeader};
-use crate::web::list_query::{self, ListSyntax};
+use crate::web::list_query::ListSyntax;
 use crate::web::schemas::CurrencyCode;
 
 /// Plexy's tables.
@@ -310,16 +310,7 @@ async fn list_links(
     Authenticated(caller): Authenticated,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<PlexyPaymentLinkList>, PlexyError> {
-    let query = list_query::parse(raw.as_deref(), &LIST)?;
-    let page = state
-        .service
-        .list_links(
-            &caller,
-            &query.filter,
-            query.limit,
-            query.starting_after.as_deref(),
-        )
-        .await?;
+    let page = super::list_page::<Plexy>(&state, &caller, raw.as_deref(), &LIST).await?;
     Ok(Json(PlexyPaymentLinkList {
         data: page
             .links

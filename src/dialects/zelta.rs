@@ -43,7 +43,7 @@ use crate::web::ApiState;
 use crate::web::auth::MISSING_KEY_MESSAGE;
 use crate::web::error::{ApiError, ErrorCode};
 use crate::web::extract::{Authenticated, JsonBody, KeyHeader};
-use crate::web::list_query::{self, ListSyntax};
+use crate::web::list_query::ListSyntax;
 use crate::web::schemas::CurrencyCode;
 
 /// Zelta's tables.
@@ -360,16 +360,7 @@ async fn list_links(
     Authenticated(caller): Authenticated,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<ZeltaListEnvelope>, ZeltaError> {
-    let query = list_query::parse(raw.as_deref(), &LIST)?;
-    let page = state
-        .service
-        .list_links(
-            &caller,
-            &query.filter,
-            query.limit,
-            query.starting_after.as_deref(),
-        )
-        .await?;
+    let page = super::list_page::<Zelta>(&state, &caller, raw.as_deref(), &LIST).await?;
     Ok(Json(ZeltaListEnvelope {
         success: true,
         data: ZeltaListData {
