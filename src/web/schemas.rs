@@ -8,6 +8,16 @@ use crate::domain::{Currency, EventType, Reason};
 
 /// An optional cancel or refund `reason` (see [`Reason`]).
 pub fn reason() -> RefOr<Schema> {
+    short_text("kept with the change and in its events.")
+}
+
+/// An optional cancel's `customer_message` (the same limit as a reason).
+pub fn customer_message() -> RefOr<Schema> {
+    short_text("shown to the customer on the cancelled link's page.")
+}
+
+/// An optional string of at most [`Reason::MAX_CHARS`] characters.
+fn short_text(what_happens: &str) -> RefOr<Schema> {
     ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
             Type::String,
@@ -15,7 +25,7 @@ pub fn reason() -> RefOr<Schema> {
         ]))
         .max_length(Some(Reason::MAX_CHARS))
         .description(Some(format!(
-            "At most {} characters; kept with the change and in its events.",
+            "At most {} characters; {what_happens}",
             Reason::MAX_CHARS
         )))
         .into()
@@ -27,21 +37,6 @@ pub fn event_type() -> RefOr<Schema> {
         .schema_type(Type::String)
         .enum_values(Some(EventType::ALL.iter().map(|t| t.as_str())))
         .examples([serde_json::json!("payment_link.cancelled")])
-        .into()
-}
-
-/// An optional cancel's `customer_message` (the same limit as a reason).
-pub fn customer_message() -> RefOr<Schema> {
-    ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
-            Type::String,
-            Type::Null,
-        ]))
-        .max_length(Some(Reason::MAX_CHARS))
-        .description(Some(format!(
-            "At most {} characters; shown to the customer on the cancelled link's page.",
-            Reason::MAX_CHARS
-        )))
         .into()
 }
 
