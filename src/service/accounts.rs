@@ -89,10 +89,12 @@ impl Service {
         Ok(self.store.list_api_keys(&account.id).await?)
     }
 
-    /// Refuses the key from now on (401 on its next request, on every
-    /// node: keys are not cached).
+    /// Refuses the key from now on: on this node from its next request,
+    /// on every other within a second (see `key_cache`).
     pub async fn revoke_api_key(&self, key_id: &str) -> anyhow::Result<()> {
-        if !self.store.expire_api_key(key_id, self.now()).await? {
+        let found = self.store.expire_api_key(key_id, self.now()).await?;
+        self.keys.clear();
+        if !found {
             anyhow::bail!("no API key `{key_id}`");
         }
         Ok(())
@@ -118,6 +120,7 @@ impl Service {
         let issued = self.create_api_key(&account.name, old.livemode).await?;
         let old_expires_at = now + grace;
         self.store.expire_api_key(key_id, old_expires_at).await?;
+        self.keys.clear();
         Ok((issued, old_expires_at))
     }
 
@@ -132,7 +135,9 @@ impl Service {
 
     #[tracing::instrument(skip_all)]
     pub async fn set_account_suspended(&self, name: &str, suspended: bool) -> ServiceResult<()> {
-        if self.store.set_account_suspended(name, suspended).await? {
+        let found = self.store.set_account_suspended(name, suspended).await?;
+        self.keys.clear();
+        if found {
             Ok(())
         } else {
             Err(ServiceError::NotFound)
@@ -145,14 +150,24 @@ impl Service {
                 "The API key is not a paylink key (pl_test_... or pl_live_...).",
             ));
         }
-        let (key, account) = self
-            .store
-            .find_api_key(&hash_api_key(secret))
-            .await?
-            .ok_or(ServiceError::Unauthorized("The API key is not valid."))?;
+        let key_hash = hash_api_key(secret);
+        // At most a second old (see `key_cache`): a revoke or a
+        // suspension holds on every node within a second.
+        let CachedKey { key, account } = match self.keys.get(&key_hash) {
+            Some(cached) => cached,
+            None => {
+                let read_at = std::time::Instant::now();
+                let (key, account) = self
+                    .store
+                    .find_api_key(&key_hash)
+                    .await?
+                    .ok_or(ServiceError::Unauthorized("The API key is not valid."))?;
+                let cached = CachedKey { key, account };
+                self.keys.insert(cached.clone(), read_at);
+                cached
+            }
+        };
         let now = self.now();
-        // Read on every request, never cached: a revoke or a suspension
-        // holds on every node from the next request on.
         if key.is_expired(now) {
             return Err(ServiceError::Unauthorized(
                 "The API key has been revoked or has expired.",
@@ -166,6 +181,7 @@ impl Service {
             .is_none_or(|at| now.duration_since(at) >= LAST_USED_RESOLUTION)
         {
             // Best effort, off the request's path: losing one is harmless.
+            self.keys.used(&key_hash, now);
             let store = self.store.clone();
             let id = key.id.clone();
             tokio::spawn(async move {

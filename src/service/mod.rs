@@ -5,12 +5,16 @@
 
 mod accounts;
 mod idempotency;
+mod key_cache;
 mod links;
 mod payments;
 mod refunds;
 mod webhooks;
 
+pub use key_cache::KEY_CACHE_TTL;
 pub use webhooks::{EndpointUpdate, EventPage, NewEndpoint};
+
+use key_cache::{CachedKey, KeyCache};
 
 use std::sync::Arc;
 
@@ -241,6 +245,8 @@ pub struct Service {
     /// Wakes this node's webhook dispatcher after a write that stored
     /// events (other nodes' writes are found by its polling).
     deliveries_waiting: tokio::sync::Notify,
+    /// Keys that authenticated in the last second.
+    keys: KeyCache,
 }
 
 /// What became of a customer's payment attempt.
@@ -310,6 +316,7 @@ impl Service {
             settings,
             test_processor: Arc::new(TestProcessor::new(Arc::clone(&store))),
             deliveries_waiting: tokio::sync::Notify::new(),
+            keys: KeyCache::default(),
         }
     }
 

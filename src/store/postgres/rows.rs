@@ -229,6 +229,70 @@ pub(super) async fn write_transition(
     Ok(Applied::Yes)
 }
 
+/// A transition that carries nothing beside the link and its event (no
+/// payment attempt, refund or idempotency mark: a cancel, an update, an
+/// expiry) as one statement: the version-checked UPDATE, the event's
+/// INSERT only if the update matched, and the event's deliveries. One
+/// statement is one implicit transaction and one round trip, where
+/// BEGIN, three statements and COMMIT would be five; the database
+/// applies all of it or none, as before.
+pub(super) async fn write_transition_at_once(
+    pool: &sqlx::PgPool,
+    transition: &Transition,
+) -> StoreResult<Applied> {
+    let link = &transition.link;
+    let event = &transition.event;
+    let changed: i64 = sqlx::query_scalar(
+        "with changed as (
+            update payment_links set status = $1, description = $2, metadata = $3, expires_at = $4,
+                updated_at = $5, cancelled_at = $6, cancellation_reason = $7, paid_at = $8,
+                payment_id = $9, version = $10, amount_refunded = $13, customer_message = $14
+             where id = $11 and version = $12
+             returning id
+         ), event as (
+            insert into events (id, link_id, account_id, livemode, type, created_at, actor, reason, link, previous_attributes, refund)
+            select $15, changed.id, $16, $17, $18, $19, $20, $21, $22, $23, null from changed
+            returning id
+         ), deliveries as (
+            insert into webhook_deliveries (event_id, endpoint_id, status, attempt_count, next_attempt_at, created_at, updated_at)
+            select event.id, w.id, 'pending', 0, $19, $19, $19 from event, webhook_endpoints w
+            where w.account_id = $16 and w.livemode = $17 and w.enabled and w.deleted_at is null
+              and (w.events is null or $18 = any(w.events))
+         )
+         select count(*) from changed",
+    )
+    .bind(link.status.as_str())
+    .bind(&link.description)
+    .bind(Json(&link.metadata))
+    .bind(link.expires_at.to_sqlx())
+    .bind(link.updated_at.to_sqlx())
+    .bind(link.cancelled_at.map(|t| t.to_sqlx()))
+    .bind(&link.cancellation_reason)
+    .bind(link.paid_at.map(|t| t.to_sqlx()))
+    .bind(&link.payment_id)
+    .bind(link.version)
+    .bind(&link.id)
+    .bind(transition.expected_version)
+    .bind(link.amount_refunded)
+    .bind(&link.customer_message)
+    .bind(&event.id)
+    .bind(&link.account_id)
+    .bind(link.livemode)
+    .bind(event.event_type.as_str())
+    .bind(event.created_at.to_sqlx())
+    .bind(Json(&event.actor))
+    .bind(&event.reason)
+    .bind(Json(&event.link))
+    .bind(event.previous_attributes.as_ref().map(Json))
+    .fetch_one(pool)
+    .await?;
+    Ok(if changed == 0 {
+        Applied::StaleVersion
+    } else {
+        Applied::Yes
+    })
+}
+
 /// Inserts a new pending attempt, or settles a stored one that is still
 /// pending; returns the rows written (0: it was settled already).
 pub(super) async fn write_attempt(

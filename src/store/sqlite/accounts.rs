@@ -99,26 +99,24 @@ impl AccountStore for SqliteStore {
 
     async fn find_api_key(&self, key_hash: &str) -> StoreResult<Option<(ApiKeyRecord, Account)>> {
         let key_hash = key_hash.to_owned();
-        self.read(move |c| {
-            Ok(c.query_row(
-                &format!("{KEY_WITH_ACCOUNT} where k.key_hash = ?1"),
-                [key_hash],
-                key_with_account,
+        self.read_row(move |c| {
+            Ok(
+                c.prepare_cached(&format!("{KEY_WITH_ACCOUNT} where k.key_hash = ?1"))?
+                    .query_row([key_hash], key_with_account)
+                    .optional()?,
             )
-            .optional()?)
         })
         .await
     }
 
     async fn get_api_key(&self, id: &str) -> StoreResult<Option<(ApiKeyRecord, Account)>> {
         let id = id.to_owned();
-        self.read(move |c| {
-            Ok(c.query_row(
-                &format!("{KEY_WITH_ACCOUNT} where k.id = ?1"),
-                [id],
-                key_with_account,
+        self.read_row(move |c| {
+            Ok(
+                c.prepare_cached(&format!("{KEY_WITH_ACCOUNT} where k.id = ?1"))?
+                    .query_row([id], key_with_account)
+                    .optional()?,
             )
-            .optional()?)
         })
         .await
     }

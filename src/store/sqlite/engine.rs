@@ -1,13 +1,15 @@
 //! The connection engine: opening, migrations, and how queries reach the database.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, params};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::rows::micros;
+use super::rows::{micros, run_cached};
 use crate::store::{StoreError, StoreResult};
 
 pub(super) const MIGRATIONS: &[(i64, &str)] = &[
@@ -26,8 +28,14 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("migrations/0010_delivery_retention.sql")),
 ];
 pub(super) const READERS: usize = 4;
+/// Prepared statements each connection keeps (every statement on a
+/// request's path is prepared once per connection, not per request).
+const STATEMENT_CACHE: usize = 64;
 /// Most operations one commit may carry.
 pub(super) const MAX_BATCH: usize = 512;
+/// How often the checkpointer copies committed WAL pages back into the
+/// database file, when something was committed since its last look.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
@@ -77,6 +85,8 @@ impl SqliteStore {
         let (ready_tx, ready_rx) = oneshot::channel();
         let (writer, jobs) = mpsc::channel::<WriteJob>(4096);
         let writer_path = path.clone();
+        let commits = Arc::new(AtomicU64::new(0));
+        let checkpointer_commits = Arc::downgrade(&commits);
         std::thread::Builder::new()
             .name("paylink-sqlite-writer".into())
             .spawn(move || {
@@ -88,9 +98,16 @@ impl SqliteStore {
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
-                run_writer(connection, jobs);
+                run_writer(connection, jobs, &commits);
             })?;
         ready_rx.await??;
+        let checkpointer = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || open_checkpointer(&path)).await??
+        };
+        std::thread::Builder::new()
+            .name("paylink-sqlite-checkpointer".into())
+            .spawn(move || run_checkpointer(checkpointer, checkpointer_commits))?;
 
         let readers = tokio::task::spawn_blocking(move || {
             (0..READERS)
@@ -159,6 +176,31 @@ impl SqliteStore {
         .map_err(|error| StoreError::Internal(format!("reader task failed: {error}")))?
     }
 
+    /// A read of one row by a key (one index descent, a few microseconds
+    /// when its pages are cached), run right here on the calling task's
+    /// thread: handing it to a blocking thread and back would cost more
+    /// than the read. Reads of unbounded size (lists, counts) go through
+    /// [`Self::read`] instead, off the async workers.
+    ///
+    /// The query runs with no `.await` in it, so a caller that gives up
+    /// cannot drop it halfway; the lease returns the connection either way.
+    pub(super) async fn read_row<T>(
+        &self,
+        query: impl FnOnce(&Connection) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let permit = Arc::clone(&self.readers.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Unavailable("reader pool closed".into()))?;
+        let lease = ReaderLease::take(Arc::clone(&self.readers), permit)?;
+        match &lease.connection {
+            Some(connection) => query(connection),
+            None => Err(StoreError::Internal(
+                "reader lease without a connection".into(),
+            )),
+        }
+    }
+
     /// Runs a no-op through the writer: answers only if the writer thread
     /// is alive and can open a transaction.
     pub(super) async fn ping_writer(&self) -> StoreResult<()> {
@@ -222,6 +264,7 @@ pub(super) fn open_writer(path: &str) -> anyhow::Result<Connection> {
         );
     }
     let mut connection = Connection::open(path)?;
+    connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // WAL lets readers run beside the writer; FULL syncs the WAL on every
     // commit so an acknowledged write survives power loss.
     connection.execute_batch(
@@ -231,7 +274,45 @@ pub(super) fn open_writer(path: &str) -> anyhow::Result<Connection> {
          pragma busy_timeout = 5000;",
     )?;
     migrate(&mut connection)?;
+    // The checkpointer thread copies the WAL back (see `run_checkpointer`),
+    // not the writer's commit: an automatic checkpoint would run inside
+    // the commit of whichever batch crossed 1000 pages, a write and an
+    // fsync of the database file that every queued request waits behind.
+    connection.execute_batch("pragma wal_autocheckpoint = 0;")?;
     Ok(connection)
+}
+
+/// The connection that checkpoints; it never writes rows.
+fn open_checkpointer(path: &str) -> anyhow::Result<Connection> {
+    let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    connection.execute_batch("pragma synchronous = full; pragma busy_timeout = 5000;")?;
+    Ok(connection)
+}
+
+/// Every [`CHECKPOINT_EVERY`], if the writer committed since the last
+/// look, a passive checkpoint: it copies the committed WAL pages no reader
+/// still needs into the database file and syncs it, beside the writer and
+/// the readers, never waiting for either. Once a checkpoint has copied the
+/// whole WAL, the writer's next transaction starts it over from the
+/// beginning, so the WAL stays near what 100 ms of writes fill. Ends when
+/// the writer has (its commit counter is gone).
+fn run_checkpointer(connection: Connection, commits: Weak<AtomicU64>) {
+    let mut checkpointed = 0;
+    loop {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        let Some(commits) = commits.upgrade() else {
+            return;
+        };
+        let committed = commits.load(Ordering::Relaxed);
+        drop(commits);
+        if committed == checkpointed {
+            continue;
+        }
+        match connection.query_row("pragma wal_checkpoint(passive)", [], |_| Ok(())) {
+            Ok(()) => checkpointed = committed,
+            Err(error) => tracing::warn!(%error, "WAL checkpoint failed; retrying"),
+        }
+    }
 }
 
 pub(super) fn open_reader(path: &str) -> anyhow::Result<Connection> {
@@ -241,6 +322,7 @@ pub(super) fn open_reader(path: &str) -> anyhow::Result<Connection> {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI,
     )?;
+    connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     connection.execute_batch("pragma busy_timeout = 5000; pragma query_only = on;")?;
     Ok(connection)
 }
@@ -268,7 +350,14 @@ pub(super) fn migrate(connection: &mut Connection) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(super) fn run_writer(connection: Connection, mut jobs: mpsc::Receiver<WriteJob>) {
+/// Runs queued writes in batches, one transaction (one WAL fsync) per
+/// batch, until every sender is gone; counts its commits in `commits` for
+/// the checkpointer.
+pub(super) fn run_writer(
+    connection: Connection,
+    mut jobs: mpsc::Receiver<WriteJob>,
+    commits: &AtomicU64,
+) {
     while let Some(first) = jobs.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -278,7 +367,7 @@ pub(super) fn run_writer(connection: Connection, mut jobs: mpsc::Receiver<WriteJ
             }
         }
         crate::telemetry::store_write_batch(batch.len(), jobs.len());
-        if let Err(error) = connection.execute_batch("begin immediate") {
+        if let Err(error) = run_cached(&connection, "begin immediate") {
             // Dropping the jobs unanswered tells each caller the write did not happen.
             tracing::error!(%error, "could not begin a write transaction");
             drop(batch);
@@ -288,23 +377,27 @@ pub(super) fn run_writer(connection: Connection, mut jobs: mpsc::Receiver<WriteJ
         for job in batch {
             // Each job gets its own savepoint so one failing operation
             // leaves the others of the batch intact.
-            if let Err(error) = connection.execute_batch("savepoint job") {
+            if let Err(error) = run_cached(&connection, "savepoint job") {
                 tracing::error!(%error, "could not open a savepoint");
                 continue;
             }
             let outcome = job(&connection);
             let closed = if outcome.succeeded {
-                connection.execute_batch("release job")
+                run_cached(&connection, "release job")
             } else {
-                connection.execute_batch("rollback to job; release job")
+                run_cached(&connection, "rollback to job")
+                    .and_then(|()| run_cached(&connection, "release job"))
             };
             if let Err(error) = closed {
                 tracing::error!(%error, "could not close a savepoint");
             }
             answers.push(outcome.answer);
         }
-        match connection.execute_batch("commit") {
-            Ok(()) => answers.into_iter().for_each(|answer| answer(None)),
+        match run_cached(&connection, "commit") {
+            Ok(()) => {
+                commits.fetch_add(1, Ordering::Relaxed);
+                answers.into_iter().for_each(|answer| answer(None));
+            }
             Err(error) => {
                 tracing::error!(%error, "group commit failed; every operation of the batch is rolled back");
                 let _ = connection.execute_batch("rollback");

@@ -22,9 +22,15 @@ impl LinkStore for SqliteStore {
         event: LinkEvent,
         mark: Option<IdempotencyMark>,
     ) -> StoreResult<()> {
+        let event = EventRow::of(&event)?;
+        let metadata = serde_json::to_string(&link.metadata)?;
+        let customer = optional_json(&link.customer)?;
+        let line_items = optional_json(&link.line_items)?;
         self.write(move |c| {
-            c.execute(
+            c.prepare_cached(
                 &format!("insert into payment_links ({LINK_COLUMNS}) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)"),
+            )?
+            .execute(
                 params![
                     link.id,
                     link.account_id,
@@ -34,10 +40,10 @@ impl LinkStore for SqliteStore {
                     link.currency.code(),
                     link.description,
                     "one_time",
-                    optional_json(&link.customer)?,
-                    optional_json(&link.line_items)?,
+                    customer,
+                    line_items,
                     link.order_reference,
-                    serde_json::to_string(&link.metadata)?,
+                    metadata,
                     link.success_url,
                     link.cancel_url,
                     link.status.as_str(),
@@ -61,25 +67,21 @@ impl LinkStore for SqliteStore {
 
     async fn get_link(&self, scope: &Scope, id: &str) -> StoreResult<Option<Link>> {
         let (scope, id) = (scope.clone(), id.to_owned());
-        self.read(move |c| {
-            Ok(c.query_row(
-                &format!("select {LINK_COLUMNS} from payment_links where id = ?1 and account_id = ?2 and livemode = ?3"),
-                params![id, scope.account_id, scope.livemode],
-                link_from_row,
-            )
-            .optional()?)
+        self.read_row(move |c| {
+            Ok(c.prepare_cached(&format!("select {LINK_COLUMNS} from payment_links where id = ?1 and account_id = ?2 and livemode = ?3"))?
+                .query_row(params![id, scope.account_id, scope.livemode], link_from_row)
+                .optional()?)
         })
         .await
     }
 
     async fn get_link_by_slug(&self, slug: &str) -> StoreResult<Option<Link>> {
         let slug = slug.to_owned();
-        self.read(move |c| {
-            Ok(c.query_row(
-                &format!("select {LINK_COLUMNS} from payment_links where slug = ?1"),
-                [slug],
-                link_from_row,
-            )
+        self.read_row(move |c| {
+            Ok(c.prepare_cached(&format!(
+                "select {LINK_COLUMNS} from payment_links where slug = ?1"
+            ))?
+            .query_row([slug], link_from_row)
             .optional()?)
         })
         .await
@@ -133,8 +135,9 @@ impl LinkStore for SqliteStore {
         transition: Transition,
         mark: Option<IdempotencyMark>,
     ) -> StoreResult<Applied> {
+        let event = EventRow::of(&transition.event)?;
         self.write(move |c| {
-            let applied = write_transition(c, &transition)?;
+            let applied = write_transition(c, &transition, &event)?;
             if applied == Applied::Yes {
                 mark_idempotency_key(c, mark.as_ref(), &transition.event.id)?;
             }
@@ -145,13 +148,12 @@ impl LinkStore for SqliteStore {
 
     async fn event_by_id(&self, id: &str) -> StoreResult<Option<LinkEvent>> {
         let id = id.to_owned();
-        self.read(move |c| {
-            Ok(c.query_row(
-                &format!("select {EVENT_COLUMNS} from events where id = ?1"),
-                [id],
-                event_from_row,
+        self.read_row(move |c| {
+            Ok(
+                c.prepare_cached(&format!("select {EVENT_COLUMNS} from events where id = ?1"))?
+                    .query_row([id], event_from_row)
+                    .optional()?,
             )
-            .optional()?)
         })
         .await
     }
@@ -229,7 +231,9 @@ impl LinkStore for SqliteStore {
             };
             let mut expired = 0;
             for transition in due.iter().filter_map(|link| link.expire_if_due(now)) {
-                if write_transition(c, &transition)? == Applied::Yes {
+                if write_transition(c, &transition, &EventRow::of(&transition.event)?)?
+                    == Applied::Yes
+                {
                     expired += 1;
                 }
             }

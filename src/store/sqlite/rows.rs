@@ -99,24 +99,63 @@ pub(super) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<LinkEvent> {
     })
 }
 
-pub(super) fn insert_event(connection: &Connection, event: &LinkEvent) -> StoreResult<()> {
-    connection.execute(
-        "insert into events (id, link_id, account_id, livemode, type, created_at, actor, reason, link, previous_attributes, refund)
-         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        params![
+/// An event's row, serialised before the write is queued: the writer
+/// thread runs every write of the process one after another, so what can
+/// be done on the request's own thread (the link's JSON snapshot) is.
+pub(super) struct EventRow {
+    pub(super) id: String,
+    link_id: String,
+    account_id: String,
+    livemode: bool,
+    event_type: &'static str,
+    created_at: i64,
+    actor: String,
+    reason: Option<String>,
+    link: String,
+    previous_attributes: Option<String>,
+    refund: Option<String>,
+}
+
+impl EventRow {
+    pub(super) fn of(event: &LinkEvent) -> StoreResult<Self> {
+        Ok(Self {
+            id: event.id.clone(),
+            link_id: event.link.id.clone(),
+            account_id: event.link.account_id.clone(),
+            livemode: event.link.livemode,
+            event_type: event.event_type.as_str(),
+            created_at: micros(event.created_at),
+            actor: serde_json::to_string(&event.actor)?,
+            reason: event.reason.clone(),
+            link: serde_json::to_string(&event.link)?,
+            previous_attributes: event
+                .previous_attributes
+                .as_ref()
+                .map(serde_json::Value::to_string),
+            refund: optional_json(&event.refund)?,
+        })
+    }
+}
+
+pub(super) fn insert_event(connection: &Connection, event: &EventRow) -> StoreResult<()> {
+    connection
+        .prepare_cached(
+            "insert into events (id, link_id, account_id, livemode, type, created_at, actor, reason, link, previous_attributes, refund)
+             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?
+        .execute(params![
             event.id,
-            event.link.id,
-            event.link.account_id,
-            event.link.livemode,
-            event.event_type.as_str(),
-            micros(event.created_at),
-            serde_json::to_string(&event.actor)?,
+            event.link_id,
+            event.account_id,
+            event.livemode,
+            event.event_type,
+            event.created_at,
+            event.actor,
             event.reason,
-            serde_json::to_string(&event.link)?,
-            event.previous_attributes.as_ref().map(serde_json::Value::to_string),
-            optional_json(&event.refund)?,
-        ],
-    )?;
+            event.link,
+            event.previous_attributes,
+            event.refund,
+        ])?;
     // The event's deliveries, in the same transaction: an event is never
     // stored without the deliveries it owes.
     connection
@@ -128,10 +167,10 @@ pub(super) fn insert_event(connection: &Connection, event: &LinkEvent) -> StoreR
         )?
         .execute(params![
             event.id,
-            event.link.account_id,
-            event.link.livemode,
-            micros(event.created_at),
-            event.event_type.as_str(),
+            event.account_id,
+            event.livemode,
+            event.created_at,
+            event.event_type,
         ])?;
     Ok(())
 }
@@ -225,31 +264,53 @@ impl QueryWriter for SqliteQuery {
     }
 }
 
-/// The conditional update of a transition plus its event row; the caller's
+/// The conditional update of a transition plus its event row (`event`,
+/// the transition's own, serialised by [`EventRow::of`]); the caller's
 /// transaction makes the two one.
-pub(super) fn write_transition(c: &Connection, transition: &Transition) -> StoreResult<Applied> {
+pub(super) fn write_transition(
+    c: &Connection,
+    transition: &Transition,
+    event: &EventRow,
+) -> StoreResult<Applied> {
+    if transition.attempt.is_none() && transition.refund.is_none() {
+        // Nothing is written unless the version check passes, and an
+        // error fails the caller's whole job: no savepoint is needed.
+        return write_transition_rows(c, transition, event);
+    }
     // Its own savepoint: a stale attempt found after the link's update
     // must undo that update, not leave it in the caller's transaction.
-    c.execute_batch("savepoint transition")?;
-    let applied = write_transition_rows(c, transition);
+    run_cached(c, "savepoint transition")?;
+    let applied = write_transition_rows(c, transition, event);
     match applied {
-        Ok(Applied::Yes) => c.execute_batch("release transition")?,
-        _ => c.execute_batch("rollback to transition; release transition")?,
+        Ok(Applied::Yes) => run_cached(c, "release transition")?,
+        _ => {
+            run_cached(c, "rollback to transition")?;
+            run_cached(c, "release transition")?;
+        }
     }
     applied
 }
 
-pub(super) fn write_transition_rows(
+/// A statement with no parameters, prepared once per connection.
+pub(super) fn run_cached(c: &Connection, sql: &str) -> rusqlite::Result<()> {
+    c.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
+fn write_transition_rows(
     c: &Connection,
     transition: &Transition,
+    event: &EventRow,
 ) -> StoreResult<Applied> {
     let link = &transition.link;
-    let changed = c.execute(
-        "update payment_links set status = ?1, description = ?2, metadata = ?3, expires_at = ?4,
-            updated_at = ?5, cancelled_at = ?6, cancellation_reason = ?7, paid_at = ?8,
-            payment_id = ?9, version = ?10, amount_refunded = ?13, customer_message = ?14
-         where id = ?11 and version = ?12",
-        params![
+    let changed = c
+        .prepare_cached(
+            "update payment_links set status = ?1, description = ?2, metadata = ?3, expires_at = ?4,
+                updated_at = ?5, cancelled_at = ?6, cancellation_reason = ?7, paid_at = ?8,
+                payment_id = ?9, version = ?10, amount_refunded = ?13, customer_message = ?14
+             where id = ?11 and version = ?12",
+        )?
+        .execute(params![
             link.status.as_str(),
             link.description,
             serde_json::to_string(&link.metadata)?,
@@ -264,8 +325,7 @@ pub(super) fn write_transition_rows(
             transition.expected_version,
             link.amount_refunded,
             link.customer_message,
-        ],
-    )?;
+        ])?;
     if changed == 0 {
         return Ok(Applied::StaleVersion);
     }
@@ -279,7 +339,7 @@ pub(super) fn write_transition_rows(
     {
         return Ok(Applied::StaleVersion);
     }
-    insert_event(c, &transition.event)?;
+    insert_event(c, event)?;
     Ok(Applied::Yes)
 }
 
