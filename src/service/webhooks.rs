@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 
 use super::{Caller, Service, ServiceError, ServiceResult};
-use crate::domain::webhook::delivery::{Attempt, ClaimedDelivery, Delivery, NextStep};
+use crate::domain::webhook::delivery::{AttemptRecord, ClaimedDelivery, Delivery};
 use crate::domain::webhook::endpoint::{
     MAX_ENDPOINTS, MAX_URL_LENGTH, PayloadFormat, WebhookEndpoint, parse_event_types,
     validate_description,
@@ -397,16 +397,9 @@ impl Service {
         Ok(sealed)
     }
 
-    pub async fn record_attempt(
-        &self,
-        claimed: &ClaimedDelivery,
-        attempt: Attempt,
-        next: NextStep,
-    ) -> ServiceResult<()> {
-        Ok(self
-            .store
-            .record_attempt(&claimed.event.id, &claimed.endpoint.id, attempt, next)
-            .await?)
+    /// Records attempts that finished together, in one transaction.
+    pub async fn record_attempts(&self, records: Vec<AttemptRecord>) -> ServiceResult<()> {
+        Ok(self.store.record_attempts(records).await?)
     }
 
     pub async fn next_delivery_due(&self) -> ServiceResult<Option<Timestamp>> {

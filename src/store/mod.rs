@@ -18,7 +18,7 @@ pub use crate::domain::idempotency::{
     IdempotencyClaim, IdempotencyMark, IdempotencyWindow, StoredResponse,
 };
 pub use crate::domain::query::{EventFilter, LinkFilter, Page, StatsRow};
-use crate::domain::webhook::delivery::{Attempt, ClaimedDelivery, Delivery, NextStep};
+use crate::domain::webhook::delivery::{AttemptRecord, ClaimedDelivery, Delivery};
 use crate::domain::webhook::endpoint::WebhookEndpoint;
 use crate::domain::{Link, LinkEvent, PaymentAttempt, Refund, Transition};
 
@@ -265,15 +265,12 @@ pub trait WebhookStore: Send + Sync + 'static {
         now: Timestamp,
         limit: usize,
     ) -> StoreResult<Vec<ClaimedDelivery>>;
-    /// Records an attempt and moves the delivery on, in one transaction;
-    /// `EndpointGone` also disables the endpoint. Releases the lease.
-    async fn record_attempt(
-        &self,
-        event_id: &str,
-        endpoint_id: &str,
-        attempt: Attempt,
-        next: NextStep,
-    ) -> StoreResult<()>;
+    /// Records attempts and moves each delivery on, all in one
+    /// transaction (the dispatcher's group commit: one sync for every
+    /// attempt that finished together); `EndpointGone` also disables the
+    /// endpoint. Releases the leases. If it fails, none is recorded and
+    /// each lease runs out: the deliveries are attempted again.
+    async fn record_attempts(&self, records: Vec<AttemptRecord>) -> StoreResult<()>;
     /// When the earliest pending delivery to an enabled endpoint falls due
     /// (or its lease runs out), if any.
     async fn next_delivery_due(&self) -> StoreResult<Option<Timestamp>>;

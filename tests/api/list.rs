@@ -68,6 +68,26 @@ backend_tests! {
         assert_eq!(unknown_param.param(), "colour");
     }
 
+    /// The metadata filter follows an update: a removed pair no longer
+    /// matches, a new one does, the kept one still does.
+    async fn the_metadata_filter_follows_updates() {
+        let app = TestApp::spawn().await;
+        let id = app.create_link_with(json!({"metadata": {"a": "1", "b": "2"}})).await.id();
+        let other = app.create_link_with(json!({"metadata": {"a": "1"}})).await.id();
+        let updated = app.patch(&format!("/v1/payment-links/{id}"), json!({"metadata": {"b": "", "c": "3"}})).await;
+        assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
+        // Cancelling rewrites the row but not its metadata.
+        assert_eq!(app.cancel(&id, json!({})).await.status, StatusCode::OK);
+        let ids = |response: crate::helpers::Response| -> Vec<String> {
+            assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+            response.body["data"].as_array().unwrap().iter().map(|l| l["id"].as_str().unwrap().to_owned()).collect()
+        };
+        assert_eq!(ids(app.get("/v1/payment-links?metadata[b]=2").await), Vec::<String>::new());
+        assert_eq!(ids(app.get("/v1/payment-links?metadata[c]=3").await), [id.as_str()]);
+        assert_eq!(ids(app.get("/v1/payment-links?metadata[a]=1").await), [other.as_str(), id.as_str()]);
+        assert_eq!(ids(app.get("/v1/payment-links?metadata[a]=1&metadata[c]=3").await), [id.as_str()]);
+    }
+
     async fn filters_narrow_the_list() {
         let app = TestApp::spawn().await;
         let shoes = app

@@ -58,6 +58,16 @@ pub struct Attempt {
     pub error: Option<String>,
 }
 
+/// An attempt at one delivery and where the delivery goes next: what the
+/// dispatcher records after each send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    pub event_id: String,
+    pub endpoint_id: String,
+    pub attempt: Attempt,
+    pub next: NextStep,
+}
+
 /// A delivery as `GET /v1/events/{id}` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {

@@ -412,10 +412,12 @@ impl QueryWriter for QueryBuilder<Postgres> {
             .push("::text))");
     }
 
+    /// Containment, so the GIN index on metadata serves it.
     fn has_metadata(&mut self, key: &str, value: &str) {
-        self.push(" and l.metadata ->> ")
+        self.push(" and l.metadata @> jsonb_build_object(")
             .push_bind(key.to_owned())
-            .push(" = ")
-            .push_bind(value.to_owned());
+            .push("::text, ")
+            .push_bind(value.to_owned())
+            .push("::text)");
     }
 }

@@ -8,7 +8,7 @@ use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row};
 
 use crate::domain::LinkEvent;
 use crate::domain::webhook::delivery::{
-    Attempt, ClaimedDelivery, Delivery, DeliveryStatus, GONE_REASON, LEASE, NextStep,
+    Attempt, AttemptRecord, ClaimedDelivery, Delivery, DeliveryStatus, GONE_REASON, LEASE, NextStep,
 };
 use crate::domain::webhook::endpoint::WebhookEndpoint;
 use crate::store::{EventFilter, Scope, StoreError, StoreResult, WebhookStore};
@@ -364,53 +364,66 @@ impl WebhookStore for PostgresStore {
         Ok(deliveries)
     }
 
-    async fn record_attempt(
-        &self,
-        event_id: &str,
-        endpoint_id: &str,
-        attempt: Attempt,
-        next: NextStep,
-    ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        let now = attempt.attempted_at.to_sqlx();
-        sqlx::query(
-            "insert into webhook_attempts (event_id, endpoint_id, attempted_at, status_code, latency_ms, error)
-             values ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(event_id)
-        .bind(endpoint_id)
-        .bind(now)
-        .bind(attempt.status_code.map(i32::from))
-        .bind(attempt.latency_ms)
-        .bind(&attempt.error)
-        .execute(&mut *tx)
-        .await?;
-        let (status, next_attempt_at) = next.delivery_state();
-        let next_attempt_at = next_attempt_at.map(|at| at.to_sqlx());
-        sqlx::query(
-            "update webhook_deliveries set status = $1, attempt_count = attempt_count + 1,
-                next_attempt_at = $2, lease_expires_at = null, updated_at = $3
-             where event_id = $4 and endpoint_id = $5 and status = 'pending'",
-        )
-        .bind(status.as_str())
-        .bind(next_attempt_at)
-        .bind(now)
-        .bind(event_id)
-        .bind(endpoint_id)
-        .execute(&mut *tx)
-        .await?;
-        if next == NextStep::EndpointGone {
-            sqlx::query(
-                "update webhook_endpoints set enabled = false, disabled_reason = $1, updated_at = $2
-                 where id = $3",
-            )
-            .bind(GONE_REASON)
-            .bind(now)
-            .bind(endpoint_id)
-            .execute(&mut *tx)
-            .await?;
+    async fn record_attempts(&self, records: Vec<AttemptRecord>) -> StoreResult<()> {
+        if records.is_empty() {
+            return Ok(());
         }
-        tx.commit().await?;
+        // One statement, so one transaction and one commit for the batch,
+        // with the records passed as parallel arrays.
+        let count = records.len();
+        let mut event_ids = Vec::with_capacity(count);
+        let mut endpoint_ids = Vec::with_capacity(count);
+        let mut attempted_at = Vec::with_capacity(count);
+        let mut status_codes = Vec::with_capacity(count);
+        let mut latencies = Vec::with_capacity(count);
+        let mut errors = Vec::with_capacity(count);
+        let mut statuses = Vec::with_capacity(count);
+        let mut next_attempts = Vec::with_capacity(count);
+        let mut gone = Vec::with_capacity(count);
+        for record in records {
+            let (status, next_attempt_at) = record.next.delivery_state();
+            event_ids.push(record.event_id);
+            endpoint_ids.push(record.endpoint_id);
+            attempted_at.push(record.attempt.attempted_at.to_sqlx());
+            status_codes.push(record.attempt.status_code.map(i32::from));
+            latencies.push(record.attempt.latency_ms);
+            errors.push(record.attempt.error);
+            statuses.push(status.as_str());
+            next_attempts.push(next_attempt_at.map(|at| at.to_sqlx()));
+            gone.push(record.next == NextStep::EndpointGone);
+        }
+        sqlx::query(
+            "with batch as (
+                select * from unnest($1::text[], $2::text[], $3::timestamptz[], $4::int4[],
+                                     $5::int8[], $6::text[], $7::text[], $8::timestamptz[], $9::bool[])
+                  as b(event_id, endpoint_id, attempted_at, status_code, latency_ms, error,
+                       status, next_attempt_at, gone)
+             ),
+             attempts as (
+                insert into webhook_attempts (event_id, endpoint_id, attempted_at, status_code, latency_ms, error)
+                select event_id, endpoint_id, attempted_at, status_code, latency_ms, error from batch
+             ),
+             moved as (
+                update webhook_deliveries d set status = b.status, attempt_count = d.attempt_count + 1,
+                    next_attempt_at = b.next_attempt_at, lease_expires_at = null, updated_at = b.attempted_at
+                from batch b
+                where d.event_id = b.event_id and d.endpoint_id = b.endpoint_id and d.status = 'pending'
+             )
+             update webhook_endpoints w set enabled = false, disabled_reason = $10, updated_at = b.attempted_at
+             from batch b where b.gone and w.id = b.endpoint_id",
+        )
+        .bind(event_ids)
+        .bind(endpoint_ids)
+        .bind(attempted_at)
+        .bind(status_codes)
+        .bind(latencies)
+        .bind(errors)
+        .bind(statuses)
+        .bind(next_attempts)
+        .bind(gone)
+        .bind(GONE_REASON)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

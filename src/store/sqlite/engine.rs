@@ -26,6 +26,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("migrations/0008_key_lifecycle.sql")),
     (9, include_str!("migrations/0009_branding.sql")),
     (10, include_str!("migrations/0010_delivery_retention.sql")),
+    (11, include_str!("migrations/0011_list_indexes.sql")),
 ];
 pub(super) const READERS: usize = 4;
 /// Prepared statements each connection keeps (every statement on a

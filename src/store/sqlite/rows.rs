@@ -246,11 +246,14 @@ impl QueryWriter for SqliteQuery {
         self.sql.push_str(&placeholder);
     }
 
+    // The link lists put the scope in ?1 and ?2 (`LinkStore::list_links`,
+    // `link_stats`): the pair tables are read by their primary key, scope
+    // first, then each candidate link by its id.
     fn has_product(&mut self, product_id: &str) {
         let id = self.placeholder(Value::Text(product_id.into()));
         self.sql.push_str(&format!(
-            " and exists (select 1 from json_each(l.line_items) as item \
-               where json_extract(item.value, '$.product_id') = {id})"
+            " and l.id in (select link_id from link_products \
+               where account_id = ?1 and livemode = ?2 and product_id = {id})"
         ));
     }
 
@@ -258,8 +261,8 @@ impl QueryWriter for SqliteQuery {
         let key = self.placeholder(Value::Text(key.into()));
         let value = self.placeholder(Value::Text(value.into()));
         self.sql.push_str(&format!(
-            " and exists (select 1 from json_each(l.metadata) as entry \
-               where entry.key = {key} and entry.type = 'text' and entry.value = {value})"
+            " and l.id in (select link_id from link_metadata \
+               where account_id = ?1 and livemode = ?2 and key = {key} and value = {value})"
         ));
     }
 }

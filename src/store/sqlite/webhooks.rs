@@ -7,7 +7,7 @@ use rusqlite::{OptionalExtension, params, params_from_iter};
 
 use crate::domain::LinkEvent;
 use crate::domain::webhook::delivery::{
-    Attempt, ClaimedDelivery, Delivery, DeliveryStatus, GONE_REASON, LEASE, NextStep,
+    Attempt, AttemptRecord, ClaimedDelivery, Delivery, DeliveryStatus, GONE_REASON, LEASE, NextStep,
 };
 use crate::domain::webhook::endpoint::WebhookEndpoint;
 use crate::store::{EventFilter, Scope, StoreResult, WebhookStore};
@@ -351,48 +351,50 @@ impl WebhookStore for SqliteStore {
         .await
     }
 
-    async fn record_attempt(
-        &self,
-        event_id: &str,
-        endpoint_id: &str,
-        attempt: Attempt,
-        next: NextStep,
-    ) -> StoreResult<()> {
-        let (event_id, endpoint_id) = (event_id.to_owned(), endpoint_id.to_owned());
+    async fn record_attempts(&self, records: Vec<AttemptRecord>) -> StoreResult<()> {
+        // One write job: the batch commits together or not at all.
         self.write(move |c| {
-            let now = micros(attempt.attempted_at);
-            c.prepare_cached(
-                "insert into webhook_attempts (event_id, endpoint_id, attempted_at, status_code, latency_ms, error)
-                 values (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![
+            for AttemptRecord {
                 event_id,
                 endpoint_id,
-                now,
-                attempt.status_code,
-                attempt.latency_ms,
-                attempt.error
-            ])?;
-            let (status, next_attempt_at) = next.delivery_state();
-            let next_attempt_at = next_attempt_at.map(micros);
-            c.prepare_cached(
-                "update webhook_deliveries set status = ?1, attempt_count = attempt_count + 1,
-                    next_attempt_at = ?2, lease_expires_at = null, updated_at = ?3
-                 where event_id = ?4 and endpoint_id = ?5 and status = 'pending'",
-            )?
-            .execute(params![
-                status.as_str(),
-                next_attempt_at,
-                now,
-                event_id,
-                endpoint_id
-            ])?;
-            if next == NextStep::EndpointGone {
-                c.execute(
-                    "update webhook_endpoints set enabled = 0, disabled_reason = ?1, updated_at = ?2
-                     where id = ?3",
-                    params![GONE_REASON, now, endpoint_id],
-                )?;
+                attempt,
+                next,
+            } in records
+            {
+                let now = micros(attempt.attempted_at);
+                c.prepare_cached(
+                    "insert into webhook_attempts (event_id, endpoint_id, attempted_at, status_code, latency_ms, error)
+                     values (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    event_id,
+                    endpoint_id,
+                    now,
+                    attempt.status_code,
+                    attempt.latency_ms,
+                    attempt.error
+                ])?;
+                let (status, next_attempt_at) = next.delivery_state();
+                let next_attempt_at = next_attempt_at.map(micros);
+                c.prepare_cached(
+                    "update webhook_deliveries set status = ?1, attempt_count = attempt_count + 1,
+                        next_attempt_at = ?2, lease_expires_at = null, updated_at = ?3
+                     where event_id = ?4 and endpoint_id = ?5 and status = 'pending'",
+                )?
+                .execute(params![
+                    status.as_str(),
+                    next_attempt_at,
+                    now,
+                    event_id,
+                    endpoint_id
+                ])?;
+                if next == NextStep::EndpointGone {
+                    c.execute(
+                        "update webhook_endpoints set enabled = 0, disabled_reason = ?1, updated_at = ?2
+                         where id = ?3",
+                        params![GONE_REASON, now, endpoint_id],
+                    )?;
+                }
             }
             Ok(())
         })
