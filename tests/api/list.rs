@@ -88,6 +88,39 @@ backend_tests! {
         assert_eq!(ids(app.get("/v1/payment-links?metadata[a]=1&metadata[c]=3").await), [id.as_str()]);
     }
 
+    /// A list filtered by metadata or product pages like any other:
+    /// newest first, each match once, the others never.
+    async fn filtered_lists_page_through_every_match_once() {
+        let app = TestApp::spawn().await;
+        let mut tagged = Vec::new();
+        for i in 0..5 {
+            tagged.push(app.create_link_with(json!({
+                "metadata": {"batch": "b7"},
+                "line_items": [{"product_id": "mug", "name": "Mug", "quantity": 1, "unit_amount": 900}],
+                "amount": 900
+            })).await.id());
+            if i % 2 == 0 {
+                app.create_link_with(json!({"metadata": {"batch": "b8"}})).await;
+            }
+        }
+        tagged.reverse();
+        for filter in ["metadata[batch]=b7", "product_id=mug", "metadata[batch]=b7&product_id=mug"] {
+            let mut seen = Vec::new();
+            let mut cursor = String::new();
+            loop {
+                let page = app.get(&format!("/v1/payment-links?{filter}&limit=2{cursor}")).await;
+                assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+                let ids: Vec<String> = page.body["data"].as_array().unwrap().iter().map(|l| l["id"].as_str().unwrap().to_owned()).collect();
+                seen.extend(ids.iter().cloned());
+                if page.body["has_more"] != true {
+                    break;
+                }
+                cursor = format!("&starting_after={}", ids.last().unwrap());
+            }
+            assert_eq!(seen, tagged, "{filter}");
+        }
+    }
+
     async fn filters_narrow_the_list() {
         let app = TestApp::spawn().await;
         let shoes = app

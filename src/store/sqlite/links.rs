@@ -94,30 +94,62 @@ impl LinkStore for SqliteStore {
         page: &Page,
         now: Timestamp,
     ) -> StoreResult<Vec<Link>> {
-        let mut query = SqliteQuery {
-            sql: format!(
-                "select {LINK_COLUMNS} from payment_links l where l.account_id = ?1 and l.livemode = ?2"
-            ),
-            args: vec![
-                Value::Text(scope.account_id.clone()),
-                Value::Integer(i64::from(scope.livemode)),
-            ],
+        // A metadata pair or a product, when one is asked for, drives the
+        // list: its pair table (migration 0011) is walked newest first and
+        // each link fetched by id, so the page ends after as many rows as
+        // it needs however many links the account has. (SQLite's planner,
+        // with no statistics, would walk all of the account's links in
+        // order and probe the pair table for each.) The other conditions
+        // filter the links found.
+        let mut rest = filter.clone();
+        let mut args = vec![
+            Value::Text(scope.account_id.clone()),
+            Value::Integer(i64::from(scope.livemode)),
+        ];
+        let (from, order_table, order_id) = if !rest.metadata.is_empty() {
+            let (key, value) = rest.metadata.remove(0);
+            args.extend([Value::Text(key), Value::Text(value)]);
+            (
+                "link_metadata d cross join payment_links l on l.id = d.link_id \
+                 where d.account_id = ?1 and d.livemode = ?2 and d.key = ?3 and d.value = ?4 and",
+                "d",
+                "link_id",
+            )
+        } else if let Some(product) = rest.product_id.take() {
+            args.push(Value::Text(product));
+            (
+                "link_products d cross join payment_links l on l.id = d.link_id \
+                 where d.account_id = ?1 and d.livemode = ?2 and d.product_id = ?3 and",
+                "d",
+                "link_id",
+            )
+        } else {
+            ("payment_links l where", "l", "id")
         };
-        link_filter(&mut query, filter, now);
+        let columns = LINK_COLUMNS
+            .split(',')
+            .map(|column| format!("l.{}", column.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut query = SqliteQuery {
+            sql: format!("select {columns} from {from} l.account_id = ?1 and l.livemode = ?2"),
+            args,
+        };
+        link_filter(&mut query, &rest, now);
         let SqliteQuery { mut sql, mut args } = query;
         if let Some((created_at, id)) = &page.starting_after {
             args.push(Value::Integer(micros(*created_at)));
             args.push(Value::Text(id.clone()));
             let (at, id) = (args.len() - 1, args.len());
             sql.push_str(&format!(
-                " and (l.created_at < ?{at} or (l.created_at = ?{at} and l.id < ?{id}))"
+                " and ({order_table}.created_at < ?{at} or ({order_table}.created_at = ?{at} and {order_table}.{order_id} < ?{id}))"
             ));
         }
         args.push(Value::Integer(
             i64::try_from(page.limit).unwrap_or(i64::MAX),
         ));
         sql.push_str(&format!(
-            " order by l.created_at desc, l.id desc limit ?{}",
+            " order by {order_table}.created_at desc, {order_table}.{order_id} desc limit ?{}",
             args.len()
         ));
         self.read(move |c| {
