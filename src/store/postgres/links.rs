@@ -36,13 +36,18 @@ impl LinkStore for PostgresStore {
                     insert into events (id, link_id, account_id, livemode, type, created_at, actor, reason, link, previous_attributes, refund)
                     select $26, link.id, $2, $3, $27, $28, $29, $31, $30, $32, null from link
                     returning id
-                 ), deliveries as (
-                    insert into webhook_deliveries (event_id, endpoint_id, status, attempt_count, next_attempt_at, created_at, updated_at)
-                    select event.id, w.id, 'pending', 0, $28, $28, $28 from event, webhook_endpoints w
-                    where w.account_id = $2 and w.livemode = $3 and w.enabled and w.deleted_at is null
-                      and (w.events is null or $27 = any(w.events))
-                 )
-                 select count(*) from link"
+                 ), deliveries as ({})
+                 select count(*) from link",
+                deliveries_owed(
+                    "event, ",
+                    &DeliveryParams {
+                        event_id: "event.id",
+                        account_id: "$2",
+                        livemode: "$3",
+                        at: "$28",
+                        event_type: "$27",
+                    }
+                )
             )
         } else {
             insert

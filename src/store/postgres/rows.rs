@@ -116,12 +116,16 @@ pub(super) async fn insert_event(
     .await?;
     // The event's deliveries, in the same transaction: an event is never
     // stored without the deliveries it owes.
-    sqlx::query(
-        "insert into webhook_deliveries (event_id, endpoint_id, status, attempt_count, next_attempt_at, created_at, updated_at)
-         select $1, w.id, 'pending', 0, $4, $4, $4 from webhook_endpoints w
-         where w.account_id = $2 and w.livemode = $3 and w.enabled and w.deleted_at is null
-           and (w.events is null or $5 = any(w.events))",
-    )
+    sqlx::query(AssertSqlSafe(deliveries_owed(
+        "",
+        &DeliveryParams {
+            event_id: "$1",
+            account_id: "$2",
+            livemode: "$3",
+            at: "$4",
+            event_type: "$5",
+        },
+    )))
     .bind(&event.id)
     .bind(&event.link.account_id)
     .bind(event.link.livemode)
@@ -168,35 +172,75 @@ pub(super) fn event_type_names(endpoint: &WebhookEndpoint) -> Option<Vec<String>
         .map(|types| types.iter().map(|t| t.as_str().to_owned()).collect())
 }
 
+/// Where the SQL of [`deliveries_owed`] finds the event's fields: a
+/// placeholder (`$3`) or a column of an earlier CTE (`event.id`).
+pub(super) struct DeliveryParams<'a> {
+    pub event_id: &'a str,
+    pub account_id: &'a str,
+    pub livemode: &'a str,
+    pub at: &'a str,
+    pub event_type: &'a str,
+}
+
+/// The INSERT of the deliveries an event owes: one per enabled endpoint of
+/// its account and mode subscribed to its type. `from` names tables to
+/// join before the endpoints (`"event, "` in a CTE), or is empty.
+pub(super) fn deliveries_owed(from: &str, event: &DeliveryParams<'_>) -> String {
+    let DeliveryParams {
+        event_id,
+        account_id,
+        livemode,
+        at,
+        event_type,
+    } = event;
+    format!(
+        "insert into webhook_deliveries (event_id, endpoint_id, status, attempt_count, next_attempt_at, created_at, updated_at)
+         select {event_id}, w.id, 'pending', 0, {at}, {at}, {at} from {from}webhook_endpoints w
+         where w.account_id = {account_id} and w.livemode = {livemode} and w.enabled and w.deleted_at is null
+           and (w.events is null or {event_type} = any(w.events))"
+    )
+}
+
+/// A transition's version-checked UPDATE of its link, parameters $1 to
+/// $14 (bound by [`bind_link_update`]); it matches no row if another
+/// change came first.
+const LINK_UPDATE: &str =
+    "update payment_links set status = $1, description = $2, metadata = $3, expires_at = $4,
+        updated_at = $5, cancelled_at = $6, cancellation_reason = $7, paid_at = $8,
+        payment_id = $9, version = $10, amount_refunded = $13, customer_message = $14
+     where id = $11 and version = $12";
+
+fn bind_link_update<'q>(
+    query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    transition: &'q Transition,
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    let link = &transition.link;
+    query
+        .bind(link.status.as_str())
+        .bind(&link.description)
+        .bind(Json(&link.metadata))
+        .bind(link.expires_at.to_sqlx())
+        .bind(link.updated_at.to_sqlx())
+        .bind(link.cancelled_at.map(|t| t.to_sqlx()))
+        .bind(&link.cancellation_reason)
+        .bind(link.paid_at.map(|t| t.to_sqlx()))
+        .bind(&link.payment_id)
+        .bind(link.version)
+        .bind(&link.id)
+        .bind(transition.expected_version)
+        .bind(link.amount_refunded)
+        .bind(&link.customer_message)
+}
+
 /// The conditional update plus the event, inside the caller's transaction.
 pub(super) async fn write_transition(
     tx: &mut sqlx::PgConnection,
     transition: &Transition,
 ) -> StoreResult<Applied> {
-    let link = &transition.link;
-    let changed = sqlx::query(
-        "update payment_links set status = $1, description = $2, metadata = $3, expires_at = $4,
-            updated_at = $5, cancelled_at = $6, cancellation_reason = $7, paid_at = $8,
-            payment_id = $9, version = $10, amount_refunded = $13, customer_message = $14
-         where id = $11 and version = $12",
-    )
-    .bind(link.status.as_str())
-    .bind(&link.description)
-    .bind(Json(&link.metadata))
-    .bind(link.expires_at.to_sqlx())
-    .bind(link.updated_at.to_sqlx())
-    .bind(link.cancelled_at.map(|t| t.to_sqlx()))
-    .bind(&link.cancellation_reason)
-    .bind(link.paid_at.map(|t| t.to_sqlx()))
-    .bind(&link.payment_id)
-    .bind(link.version)
-    .bind(&link.id)
-    .bind(transition.expected_version)
-    .bind(link.amount_refunded)
-    .bind(&link.customer_message)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    let changed = bind_link_update(sqlx::query(LINK_UPDATE), transition)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     if changed == 0 {
         return Ok(Applied::StaleVersion);
     }
@@ -242,50 +286,37 @@ pub(super) async fn write_transition_at_once(
 ) -> StoreResult<Applied> {
     let link = &transition.link;
     let event = &transition.event;
-    let changed: i64 = sqlx::query_scalar(
-        "with changed as (
-            update payment_links set status = $1, description = $2, metadata = $3, expires_at = $4,
-                updated_at = $5, cancelled_at = $6, cancellation_reason = $7, paid_at = $8,
-                payment_id = $9, version = $10, amount_refunded = $13, customer_message = $14
-             where id = $11 and version = $12
-             returning id
-         ), event as (
+    let sql = format!(
+        "with changed as ({LINK_UPDATE} returning id), event as (
             insert into events (id, link_id, account_id, livemode, type, created_at, actor, reason, link, previous_attributes, refund)
             select $15, changed.id, $16, $17, $18, $19, $20, $21, $22, $23, null from changed
             returning id
-         ), deliveries as (
-            insert into webhook_deliveries (event_id, endpoint_id, status, attempt_count, next_attempt_at, created_at, updated_at)
-            select event.id, w.id, 'pending', 0, $19, $19, $19 from event, webhook_endpoints w
-            where w.account_id = $16 and w.livemode = $17 and w.enabled and w.deleted_at is null
-              and (w.events is null or $18 = any(w.events))
-         )
+         ), deliveries as ({})
          select count(*) from changed",
-    )
-    .bind(link.status.as_str())
-    .bind(&link.description)
-    .bind(Json(&link.metadata))
-    .bind(link.expires_at.to_sqlx())
-    .bind(link.updated_at.to_sqlx())
-    .bind(link.cancelled_at.map(|t| t.to_sqlx()))
-    .bind(&link.cancellation_reason)
-    .bind(link.paid_at.map(|t| t.to_sqlx()))
-    .bind(&link.payment_id)
-    .bind(link.version)
-    .bind(&link.id)
-    .bind(transition.expected_version)
-    .bind(link.amount_refunded)
-    .bind(&link.customer_message)
-    .bind(&event.id)
-    .bind(&link.account_id)
-    .bind(link.livemode)
-    .bind(event.event_type.as_str())
-    .bind(event.created_at.to_sqlx())
-    .bind(Json(&event.actor))
-    .bind(&event.reason)
-    .bind(Json(&event.link))
-    .bind(event.previous_attributes.as_ref().map(Json))
-    .fetch_one(pool)
-    .await?;
+        deliveries_owed(
+            "event, ",
+            &DeliveryParams {
+                event_id: "event.id",
+                account_id: "$16",
+                livemode: "$17",
+                at: "$19",
+                event_type: "$18",
+            }
+        )
+    );
+    let changed: i64 = bind_link_update(sqlx::query(AssertSqlSafe(sql)), transition)
+        .bind(&event.id)
+        .bind(&link.account_id)
+        .bind(link.livemode)
+        .bind(event.event_type.as_str())
+        .bind(event.created_at.to_sqlx())
+        .bind(Json(&event.actor))
+        .bind(&event.reason)
+        .bind(Json(&event.link))
+        .bind(event.previous_attributes.as_ref().map(Json))
+        .fetch_one(pool)
+        .await?
+        .try_get(0)?;
     Ok(if changed == 0 {
         Applied::StaleVersion
     } else {
