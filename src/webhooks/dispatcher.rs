@@ -4,7 +4,7 @@
 //! Claiming leases a delivery in the database (see `Store::claim_deliveries`),
 //! so with many nodes each delivery has one sender at a time; the HTTP call
 //! happens with no transaction open; the attempts that finish together are
-//! recorded in one transaction (a group commit: at 32 in flight, one sync
+//! recorded in one transaction (a group commit: at 64 in flight, one sync
 //! for many deliveries instead of one each). A node that dies mid-attempt,
 //! or before its record commits, leaves a lease that runs out, and the
 //! delivery is attempted again: at least once, never lost.
