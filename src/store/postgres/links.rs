@@ -23,36 +23,20 @@ impl LinkStore for PostgresStore {
         event: LinkEvent,
         mark: Option<IdempotencyMark>,
     ) -> StoreResult<()> {
-        let insert = format!(
-            "insert into payment_links ({LINK_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
-        );
+        // Built once: they run on every create.
+        static INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "insert into payment_links ({LINK_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
+            )
+        });
+        static INSERT_AT_ONCE: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| with_event_and_deliveries(&INSERT, 26));
         // With no idempotency mark to write beside it, the link, its event
         // and the event's deliveries go as one statement (one implicit
         // transaction, one round trip instead of five).
         let at_once = mark.is_none();
-        let sql = if at_once {
-            format!(
-                "with link as ({insert} returning id), event as (
-                    insert into events (id, link_id, account_id, livemode, type, created_at, actor, reason, link, previous_attributes, refund)
-                    select $26, link.id, $2, $3, $27, $28, $29, $31, $30, $32, null from link
-                    returning id
-                 ), deliveries as ({})
-                 select count(*) from link",
-                deliveries_owed(
-                    "event, ",
-                    &DeliveryParams {
-                        event_id: "event.id",
-                        account_id: "$2",
-                        livemode: "$3",
-                        at: "$28",
-                        event_type: "$27",
-                    }
-                )
-            )
-        } else {
-            insert
-        };
-        let query = sqlx::query(AssertSqlSafe(sql))
+        let sql = if at_once { &INSERT_AT_ONCE } else { &INSERT };
+        let query = sqlx::query(AssertSqlSafe(sql.as_str()))
             .bind(&link.id)
             .bind(&link.account_id)
             .bind(link.livemode)
@@ -79,14 +63,7 @@ impl LinkStore for PostgresStore {
             .bind(link.amount_refunded)
             .bind(&link.customer_message);
         if at_once {
-            query
-                .bind(&event.id)
-                .bind(event.event_type.as_str())
-                .bind(event.created_at.to_sqlx())
-                .bind(Json(&event.actor))
-                .bind(Json(&event.link))
-                .bind(&event.reason)
-                .bind(event.previous_attributes.as_ref().map(Json))
+            bind_event_at_once(query, &event)
                 .execute(&self.pool)
                 .await?;
             return Ok(());

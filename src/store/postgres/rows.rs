@@ -201,6 +201,54 @@ pub(super) fn deliveries_owed(from: &str, event: &DeliveryParams<'_>) -> String 
     )
 }
 
+/// One statement that changes a link and stores the change: `write` (the
+/// link's INSERT, or its version-checked UPDATE, which may match no row),
+/// then the event on the row it wrote, then the deliveries that event
+/// owes; it answers how many rows `write` wrote. The event's fields are
+/// `$n` to `$n + 8`, bound in that order by [`bind_event_at_once`]. One
+/// statement is one implicit transaction: all of it or none.
+pub(super) fn with_event_and_deliveries(write: &str, n: usize) -> String {
+    let p = |i: usize| format!("${}", n + i);
+    let (id, account_id, livemode, event_type, at) = (p(0), p(1), p(2), p(3), p(4));
+    let (actor, reason, link, previous) = (p(5), p(6), p(7), p(8));
+    format!(
+        "with written as ({write} returning id), event as (
+            insert into events (id, link_id, account_id, livemode, type, created_at, actor, reason, link, previous_attributes, refund)
+            select {id}, written.id, {account_id}, {livemode}, {event_type}, {at}, {actor}, {reason}, {link}, {previous}, null
+            from written
+            returning id
+         ), deliveries as ({})
+         select count(*) from written",
+        deliveries_owed(
+            "event, ",
+            &DeliveryParams {
+                event_id: "event.id",
+                account_id: &account_id,
+                livemode: &livemode,
+                at: &at,
+                event_type: &event_type,
+            }
+        )
+    )
+}
+
+/// Binds an event's fields in the order [`with_event_and_deliveries`] numbers them.
+pub(super) fn bind_event_at_once<'q>(
+    query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    event: &'q LinkEvent,
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(&event.id)
+        .bind(&event.link.account_id)
+        .bind(event.link.livemode)
+        .bind(event.event_type.as_str())
+        .bind(event.created_at.to_sqlx())
+        .bind(Json(&event.actor))
+        .bind(&event.reason)
+        .bind(Json(&event.link))
+        .bind(event.previous_attributes.as_ref().map(Json))
+}
+
 /// A transition's version-checked UPDATE of its link, parameters $1 to
 /// $14 (bound by [`bind_link_update`]); it matches no row if another
 /// change came first.
@@ -284,36 +332,11 @@ pub(super) async fn write_transition_at_once(
     pool: &sqlx::PgPool,
     transition: &Transition,
 ) -> StoreResult<Applied> {
-    let link = &transition.link;
-    let event = &transition.event;
-    let sql = format!(
-        "with changed as ({LINK_UPDATE} returning id), event as (
-            insert into events (id, link_id, account_id, livemode, type, created_at, actor, reason, link, previous_attributes, refund)
-            select $15, changed.id, $16, $17, $18, $19, $20, $21, $22, $23, null from changed
-            returning id
-         ), deliveries as ({})
-         select count(*) from changed",
-        deliveries_owed(
-            "event, ",
-            &DeliveryParams {
-                event_id: "event.id",
-                account_id: "$16",
-                livemode: "$17",
-                at: "$19",
-                event_type: "$18",
-            }
-        )
-    );
-    let changed: i64 = bind_link_update(sqlx::query(AssertSqlSafe(sql)), transition)
-        .bind(&event.id)
-        .bind(&link.account_id)
-        .bind(link.livemode)
-        .bind(event.event_type.as_str())
-        .bind(event.created_at.to_sqlx())
-        .bind(Json(&event.actor))
-        .bind(&event.reason)
-        .bind(Json(&event.link))
-        .bind(event.previous_attributes.as_ref().map(Json))
+    // Built once: this runs on every cancel, update and expiry.
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| with_event_and_deliveries(LINK_UPDATE, 15));
+    let query = bind_link_update(sqlx::query(AssertSqlSafe(SQL.as_str())), transition);
+    let changed: i64 = bind_event_at_once(query, &transition.event)
         .fetch_one(pool)
         .await?
         .try_get(0)?;
