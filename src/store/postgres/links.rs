@@ -63,9 +63,7 @@ impl LinkStore for PostgresStore {
             .bind(link.amount_refunded)
             .bind(&link.customer_message);
         if at_once {
-            bind_event_at_once(query, &event)
-                .execute(&self.pool)
-                .await?;
+            bind_event_fields(query, &event).execute(&self.pool).await?;
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;

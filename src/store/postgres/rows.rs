@@ -97,42 +97,37 @@ pub(super) async fn insert_event(
     tx: &mut sqlx::PgConnection,
     event: &LinkEvent,
 ) -> StoreResult<()> {
-    sqlx::query(
-        "insert into events (id, link_id, account_id, livemode, type, created_at, actor, reason, link, previous_attributes, refund)
+    let insert = sqlx::query(
+        "insert into events (id, account_id, livemode, type, created_at, actor, reason, link, previous_attributes, link_id, refund)
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(&event.id)
-    .bind(&event.link.id)
-    .bind(&event.link.account_id)
-    .bind(event.link.livemode)
-    .bind(event.event_type.as_str())
-    .bind(event.created_at.to_sqlx())
-    .bind(Json(&event.actor))
-    .bind(&event.reason)
-    .bind(Json(&event.link))
-    .bind(event.previous_attributes.as_ref().map(Json))
-    .bind(event.refund.as_ref().map(Json))
-    .execute(&mut *tx)
-    .await?;
+    );
+    bind_event_fields(insert, event)
+        .bind(&event.link.id)
+        .bind(event.refund.as_ref().map(Json))
+        .execute(&mut *tx)
+        .await?;
     // The event's deliveries, in the same transaction: an event is never
     // stored without the deliveries it owes.
-    sqlx::query(AssertSqlSafe(deliveries_owed(
-        "",
-        &DeliveryParams {
-            event_id: "$1",
-            account_id: "$2",
-            livemode: "$3",
-            at: "$4",
-            event_type: "$5",
-        },
-    )))
-    .bind(&event.id)
-    .bind(&event.link.account_id)
-    .bind(event.link.livemode)
-    .bind(event.created_at.to_sqlx())
-    .bind(event.event_type.as_str())
-    .execute(&mut *tx)
-    .await?;
+    static DELIVERIES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        deliveries_owed(
+            "",
+            &DeliveryParams {
+                event_id: "$1",
+                account_id: "$2",
+                livemode: "$3",
+                at: "$4",
+                event_type: "$5",
+            },
+        )
+    });
+    sqlx::query(AssertSqlSafe(DELIVERIES.as_str()))
+        .bind(&event.id)
+        .bind(&event.link.account_id)
+        .bind(event.link.livemode)
+        .bind(event.created_at.to_sqlx())
+        .bind(event.event_type.as_str())
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 
@@ -205,7 +200,7 @@ pub(super) fn deliveries_owed(from: &str, event: &DeliveryParams<'_>) -> String 
 /// link's INSERT, or its version-checked UPDATE, which may match no row),
 /// then the event on the row it wrote, then the deliveries that event
 /// owes; it answers how many rows `write` wrote. The event's fields are
-/// `$n` to `$n + 8`, bound in that order by [`bind_event_at_once`]. One
+/// `$n` to `$n + 8`, bound in that order by [`bind_event_fields`]. One
 /// statement is one implicit transaction: all of it or none.
 pub(super) fn with_event_and_deliveries(write: &str, n: usize) -> String {
     let p = |i: usize| format!("${}", n + i);
@@ -232,8 +227,9 @@ pub(super) fn with_event_and_deliveries(write: &str, n: usize) -> String {
     )
 }
 
-/// Binds an event's fields in the order [`with_event_and_deliveries`] numbers them.
-pub(super) fn bind_event_at_once<'q>(
+/// Binds an event's fields in the order [`with_event_and_deliveries`]
+/// numbers them (and [`insert_event`] lists them first).
+pub(super) fn bind_event_fields<'q>(
     query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
     event: &'q LinkEvent,
 ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
@@ -336,7 +332,7 @@ pub(super) async fn write_transition_at_once(
     static SQL: std::sync::LazyLock<String> =
         std::sync::LazyLock::new(|| with_event_and_deliveries(LINK_UPDATE, 15));
     let query = bind_link_update(sqlx::query(AssertSqlSafe(SQL.as_str())), transition);
-    let changed: i64 = bind_event_at_once(query, &transition.event)
+    let changed: i64 = bind_event_fields(query, &transition.event)
         .fetch_one(pool)
         .await?
         .try_get(0)?;
