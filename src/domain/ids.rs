@@ -3,6 +3,13 @@
 //! Ids are never derived from counters so they cannot be enumerated; slugs and
 //! API keys carry well over 128 random bits because knowing one is enough to
 //! pay a link or act as a merchant.
+//!
+//! The ids of rows written on every request (links, events, payments,
+//! attempts, refunds) start with the time they were made, as UUIDv7 and
+//! ULID do: each index keyed by such an id then takes new rows on its
+//! newest page instead of on a random one, which is most of the pages a
+//! create writes to the WAL (BENCHMARKS.md, "Pages per write"). The random
+//! part after the time still has 95 bits, so an id cannot be guessed.
 
 const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -22,18 +29,43 @@ pub fn random_base62(len: usize) -> String {
     out
 }
 
-/// 24 chars ≈ 143 bits.
-pub fn new_link_id() -> String {
-    format!("plink_{}", random_base62(24))
+/// Characters of an ordered id that carry its time: milliseconds since
+/// 1970 in base62, zero-padded (eight digits last until the year 8900).
+const TIME_DIGITS: usize = 8;
+
+/// `len` (> [`TIME_DIGITS`]) base62 characters: the current millisecond,
+/// then random ones. Ids made later sort after earlier ones (to the
+/// millisecond; within one, in random order).
+pub fn time_ordered_base62(len: usize) -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis());
+    let mut digits = [b'0'; TIME_DIGITS];
+    let mut rest = millis;
+    for digit in digits.iter_mut().rev() {
+        *digit = ALPHABET[(rest % 62) as usize];
+        rest /= 62;
+    }
+    let mut out = String::with_capacity(len);
+    out.extend(digits.iter().map(|&d| d as char));
+    out.push_str(&random_base62(len - TIME_DIGITS));
+    out
 }
 
-/// The public last segment of a hosted page URL; 27 chars ≈ 160 bits.
+/// 24 chars: the time, then 16 random ones (≈ 95 bits).
+pub fn new_link_id() -> String {
+    format!("plink_{}", time_ordered_base62(24))
+}
+
+/// The public last segment of a hosted page URL: the time, then 22
+/// random chars (≈ 131 bits), so the slug index too takes new links on
+/// its newest page.
 pub fn new_slug() -> String {
-    random_base62(27)
+    time_ordered_base62(TIME_DIGITS + 22)
 }
 
 pub fn new_event_id() -> String {
-    format!("evt_{}", random_base62(24))
+    format!("evt_{}", time_ordered_base62(24))
 }
 
 pub fn new_account_id() -> String {
@@ -45,17 +77,17 @@ pub fn new_api_key_id() -> String {
 }
 
 pub fn new_payment_id() -> String {
-    format!("pay_{}", random_base62(24))
+    format!("pay_{}", time_ordered_base62(24))
 }
 
 /// A payment attempt; the processor's idempotency key for it.
 pub fn new_attempt_id() -> String {
-    format!("pa_{}", random_base62(24))
+    format!("pa_{}", time_ordered_base62(24))
 }
 
 /// A refund; the processor's idempotency key for it.
 pub fn new_refund_id() -> String {
-    format!("re_{}", random_base62(24))
+    format!("re_{}", time_ordered_base62(24))
 }
 
 pub fn new_webhook_endpoint_id() -> String {
@@ -89,6 +121,18 @@ mod tests {
         assert!(!is_well_formed("plink_", "plink_"));
         assert!(!is_well_formed("plink_a-b", "plink_"));
         assert_ne!(new_link_id(), new_link_id());
+    }
+
+    #[test]
+    fn ordered_ids_sort_by_the_time_they_were_made() {
+        let earlier = new_event_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let later = new_event_id();
+        assert!(earlier < later, "{earlier} should sort before {later}");
+        assert_eq!(later.len(), 4 + 24);
+        assert!(is_well_formed(&later, "evt_"));
+        // The random part differs between two ids of one millisecond.
+        assert_ne!(&new_link_id()[14..], &new_link_id()[14..]);
     }
 
     #[test]

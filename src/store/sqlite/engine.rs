@@ -37,6 +37,9 @@ pub(super) const MAX_BATCH: usize = 512;
 /// How often the checkpointer copies committed WAL pages back into the
 /// database file, when something was committed since its last look.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// WAL frames (pages) past which the writer checkpoints the WAL's tail
+/// itself, so the WAL starts over (16 MiB of 4 KiB pages).
+const WAL_RESTART_FRAMES: u32 = 4096;
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
@@ -272,14 +275,26 @@ pub(super) fn open_writer(path: &str) -> anyhow::Result<Connection> {
         "pragma journal_mode = wal;
          pragma synchronous = full;
          pragma foreign_keys = on;
-         pragma busy_timeout = 5000;",
+         pragma busy_timeout = 5000;
+         pragma temp_store = memory;",
     )?;
     migrate(&mut connection)?;
     // The checkpointer thread copies the WAL back (see `run_checkpointer`),
-    // not the writer's commit: an automatic checkpoint would run inside
-    // the commit of whichever batch crossed 1000 pages, a write and an
-    // fsync of the database file that every queued request waits behind.
-    connection.execute_batch("pragma wal_autocheckpoint = 0;")?;
+    // not the writer's commit: SQLite's default, a checkpoint inside the
+    // commit of whichever batch crossed 1000 pages, copies all of them
+    // and fsyncs the database file while every queued request waits.
+    // But SQLite starts the WAL over only when a write begins after a
+    // checkpoint has copied all of it, which the checkpointer, copying
+    // while the writer commits, never sees under steady writes: the WAL
+    // then grows without end (a gigabyte in twenty seconds of creates,
+    // every frame appended to an ever longer file; tests/sqlite_wal.rs).
+    // So the writer still checkpoints once the WAL passes
+    // WAL_RESTART_FRAMES: by then the checkpointer has copied all but its
+    // last 100 ms, the writer copies that tail, and its next transaction
+    // starts the WAL over.
+    connection.execute_batch(&format!(
+        "pragma wal_autocheckpoint = {WAL_RESTART_FRAMES};"
+    ))?;
     Ok(connection)
 }
 
@@ -293,10 +308,9 @@ fn open_checkpointer(path: &str) -> anyhow::Result<Connection> {
 /// Every [`CHECKPOINT_EVERY`], if the writer committed since the last
 /// look, a passive checkpoint: it copies the committed WAL pages no reader
 /// still needs into the database file and syncs it, beside the writer and
-/// the readers, never waiting for either. Once a checkpoint has copied the
-/// whole WAL, the writer's next transaction starts it over from the
-/// beginning, so the WAL stays near what 100 ms of writes fill. Ends when
-/// the writer has (its commit counter is gone).
+/// the readers, never waiting for either. What it has copied, the writer's
+/// own checkpoint at [`WAL_RESTART_FRAMES`] need not. Ends when the writer
+/// has (its commit counter is gone).
 fn run_checkpointer(connection: Connection, commits: Weak<AtomicU64>) {
     let mut checkpointed = 0;
     loop {
