@@ -39,21 +39,24 @@ pub async fn run(
         .fetch_one(&pool)
         .await
         .unwrap();
+    // Ids and slugs start with the time, as paylink makes them
+    // (src/domain/ids.rs), so both write the same index pages.
+    let ordered = "lpad(to_hex((extract(epoch from clock_timestamp()) * 1000)::bigint), 12, '0') || md5(random()::text)";
     // Cancels take links from the upper half, which the API runs left
     // alone (they cancelled from the bottom).
     let cancel = format!(
         r#"\set i random({low}, {links})
 BEGIN;
 UPDATE payment_links SET status = 'cancelled', description = 'Bench order', metadata = '{{"order_id": "1042","channel": "bench"}}', expires_at = expires_at, updated_at = now(), cancelled_at = now(), cancellation_reason = NULL, paid_at = NULL, payment_id = NULL, version = version + 1, amount_refunded = 0, customer_message = NULL WHERE id = 'plink_B' || lpad(CAST(:i AS text), 23, '0') AND version = version;
-INSERT INTO events (id, link_id, account_id, livemode, type, created_at, actor, reason, link, previous_attributes, refund) VALUES ('evt_P' || md5(random()::text), 'plink_B' || lpad(CAST(:i AS text), 23, '0'), '{account}', false, 'payment_link.cancelled', now(), '{{"type": "api_key","id": "key_bench"}}', NULL, $snap${snapshot}$snap$, '{{"status": "active"}}', NULL);
+INSERT INTO events (id, link_id, account_id, livemode, type, created_at, actor, reason, link, previous_attributes, refund) VALUES ('evt_P' || {ordered}, 'plink_B' || lpad(CAST(:i AS text), 23, '0'), '{account}', false, 'payment_link.cancelled', now(), '{{"type": "api_key","id": "key_bench"}}', NULL, $snap${snapshot}$snap$, '{{"status": "active"}}', NULL);
 COMMIT;
 "#,
         low = links / 2 + 1,
     );
     let create = format!(
         r#"BEGIN;
-INSERT INTO payment_links (id, account_id, livemode, slug, amount, currency, description, payment_type, customer, line_items, order_reference, metadata, success_url, cancel_url, status, expires_at, created_at, updated_at, cancelled_at, cancellation_reason, paid_at, payment_id, version, amount_refunded, customer_message) VALUES ('plink_P' || md5(random()::text), '{account}', false, 'P' || md5(random()::text), 4995, 'USD', 'Bench order', 'one_time', NULL, NULL, 'ORD-1042', '{{"order_id": "1042","channel": "bench"}}', NULL, NULL, 'active', now() + interval '14 days', now(), now(), NULL, NULL, NULL, NULL, 1, 0, NULL) RETURNING id AS new_id \gset
-INSERT INTO events (id, link_id, account_id, livemode, type, created_at, actor, reason, link, previous_attributes, refund) VALUES ('evt_Q' || md5(random()::text), :new_id, '{account}', false, 'payment_link.created', now(), '{{"type": "api_key","id": "key_bench"}}', NULL, $snap${snapshot}$snap$, NULL, NULL);
+INSERT INTO payment_links (id, account_id, livemode, slug, amount, currency, description, payment_type, customer, line_items, order_reference, metadata, success_url, cancel_url, status, expires_at, created_at, updated_at, cancelled_at, cancellation_reason, paid_at, payment_id, version, amount_refunded, customer_message) VALUES ('plink_P' || {ordered}, '{account}', false, 'P' || {ordered}, 4995, 'USD', 'Bench order', 'one_time', NULL, NULL, 'ORD-1042', '{{"order_id": "1042","channel": "bench"}}', NULL, NULL, 'active', now() + interval '14 days', now(), now(), NULL, NULL, NULL, NULL, 1, 0, NULL) RETURNING id AS new_id \gset
+INSERT INTO events (id, link_id, account_id, livemode, type, created_at, actor, reason, link, previous_attributes, refund) VALUES ('evt_Q' || {ordered}, :new_id, '{account}', false, 'payment_link.created', now(), '{{"type": "api_key","id": "key_bench"}}', NULL, $snap${snapshot}$snap$, NULL, NULL);
 COMMIT;
 "#
     );
