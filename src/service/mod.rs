@@ -17,6 +17,7 @@ pub use webhooks::{EndpointUpdate, EventPage, NewEndpoint};
 use key_cache::{CachedKey, KeyCache};
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
@@ -42,6 +43,23 @@ use crate::store::{
 /// Attempts before a write that keeps losing races gives up (each loss means
 /// another writer changed the link, so this bounds pathological contention).
 const MAX_ATTEMPTS: usize = 16;
+/// The longest pause between two attempts of a write that lost a race.
+const MAX_CONTENTION_PAUSE: Duration = Duration::from_millis(32);
+
+/// Before a write's next attempt (the link changed under it): a random
+/// pause, up to twice as long after each loss (capped). Writers that retry
+/// at once keep colliding: twenty refunds settling on one link at the same
+/// moment made some lose all [`MAX_ATTEMPTS`] races and leave their refund
+/// pending for the reconciler, a minute later. Spread out, each gets its
+/// turn in a few milliseconds.
+async fn contention_pause(attempt: usize) {
+    let ceiling = Duration::from_micros(250)
+        .saturating_mul(1u32 << attempt.min(8))
+        .min(MAX_CONTENTION_PAUSE);
+    let fraction = f64::from(getrandom::u32().unwrap_or(u32::MAX / 2)) / f64::from(u32::MAX);
+    tokio::time::sleep(ceiling.mul_f64(fraction)).await;
+}
+
 /// How many writes one bulk operation keeps in flight (they share commits).
 const BULK_CONCURRENCY: usize = 64;
 pub const MAX_BULK_CANCEL: usize = 1000;
@@ -364,7 +382,10 @@ impl Service {
             return Ok(link);
         }
         let mark = idempotency.map(|c| c.mark);
-        'attempt: for _ in 0..MAX_ATTEMPTS {
+        'attempt: for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                contention_pause(attempt).await;
+            }
             let now = self.now();
             let mut link = self.load(key).await?;
             if let Some(expiry) = link.expire_if_due(now) {

@@ -7,6 +7,28 @@ use serde_json::json;
 use crate::helpers::TestApp;
 
 backend_tests! {
+    async fn many_changes_of_one_link_at_once_all_go_through() {
+        // Each change reads the link and writes it only if no other did
+        // meanwhile; a loser reads again. Forty at once must all land in
+        // turn, none giving up as contention.
+        let app = TestApp::spawn().await;
+        let id = app.create_link().await;
+        let path = format!("/v1/payment-links/{id}");
+        let answers = futures::future::join_all((0..40).map(|i| {
+            let (app, path) = (&app, &path);
+            async move {
+                app.patch(path, json!({"description": format!("Version {i}")}))
+                    .await
+            }
+        }))
+        .await;
+        for answer in &answers {
+            assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        }
+        let events = app.event_types(&id).await;
+        assert_eq!(events.len(), 41, "{events:?}");
+    }
+
     async fn an_active_link_can_be_retimed_and_annotated_with_an_event() {
         let app = TestApp::spawn().await;
         let id = app

@@ -402,14 +402,16 @@ impl WebhookStore for SqliteStore {
     }
 
     async fn next_delivery_due(&self) -> StoreResult<Option<Timestamp>> {
+        // Asked after every write (the dispatcher is woken by each): kept
+        // prepared, not planned again each time.
         self.read(|c| {
-            let due: Option<i64> = c.query_row(
-                "select min(max(d.next_attempt_at, coalesce(d.lease_expires_at, 0)))
-                 from webhook_deliveries d join webhook_endpoints w on w.id = d.endpoint_id
-                 where d.status = 'pending' and w.enabled = 1 and w.deleted_at is null",
-                [],
-                |row| row.get(0),
-            )?;
+            let due: Option<i64> = c
+                .prepare_cached(
+                    "select min(max(d.next_attempt_at, coalesce(d.lease_expires_at, 0)))
+                     from webhook_deliveries d join webhook_endpoints w on w.id = d.endpoint_id
+                     where d.status = 'pending' and w.enabled = 1 and w.deleted_at is null",
+                )?
+                .query_row([], |row| row.get(0))?;
             Ok(opt_from_micros(due)?)
         })
         .await
