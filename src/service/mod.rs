@@ -56,8 +56,10 @@ async fn contention_pause(attempt: usize) {
     let ceiling = Duration::from_micros(250)
         .saturating_mul(1u32 << attempt.min(8))
         .min(MAX_CONTENTION_PAUSE);
-    let fraction = f64::from(getrandom::u32().unwrap_or(u32::MAX / 2)) / f64::from(u32::MAX);
-    tokio::time::sleep(ceiling.mul_f64(fraction)).await;
+    // A uniform share of the ceiling, in whole nanoseconds: random / 2^32.
+    let random = u128::from(getrandom::u32().unwrap_or(u32::MAX / 2));
+    let nanos = (ceiling.as_nanos() * random) >> 32;
+    tokio::time::sleep(Duration::from_nanos(u64::try_from(nanos).unwrap_or(0))).await;
 }
 
 /// How many writes one bulk operation keeps in flight (they share commits).
