@@ -185,7 +185,8 @@ impl RunningServer {
 }
 
 /// Periodic housekeeping: stores due expiries, forgets idempotency keys
-/// past their 24 hours and rate-limit buckets that are full again.
+/// past their 24 hours and rate-limit buckets that are full again, folds
+/// the metrics' gathered samples into their histograms.
 async fn run_sweeper(
     service: Arc<Service>,
     limits: Arc<RateLimits>,
@@ -200,6 +201,7 @@ async fn run_sweeper(
         }
         limits.forget_idle();
         checkout_limits.forget_idle();
+        crate::telemetry::upkeep();
         if let Err(error) = service.purge_expired_idempotency_keys().await {
             tracing::warn!(%error, "purging idempotency keys failed; retrying next interval");
         }
