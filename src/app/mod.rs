@@ -20,7 +20,7 @@ use crate::checkout::{self, CheckoutState};
 use crate::service::Service;
 use crate::web::error;
 use crate::web::extract::{KeyHeader, MAX_BODY_BYTES};
-use crate::web::{ApiState, merchant_api, rate_limit, request_id};
+use crate::web::{ApiShared, ApiState, merchant_api, rate_limit, request_id};
 use crate::{dialects, http};
 
 pub struct AppSettings {
@@ -34,12 +34,12 @@ pub struct AppSettings {
 /// The whole application: routes, fallbacks, limits, request ids, tracing.
 pub fn build(service: Arc<Service>, public_url: &str, settings: AppSettings) -> Router {
     let public_url: Arc<str> = public_url.trim_end_matches('/').into();
-    let api = ApiState {
+    let api = ApiState::new(ApiShared {
         service: Arc::clone(&service),
         public_url: Arc::clone(&public_url),
         limits: settings.limits,
         tasks: settings.tasks.clone(),
-    };
+    });
     let (native, native_document) = http::merchant_routes();
     let mut merchant = merchant_api(native, &api, KeyHeader::BearerOrApiKey, None);
     // Each dialect's document is served, without a key, beside its routes.

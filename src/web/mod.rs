@@ -28,9 +28,29 @@ use crate::service::Service;
 use error::ApiError;
 use extract::KeyHeader;
 
-/// What the merchant API's handlers and middleware share.
+/// What the merchant API's handlers and middleware share: one `Arc`, so
+/// the copy each handler and middleware takes per request is one atomic
+/// count, not one per field (dropping those copies was 2 % of a read's
+/// CPU).
 #[derive(Clone)]
-pub struct ApiState {
+pub struct ApiState(Arc<ApiShared>);
+
+impl ApiState {
+    pub fn new(shared: ApiShared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for ApiState {
+    type Target = ApiShared;
+
+    fn deref(&self) -> &ApiShared {
+        &self.0
+    }
+}
+
+/// The parts of [`ApiState`].
+pub struct ApiShared {
     pub service: Arc<Service>,
     /// Base of hosted page URLs, without a trailing slash.
     pub public_url: Arc<str>,
@@ -39,7 +59,7 @@ pub struct ApiState {
     pub tasks: tokio_util::task::TaskTracker,
 }
 
-impl ApiState {
+impl ApiShared {
     /// The hosted page of `link`.
     pub fn hosted_url(&self, link: &Link) -> String {
         hosted_url(&self.public_url, &link.slug)
