@@ -56,10 +56,8 @@ async fn contention_pause(attempt: usize) {
     let ceiling = Duration::from_micros(250)
         .saturating_mul(1u32 << attempt.min(8))
         .min(MAX_CONTENTION_PAUSE);
-    // A uniform share of the ceiling, in whole nanoseconds: random / 2^32.
-    let random = u128::from(getrandom::u32().unwrap_or(u32::MAX / 2));
-    let nanos = (ceiling.as_nanos() * random) >> 32;
-    tokio::time::sleep(Duration::from_nanos(u64::try_from(nanos).unwrap_or(0))).await;
+    let ceiling_nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+    tokio::time::sleep(Duration::from_nanos(rand::random_range(0..=ceiling_nanos))).await;
 }
 
 /// How many writes one bulk operation keeps in flight (they share commits).
