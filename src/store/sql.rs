@@ -22,6 +22,45 @@ pub const ENDPOINT_COLUMNS: &str = "id, account_id, livemode, url, description, 
 pub const ATTEMPT_COLUMNS: &str = "id, link_id, account_id, livemode, amount, currency, processor, state, \
      payment_id, failure_message, card_brand, card_last4, created_at, updated_at, processor_reference";
 
+/// The position of column `name` in `columns` (one of the lists above),
+/// so a row is read by index: rusqlite finds a column by name by comparing
+/// it with every column's name, which for a link's 25 columns was a tenth
+/// of a retrieve's CPU. Meant for `const` context, where a name missing
+/// from the list fails the build.
+pub const fn column_index(columns: &str, name: &str) -> usize {
+    let (list, name) = (columns.as_bytes(), name.as_bytes());
+    let (mut at, mut index) = (0, 0);
+    while at < list.len() {
+        while at < list.len() && list[at].is_ascii_whitespace() {
+            at += 1;
+        }
+        let start = at;
+        while at < list.len() && list[at] != b',' {
+            at += 1;
+        }
+        let mut end = at;
+        while end > start && list[end - 1].is_ascii_whitespace() {
+            end -= 1;
+        }
+        if end - start == name.len() {
+            let mut same = true;
+            let mut i = 0;
+            while i < name.len() {
+                if list[start + i] != name[i] {
+                    same = false;
+                }
+                i += 1;
+            }
+            if same {
+                return index;
+            }
+        }
+        index += 1;
+        at += 1;
+    }
+    panic!("no such column in the list");
+}
+
 /// A stored enum word read back (`what` names it in the error).
 pub fn decode<T>(what: &str, word: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T, String> {
     parse(word).ok_or_else(|| format!("unknown {what} {word}"))

@@ -101,7 +101,7 @@ impl AccountStore for SqliteStore {
         let key_hash = key_hash.to_owned();
         self.read_row(move |c| {
             Ok(
-                c.prepare_cached(&format!("{KEY_WITH_ACCOUNT} where k.key_hash = ?1"))?
+                c.prepare_cached(sql_once!("{KEY_WITH_ACCOUNT} where k.key_hash = ?1"))?
                     .query_row([key_hash], key_with_account)
                     .optional()?,
             )
@@ -113,7 +113,7 @@ impl AccountStore for SqliteStore {
         let id = id.to_owned();
         self.read_row(move |c| {
             Ok(
-                c.prepare_cached(&format!("{KEY_WITH_ACCOUNT} where k.id = ?1"))?
+                c.prepare_cached(sql_once!("{KEY_WITH_ACCOUNT} where k.id = ?1"))?
                     .query_row([id], key_with_account)
                     .optional()?,
             )

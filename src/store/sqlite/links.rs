@@ -28,7 +28,7 @@ impl LinkStore for SqliteStore {
         let line_items = optional_json(&link.line_items)?;
         self.write(move |c| {
             c.prepare_cached(
-                &format!("insert into payment_links ({LINK_COLUMNS}) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)"),
+                sql_once!("insert into payment_links ({LINK_COLUMNS}) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)"),
             )?
             .execute(
                 params![
@@ -68,7 +68,7 @@ impl LinkStore for SqliteStore {
     async fn get_link(&self, scope: &Scope, id: &str) -> StoreResult<Option<Link>> {
         let (scope, id) = (scope.clone(), id.to_owned());
         self.read_row(move |c| {
-            Ok(c.prepare_cached(&format!("select {LINK_COLUMNS} from payment_links where id = ?1 and account_id = ?2 and livemode = ?3"))?
+            Ok(c.prepare_cached(sql_once!("select {LINK_COLUMNS} from payment_links where id = ?1 and account_id = ?2 and livemode = ?3"))?
                 .query_row(params![id, scope.account_id, scope.livemode], link_from_row)
                 .optional()?)
         })
@@ -78,7 +78,7 @@ impl LinkStore for SqliteStore {
     async fn get_link_by_slug(&self, slug: &str) -> StoreResult<Option<Link>> {
         let slug = slug.to_owned();
         self.read_row(move |c| {
-            Ok(c.prepare_cached(&format!(
+            Ok(c.prepare_cached(sql_once!(
                 "select {LINK_COLUMNS} from payment_links where slug = ?1"
             ))?
             .query_row([slug], link_from_row)
@@ -181,11 +181,11 @@ impl LinkStore for SqliteStore {
     async fn event_by_id(&self, id: &str) -> StoreResult<Option<LinkEvent>> {
         let id = id.to_owned();
         self.read_row(move |c| {
-            Ok(
-                c.prepare_cached(&format!("select {EVENT_COLUMNS} from events where id = ?1"))?
-                    .query_row([id], event_from_row)
-                    .optional()?,
-            )
+            Ok(c.prepare_cached(sql_once!(
+                "select {EVENT_COLUMNS} from events where id = ?1"
+            ))?
+            .query_row([id], event_from_row)
+            .optional()?)
         })
         .await
     }
@@ -193,7 +193,7 @@ impl LinkStore for SqliteStore {
     async fn link_events(&self, link_id: &str) -> StoreResult<Vec<LinkEvent>> {
         let link_id = link_id.to_owned();
         self.read(move |c| {
-            let mut statement = c.prepare_cached(&format!(
+            let mut statement = c.prepare_cached(sql_once!(
                 "select {EVENT_COLUMNS} from events where link_id = ?1 order by seq"
             ))?;
             let events = statement
@@ -250,7 +250,7 @@ impl LinkStore for SqliteStore {
         // updates, so the single writer is its own claim.
         self.write(move |c| {
             let due = {
-                let mut statement = c.prepare_cached(&format!(
+                let mut statement = c.prepare_cached(sql_once!(
                     "select {LINK_COLUMNS} from payment_links
                      where status = 'active' and expires_at <= ?1 order by expires_at limit ?2"
                 ))?;

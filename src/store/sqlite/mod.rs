@@ -7,6 +7,16 @@
 //! (`synchronous=FULL`). Reads run on a small pool of read-only connections,
 //! which WAL lets proceed beside the writer.
 
+/// A statement's text made from the shared column lists (`format!` on
+/// constants only) once per process rather than on every call: it is the
+/// key the connection's statement cache is looked up by.
+macro_rules! sql_once {
+    ($($format:tt)*) => {{
+        static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| format!($($format)*));
+        TEXT.as_str()
+    }};
+}
+
 mod accounts;
 mod engine;
 mod idempotency;

@@ -15,7 +15,7 @@ impl PaymentStore for SqliteStore {
     async fn link_attempts(&self, link_id: &str) -> StoreResult<Vec<PaymentAttempt>> {
         let link_id = link_id.to_owned();
         self.read(move |c| {
-            let mut statement = c.prepare_cached(&format!(
+            let mut statement = c.prepare_cached(sql_once!(
                 "select {ATTEMPT_COLUMNS} from payment_attempts where link_id = ?1 order by created_at, id"
             ))?;
             let attempts = statement
@@ -32,7 +32,7 @@ impl PaymentStore for SqliteStore {
         limit: usize,
     ) -> StoreResult<Vec<PaymentAttempt>> {
         self.read(move |c| {
-            let mut statement = c.prepare_cached(&format!(
+            let mut statement = c.prepare_cached(sql_once!(
                 "select {ATTEMPT_COLUMNS} from payment_attempts
                  where state = 'pending' and created_at < ?1 order by created_at limit ?2"
             ))?;

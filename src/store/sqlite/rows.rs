@@ -46,56 +46,65 @@ pub(super) fn json_column<T: serde::de::DeserializeOwned>(
     .transpose()
 }
 
+/// Column `name`'s index in `columns`, computed at build time (see
+/// [`column_index`](crate::store::sql::column_index)); the readers below
+/// serve only queries that select exactly those lists, in order.
+macro_rules! at {
+    ($columns:expr, $name:literal) => {
+        const { crate::store::sql::column_index($columns, $name) }
+    };
+}
+
 pub(super) fn conversion_error(message: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, message.into())
 }
 
 pub(super) fn link_from_row(row: &Row<'_>) -> rusqlite::Result<Link> {
-    let currency: String = row.get("currency")?;
-    let status: String = row.get("status")?;
+    let currency: String = row.get(at!(LINK_COLUMNS, "currency"))?;
+    let status: String = row.get(at!(LINK_COLUMNS, "status"))?;
     Ok(Link {
-        id: row.get("id")?,
-        account_id: row.get("account_id")?,
-        livemode: row.get("livemode")?,
-        slug: row.get("slug")?,
-        amount: row.get("amount")?,
+        id: row.get(at!(LINK_COLUMNS, "id"))?,
+        account_id: row.get(at!(LINK_COLUMNS, "account_id"))?,
+        livemode: row.get(at!(LINK_COLUMNS, "livemode"))?,
+        slug: row.get(at!(LINK_COLUMNS, "slug"))?,
+        amount: row.get(at!(LINK_COLUMNS, "amount"))?,
         currency: crate::domain::Currency::parse(&currency).map_err(conversion_error)?,
-        description: row.get("description")?,
+        description: row.get(at!(LINK_COLUMNS, "description"))?,
         payment_type: crate::domain::PaymentType::OneTime,
-        customer: json_column(row.get("customer")?)?,
-        line_items: json_column(row.get("line_items")?)?,
-        order_reference: row.get("order_reference")?,
-        metadata: json_column(row.get("metadata")?)?.unwrap_or_default(),
-        success_url: row.get("success_url")?,
-        cancel_url: row.get("cancel_url")?,
+        customer: json_column(row.get(at!(LINK_COLUMNS, "customer"))?)?,
+        line_items: json_column(row.get(at!(LINK_COLUMNS, "line_items"))?)?,
+        order_reference: row.get(at!(LINK_COLUMNS, "order_reference"))?,
+        metadata: json_column(row.get(at!(LINK_COLUMNS, "metadata"))?)?.unwrap_or_default(),
+        success_url: row.get(at!(LINK_COLUMNS, "success_url"))?,
+        cancel_url: row.get(at!(LINK_COLUMNS, "cancel_url"))?,
         status: decode("status", &status, LinkStatus::parse).map_err(conversion_error)?,
-        expires_at: from_micros(row.get("expires_at")?)?,
-        created_at: from_micros(row.get("created_at")?)?,
-        updated_at: from_micros(row.get("updated_at")?)?,
-        cancelled_at: opt_from_micros(row.get("cancelled_at")?)?,
-        cancellation_reason: row.get("cancellation_reason")?,
-        customer_message: row.get("customer_message")?,
-        paid_at: opt_from_micros(row.get("paid_at")?)?,
-        payment_id: row.get("payment_id")?,
-        amount_refunded: row.get("amount_refunded")?,
-        version: row.get("version")?,
+        expires_at: from_micros(row.get(at!(LINK_COLUMNS, "expires_at"))?)?,
+        created_at: from_micros(row.get(at!(LINK_COLUMNS, "created_at"))?)?,
+        updated_at: from_micros(row.get(at!(LINK_COLUMNS, "updated_at"))?)?,
+        cancelled_at: opt_from_micros(row.get(at!(LINK_COLUMNS, "cancelled_at"))?)?,
+        cancellation_reason: row.get(at!(LINK_COLUMNS, "cancellation_reason"))?,
+        customer_message: row.get(at!(LINK_COLUMNS, "customer_message"))?,
+        paid_at: opt_from_micros(row.get(at!(LINK_COLUMNS, "paid_at"))?)?,
+        payment_id: row.get(at!(LINK_COLUMNS, "payment_id"))?,
+        amount_refunded: row.get(at!(LINK_COLUMNS, "amount_refunded"))?,
+        version: row.get(at!(LINK_COLUMNS, "version"))?,
     })
 }
 
 pub(super) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<LinkEvent> {
-    let event_type: String = row.get("type")?;
+    let event_type: String = row.get(at!(EVENT_COLUMNS, "type"))?;
     Ok(LinkEvent {
-        id: row.get("id")?,
+        id: row.get(at!(EVENT_COLUMNS, "id"))?,
         event_type: decode("event type", &event_type, crate::domain::EventType::parse)
             .map_err(conversion_error)?,
-        created_at: from_micros(row.get("created_at")?)?,
-        actor: json_column(row.get("actor")?)?
+        created_at: from_micros(row.get(at!(EVENT_COLUMNS, "created_at"))?)?,
+        actor: json_column(row.get(at!(EVENT_COLUMNS, "actor"))?)?
             .ok_or_else(|| conversion_error("missing actor".into()))?,
-        reason: row.get("reason")?,
-        link: json_column(row.get("link")?)?
+        reason: row.get(at!(EVENT_COLUMNS, "reason"))?,
+        link: json_column(row.get(at!(EVENT_COLUMNS, "link"))?)?
             .ok_or_else(|| conversion_error("missing link".into()))?,
-        previous_attributes: json_column(row.get("previous_attributes")?)?,
-        refund: json_column(row.get("refund")?)?,
+        previous_attributes: json_column(row.get(at!(EVENT_COLUMNS, "previous_attributes"))?)?,
+        refund: json_column(row.get(at!(EVENT_COLUMNS, "refund"))?)?,
     })
 }
 
@@ -176,14 +185,14 @@ pub(super) fn insert_event(connection: &Connection, event: &EventRow) -> StoreRe
 }
 
 pub(super) fn endpoint_from_row(row: &Row<'_>) -> rusqlite::Result<WebhookEndpoint> {
-    let format: String = row.get("format")?;
-    let events: Option<Vec<String>> = json_column(row.get("events")?)?;
+    let format: String = row.get(at!(ENDPOINT_COLUMNS, "format"))?;
+    let events: Option<Vec<String>> = json_column(row.get(at!(ENDPOINT_COLUMNS, "events"))?)?;
     Ok(WebhookEndpoint {
-        id: row.get("id")?,
-        account_id: row.get("account_id")?,
-        livemode: row.get("livemode")?,
-        url: row.get("url")?,
-        description: row.get("description")?,
+        id: row.get(at!(ENDPOINT_COLUMNS, "id"))?,
+        account_id: row.get(at!(ENDPOINT_COLUMNS, "account_id"))?,
+        livemode: row.get(at!(ENDPOINT_COLUMNS, "livemode"))?,
+        url: row.get(at!(ENDPOINT_COLUMNS, "url"))?,
+        description: row.get(at!(ENDPOINT_COLUMNS, "description"))?,
         events: events
             .map(|names| {
                 names
@@ -195,12 +204,13 @@ pub(super) fn endpoint_from_row(row: &Row<'_>) -> rusqlite::Result<WebhookEndpoi
             })
             .transpose()?,
         format: decode("format", &format, PayloadFormat::parse).map_err(conversion_error)?,
-        enabled: row.get("enabled")?,
-        disabled_reason: row.get("disabled_reason")?,
-        secret: row.get("secret")?,
-        retired_secrets: json_column(row.get("retired_secrets")?)?.unwrap_or_default(),
-        created_at: from_micros(row.get("created_at")?)?,
-        updated_at: from_micros(row.get("updated_at")?)?,
+        enabled: row.get(at!(ENDPOINT_COLUMNS, "enabled"))?,
+        disabled_reason: row.get(at!(ENDPOINT_COLUMNS, "disabled_reason"))?,
+        secret: row.get(at!(ENDPOINT_COLUMNS, "secret"))?,
+        retired_secrets: json_column(row.get(at!(ENDPOINT_COLUMNS, "retired_secrets"))?)?
+            .unwrap_or_default(),
+        created_at: from_micros(row.get(at!(ENDPOINT_COLUMNS, "created_at"))?)?,
+        updated_at: from_micros(row.get(at!(ENDPOINT_COLUMNS, "updated_at"))?)?,
     })
 }
 
@@ -349,7 +359,7 @@ fn write_transition_rows(
 /// Inserts a new pending attempt, or settles a stored one that is still
 /// pending; returns the rows written (0: it was settled already).
 pub(super) fn write_attempt(c: &Connection, attempt: &PaymentAttempt) -> StoreResult<usize> {
-    Ok(c.prepare_cached(&format!(
+    Ok(c.prepare_cached(sql_once!(
         "insert into payment_attempts ({ATTEMPT_COLUMNS}) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
          on conflict (id) do update set state = excluded.state, payment_id = excluded.payment_id,
              failure_message = excluded.failure_message, updated_at = excluded.updated_at,
@@ -398,24 +408,24 @@ pub(super) fn refund_from_row(row: &Row<'_>) -> rusqlite::Result<Refund> {
 }
 
 pub(super) fn attempt_from_row(row: &Row<'_>) -> rusqlite::Result<PaymentAttempt> {
-    let currency: String = row.get("currency")?;
-    let state: String = row.get("state")?;
+    let currency: String = row.get(at!(ATTEMPT_COLUMNS, "currency"))?;
+    let state: String = row.get(at!(ATTEMPT_COLUMNS, "state"))?;
     Ok(PaymentAttempt {
-        id: row.get("id")?,
-        link_id: row.get("link_id")?,
-        account_id: row.get("account_id")?,
-        livemode: row.get("livemode")?,
-        amount: row.get("amount")?,
+        id: row.get(at!(ATTEMPT_COLUMNS, "id"))?,
+        link_id: row.get(at!(ATTEMPT_COLUMNS, "link_id"))?,
+        account_id: row.get(at!(ATTEMPT_COLUMNS, "account_id"))?,
+        livemode: row.get(at!(ATTEMPT_COLUMNS, "livemode"))?,
+        amount: row.get(at!(ATTEMPT_COLUMNS, "amount"))?,
         currency: crate::domain::Currency::parse(&currency).map_err(conversion_error)?,
-        processor: row.get("processor")?,
+        processor: row.get(at!(ATTEMPT_COLUMNS, "processor"))?,
         state: decode("attempt state", &state, AttemptState::parse).map_err(conversion_error)?,
-        payment_id: row.get("payment_id")?,
-        processor_reference: row.get("processor_reference")?,
-        failure_message: row.get("failure_message")?,
-        card_brand: row.get("card_brand")?,
-        card_last4: row.get("card_last4")?,
-        created_at: from_micros(row.get("created_at")?)?,
-        updated_at: from_micros(row.get("updated_at")?)?,
+        payment_id: row.get(at!(ATTEMPT_COLUMNS, "payment_id"))?,
+        processor_reference: row.get(at!(ATTEMPT_COLUMNS, "processor_reference"))?,
+        failure_message: row.get(at!(ATTEMPT_COLUMNS, "failure_message"))?,
+        card_brand: row.get(at!(ATTEMPT_COLUMNS, "card_brand"))?,
+        card_last4: row.get(at!(ATTEMPT_COLUMNS, "card_last4"))?,
+        created_at: from_micros(row.get(at!(ATTEMPT_COLUMNS, "created_at"))?)?,
+        updated_at: from_micros(row.get(at!(ATTEMPT_COLUMNS, "updated_at"))?)?,
     })
 }
 

@@ -98,7 +98,7 @@ impl WebhookStore for SqliteStore {
     async fn list_webhook_endpoints(&self, scope: &Scope) -> StoreResult<Vec<WebhookEndpoint>> {
         let scope = scope.clone();
         self.read(move |c| {
-            let mut statement = c.prepare_cached(&format!(
+            let mut statement = c.prepare_cached(sql_once!(
                 "select {ENDPOINT_COLUMNS} from webhook_endpoints
                  where account_id = ?1 and livemode = ?2 and deleted_at is null
                  order by created_at, id"
@@ -333,10 +333,12 @@ impl WebhookStore for SqliteStore {
                 )?
                 .execute(params![micros(now + LEASE), event_id, endpoint_id])?;
                 let event = c
-                    .prepare_cached(&format!("select {EVENT_COLUMNS} from events where id = ?1"))?
+                    .prepare_cached(sql_once!(
+                        "select {EVENT_COLUMNS} from events where id = ?1"
+                    ))?
                     .query_row([&event_id], event_from_row)?;
                 let endpoint = c
-                    .prepare_cached(&format!(
+                    .prepare_cached(sql_once!(
                         "select {ENDPOINT_COLUMNS} from webhook_endpoints where id = ?1"
                     ))?
                     .query_row([&endpoint_id], endpoint_from_row)?;
