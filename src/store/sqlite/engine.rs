@@ -27,6 +27,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("migrations/0009_branding.sql")),
     (10, include_str!("migrations/0010_delivery_retention.sql")),
     (11, include_str!("migrations/0011_list_indexes.sql")),
+    (12, include_str!("migrations/0012_ascending_keys.sql")),
 ];
 pub(super) const READERS: usize = 4;
 /// Prepared statements each connection keeps (every statement on a
@@ -456,4 +457,103 @@ pub fn backup(path: &str, destination: &Path) -> anyhow::Result<()> {
         anyhow::bail!("the copy failed its integrity check: {verdict}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn insert_link(c: &Connection, id: &str, created_at: i64, metadata: &str, line_items: &str) {
+        c.execute(
+            "insert into payment_links (id, account_id, livemode, slug, amount, currency, payment_type,
+                 line_items, metadata, status, expires_at, created_at, updated_at, version)
+             values (?1, 'acct_1', 0, ?1, 100, 'USD', 'one_time', ?2, ?3, 'active', 9, ?4, ?4, 1)",
+            params![id, line_items, metadata, created_at],
+        )
+        .unwrap();
+    }
+
+    fn pairs(c: &Connection) -> Vec<(String, String, String)> {
+        c.prepare(
+            "select key, value, link_id from link_metadata
+             union all select 'product', product_id, link_id from link_products
+             order by 1, 2, 3",
+        )
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+    }
+
+    /// 0012 rebuilds the pair tables ascending: the pairs of links made
+    /// before it are carried over, and the triggers it recreates keep them
+    /// for links made and updated after it.
+    #[test]
+    fn ascending_keys_migration_keeps_the_pairs_and_their_triggers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Connection::open(dir.path().join("m.db")).unwrap();
+        c.execute_batch(
+            "create table schema_migrations (version integer primary key, applied_at integer not null)",
+        )
+        .unwrap();
+        for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version < 12) {
+            c.execute_batch(sql).unwrap();
+            c.execute(
+                "insert into schema_migrations (version, applied_at) values (?1, 0)",
+                [version],
+            )
+            .unwrap();
+        }
+        c.execute(
+            "insert into accounts (id, name, created_at) values ('acct_1', 'a', 0)",
+            [],
+        )
+        .unwrap();
+        insert_link(
+            &c,
+            "plink_old",
+            1,
+            r#"{"k":"v"}"#,
+            r#"[{"product_id":"mug"}]"#,
+        );
+        let before = pairs(&c);
+        assert_eq!(before.len(), 2);
+
+        migrate(&mut c).unwrap();
+        assert_eq!(pairs(&c), before);
+        insert_link(
+            &c,
+            "plink_new",
+            2,
+            r#"{"k":"v"}"#,
+            r#"[{"product_id":"cup"}]"#,
+        );
+        c.execute(
+            r#"update payment_links set metadata = '{"k":"w"}' where id = 'plink_old'"#,
+            [],
+        )
+        .unwrap();
+        let pair = |key: &str, value: &str, link: &str| (key.into(), value.into(), link.into());
+        assert_eq!(
+            pairs(&c),
+            vec![
+                pair("k", "v", "plink_new"),
+                pair("k", "w", "plink_old"),
+                pair("product", "cup", "plink_new"),
+                pair("product", "mug", "plink_old"),
+            ]
+        );
+        let key: String = c
+            .query_row(
+                "select group_concat(name || ':' || desc, ',') from pragma_index_xinfo('sqlite_autoindex_link_metadata_1') where key",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            key,
+            "account_id:0,livemode:0,key:0,value:0,created_at:0,link_id:0"
+        );
+    }
 }
