@@ -39,10 +39,9 @@ pub fn carry<F: std::future::Future>(work: F) -> impl std::future::Future<Output
 /// latency and the account (recorded by authentication; never a key).
 pub async fn layer(request_timeout: Duration, request: Request, next: Next) -> Response {
     let id = format!("req_{}", ids::random_base62(20));
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    // A copy of the matched route's shared text, not of the text.
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let method = request.method().clone();
     let span = tracing::info_span!(
         "request",
@@ -68,7 +67,7 @@ pub async fn layer(request_timeout: Duration, request: Request, next: Next) -> R
     }
     let seconds = started.elapsed().as_secs_f64();
     let status = response.status().as_u16();
-    crate::telemetry::http_request(method.as_str(), &route, status, seconds);
+    crate::telemetry::http_request(method.as_str(), route, status, seconds);
     access.in_scope(|| {
         tracing::info!(status, latency_ms = seconds * 1000.0, "request");
     });
