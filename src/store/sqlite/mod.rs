@@ -1,8 +1,9 @@
 //! The embedded SQLite store.
 //!
 //! One dedicated writer thread owns the only write connection. Writes queue
-//! to it; it takes every job waiting, runs each in its own savepoint inside
-//! one transaction and commits once (group commit), and only then answers
+//! to it; it takes every job waiting, runs them in one transaction, each
+//! after the first in its own savepoint (a failed first job restarts the
+//! transaction), commits once (group commit), and only then answers
 //! the callers, so an acknowledged write has been fsynced
 //! (`synchronous=FULL`). Reads run on a small pool of read-only connections,
 //! which WAL lets proceed beside the writer.
