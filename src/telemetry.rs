@@ -69,6 +69,19 @@ pub fn upkeep() {
 /// One answered HTTP request, by its matched route (never the raw path,
 /// whose ids would make a series per link).
 pub fn http_request(method: &str, route: &str, status: u16, seconds: f64) {
+    // HTTP allows any token as a method: past the standard ones a label of
+    // its own each would let a client make series (and cached handles)
+    // without end.
+    let method = match method {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    };
     if HANDLE.get().is_some_and(Option::is_some) {
         REQUEST_HANDLES.with_borrow_mut(|handles| {
             let (counter, duration) = handles.find(method, route, status);

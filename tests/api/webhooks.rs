@@ -175,6 +175,15 @@ backend_tests! {
         receiver.wait_for(1, WAIT).await;
         let id = event_id(&app, &link, "payment_link.cancelled").await;
         event_when(&app, &id, |e| e["deliveries"][0]["status"] == "succeeded").await;
+        // A method outside HTTP's standard ones gets no label of its own.
+        let brewed = app
+            .client
+            .request(reqwest::Method::from_bytes(b"BREW").unwrap(), format!("{}/v1/payment-links", app.base))
+            .bearer_auth(&app.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(brewed.status(), StatusCode::METHOD_NOT_ALLOWED);
 
         let scraped = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap();
         assert_eq!(scraped.status(), StatusCode::OK);
@@ -198,6 +207,8 @@ backend_tests! {
             assert!(text.contains("paylink_store_write_queue_depth"));
         }
         assert!(!text.contains(&link), "no series per link");
+        assert!(!text.contains(r#"method="BREW""#), "no series per made-up method");
+        assert!(value(r#"paylink_http_requests_total{method="other",route="/v1/payment-links",status="405"}"#) >= 1.0);
     }
 
     async fn a_receiver_failing_twice_gets_the_event_on_retry() {
