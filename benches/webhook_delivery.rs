@@ -29,7 +29,7 @@ use paylink::service::{Caller, NewEndpoint, Service, ServiceSettings};
 use paylink::web::rate_limit::RateLimitSettings;
 use tokio::sync::Notify;
 
-const LINKS: usize = 2000;
+const LINKS: usize = 10000;
 const CLIENT_CONCURRENCY: usize = 32;
 
 #[derive(Default)]

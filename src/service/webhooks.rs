@@ -402,8 +402,8 @@ impl Service {
         Ok(self.store.record_attempts(records).await?)
     }
 
-    pub async fn next_delivery_due(&self) -> ServiceResult<Option<Timestamp>> {
-        Ok(self.store.next_delivery_due().await?)
+    pub async fn next_delivery_due(&self, now: Timestamp) -> ServiceResult<Option<Timestamp>> {
+        Ok(self.store.next_delivery_due(now).await?)
     }
 
     /// Resolves when a write on this node may have made a delivery due.

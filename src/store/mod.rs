@@ -271,9 +271,12 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// endpoint. Releases the leases. If it fails, none is recorded and
     /// each lease runs out: the deliveries are attempted again.
     async fn record_attempts(&self, records: Vec<AttemptRecord>) -> StoreResult<()>;
-    /// When the earliest pending delivery to an enabled endpoint falls due
-    /// (or its lease runs out), if any.
-    async fn next_delivery_due(&self) -> StoreResult<Option<Timestamp>>;
+    /// When the earliest pending delivery to an enabled endpoint that no
+    /// node holds at `now` falls due, if any. Deliveries leased past `now`
+    /// are left out: their node records them, or their lease runs out and
+    /// a later look counts them. Found from the front of the due order, so
+    /// it costs the deliveries in flight, not the backlog behind them.
+    async fn next_delivery_due(&self, now: Timestamp) -> StoreResult<Option<Timestamp>>;
 }
 
 /// Everything paylink keeps, one trait per entity, and what the

@@ -8,31 +8,49 @@
 //! for many deliveries instead of one each). A node that dies mid-attempt,
 //! or before its record commits, leaves a lease that runs out, and the
 //! delivery is attempted again: at least once, never lost.
+//!
+//! Claiming, sending and recording overlap: the next claim runs while the
+//! sends of the last one are in flight, and records commit beside both, so
+//! a backlog flows without a pause at each batch's end.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::payload::PayloadRenderer;
-use super::transport::{OutgoingWebhook, Transport};
+use super::transport::{self, OutgoingWebhook, Transport};
 use crate::domain::webhook::delivery::{
-    AttemptRecord, ClaimedDelivery, NextStep, SendOutcome, attempt_record,
+    AttemptRecord, ClaimedDelivery, LEASE, NextStep, SendOutcome, attempt_record,
 };
 use crate::domain::webhook::signing;
 use crate::service::Service;
 
 const CONTENDED_WAIT: Duration = Duration::from_millis(50);
 
+/// How many sends' time a claimed delivery may wait behind others before
+/// its own starts. Even if every delivery ahead of it times out, it then
+/// starts within two timeouts (30 s) and ends within three (45 s), inside
+/// its 60 s lease with room to record it: no other node can take it while
+/// this one still holds it.
+const WAVES_AHEAD: usize = 2;
+const _: () = assert!(
+    (WAVES_AHEAD as i64 + 2) * (transport::TIMEOUT.as_secs() as i64) <= LEASE.as_secs(),
+    "a claimed delivery must be sent and recorded within its lease"
+);
+
 #[derive(Debug, Clone)]
 pub struct DispatcherSettings {
     /// Longest sleep between looks at the database when this node wrote
     /// nothing: how soon other nodes' events are picked up.
     pub poll_interval: Duration,
-    /// Deliveries claimed per round trip.
-    pub batch: usize,
-    /// Deliveries in flight at once on this node.
+    /// Deliveries in flight at once on this node. At most
+    /// `WAVES_AHEAD + 1` times as many are claimed and unfinished.
     pub concurrency: usize,
 }
 
@@ -40,7 +58,6 @@ impl Default for DispatcherSettings {
     fn default() -> Self {
         Self {
             poll_interval: Duration::from_secs(1),
-            batch: 256,
             concurrency: 64,
         }
     }
@@ -68,93 +85,155 @@ impl Dispatcher {
         }
     }
 
-    /// Delivers until `shutdown`; attempts in flight then finish (each is
-    /// bounded by the 15 s timeout) so none is left half-recorded.
+    /// Delivers until `shutdown`; then claims nothing more, and what it
+    /// has claimed is attempted and recorded (each attempt is bounded by
+    /// the 15 s timeout) so none is left half-done.
     pub async fn run(self, shutdown: CancellationToken) {
+        let (finished, to_record) = mpsc::unbounded_channel();
+        let (recorded, recorded_so_far) = watch::channel(0);
+        tokio::join!(
+            self.send_until(shutdown, finished, recorded_so_far),
+            self.record_as_they_finish(to_record, recorded)
+        );
+    }
+
+    /// Keeps up to `concurrency` attempts in flight, claiming more while
+    /// they run whenever there is room for half a wave, and passes each
+    /// finished attempt to the recorder. A delivery counts against the
+    /// room from its claim until its attempt is recorded (or failed to
+    /// be), so a slow recorder slows the claims instead of letting leases
+    /// pile up unrecorded.
+    async fn send_until(
+        &self,
+        shutdown: CancellationToken,
+        finished: mpsc::UnboundedSender<AttemptRecord>,
+        mut recorded_so_far: watch::Receiver<usize>,
+    ) {
+        let concurrency = self.settings.concurrency.max(1);
+        let most_claimed = concurrency * (WAVES_AHEAD + 1);
+        let mut claimed_so_far = 0;
+        let mut queued: VecDeque<ClaimedDelivery> = VecDeque::new();
+        let mut in_flight = FuturesUnordered::new();
+        let mut claim = None;
         let mut look = Look::WhenDue;
+        // Some: nothing to claim until then, or until a write wakes us.
+        let mut idle_until: Option<Instant> = None;
+        let mut stopping = false;
         loop {
-            if shutdown.is_cancelled() {
+            while in_flight.len() < concurrency
+                && let Some(delivery) = queued.pop_front()
+            {
+                in_flight.push(self.attempt(delivery));
+            }
+            let recorded = *recorded_so_far.borrow_and_update();
+            let unrecorded = claimed_so_far - recorded;
+            let room = most_claimed.saturating_sub(unrecorded);
+            // A look at when the next delivery is due waits until this
+            // node's attempts are recorded: each record sets its delivery's
+            // next time, which the look must see. Claims straight after a
+            // full claim (a backlog) overlap the sends and records.
+            if claim.is_none()
+                && !stopping
+                && idle_until.is_none()
+                && room >= concurrency.div_ceil(2)
+                && (look == Look::ClaimAtOnce || unrecorded == 0)
+            {
+                claim = Some(Box::pin(self.look_and_claim(look, room)));
+            }
+            if stopping && claim.is_none() && queued.is_empty() && in_flight.is_empty() {
+                // `finished` drops here: the recorder ends once it has drained.
                 return;
             }
-            let wait = match self.deliver(look).await {
-                // A full batch: more are likely claimable already.
-                Ok(Round::Full) => {
-                    look = Look::ClaimAtOnce;
-                    continue;
-                }
-                Ok(Round::Partial) => {
-                    look = Look::WhenDue;
-                    continue;
-                }
-                Ok(Round::Wait(wait)) => wait,
-                Err(error) => {
-                    tracing::warn!(%error, "webhook dispatch failed; retrying");
-                    self.settings.poll_interval
-                }
-            };
-            look = Look::WhenDue;
             tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(wait) => {}
-                () = self.service.deliveries_waiting() => {}
+                Some(record) = in_flight.next(), if !in_flight.is_empty() => {
+                    let _ = finished.send(record);
+                }
+                claimed = async { claim.as_mut().expect("guarded by the condition").await },
+                    if claim.is_some() =>
+                {
+                    claim = None;
+                    (look, idle_until) = match claimed {
+                        Ok(Claim::Claimed { deliveries, all_asked }) => {
+                            claimed_so_far += deliveries.len();
+                            queued.extend(deliveries);
+                            // All it asked for: more are likely claimable
+                            // already. Fewer: ask when the next is due.
+                            let next = if all_asked { Look::ClaimAtOnce } else { Look::WhenDue };
+                            (next, None)
+                        }
+                        Ok(Claim::NoneAfterAFullClaim) => (Look::WhenDue, None),
+                        Ok(Claim::Wait(wait)) => (Look::WhenDue, Some(Instant::now() + wait)),
+                        Err(error) => {
+                            tracing::warn!(%error, "webhook dispatch failed; retrying");
+                            (Look::WhenDue, Some(Instant::now() + self.settings.poll_interval))
+                        }
+                    };
+                }
+                // The recorder made room, and may have set a retry sooner
+                // than the wait: look again.
+                _ = recorded_so_far.changed() => idle_until = None,
+                () = shutdown.cancelled(), if !stopping => stopping = true,
+                () = sleep_until_some(idle_until) => idle_until = None,
+                () = self.service.deliveries_waiting(), if idle_until.is_some() => {
+                    idle_until = None;
+                }
             }
         }
     }
 
-    /// One round: claims a batch (with `Look::WhenDue`, only if one is
-    /// due), attempts it, records the attempts.
-    async fn deliver(&self, look: Look) -> crate::service::ServiceResult<Round> {
+    /// Records whatever has finished whenever it is free: the first attempt
+    /// alone, then those that finished while that one committed. Never
+    /// pauses the sends.
+    async fn record_as_they_finish(
+        &self,
+        mut to_record: mpsc::UnboundedReceiver<AttemptRecord>,
+        recorded: watch::Sender<usize>,
+    ) {
+        let most = self.settings.concurrency.max(1);
+        let mut records = Vec::with_capacity(most);
+        while to_record.recv_many(&mut records, most).await > 0 {
+            let count = records.len();
+            self.record(std::mem::take(&mut records)).await;
+            recorded.send_modify(|so_far| *so_far += count);
+        }
+    }
+
+    /// Claims up to `limit` deliveries; with `Look::WhenDue`, only if one
+    /// is due (a read, where claiming is a write: cheap to ask first when
+    /// most looks find nothing due, as on a node writing with no endpoints,
+    /// which is woken after every write).
+    async fn look_and_claim(
+        &self,
+        look: Look,
+        limit: usize,
+    ) -> crate::service::ServiceResult<Claim> {
         if look == Look::WhenDue {
-            // A read, where claiming is a write: cheap to ask first when
-            // most looks find nothing due (a node writing with no
-            // endpoints is woken after every write).
             let now = self.service.now();
-            let due = self.service.next_delivery_due().await?;
+            let due = self.service.next_delivery_due(now).await?;
             if due.is_none_or(|due| due > now) {
                 let until_due = due
                     .and_then(|due| Duration::try_from(due.duration_since(now)).ok())
                     // Wake just after, not just before, the delivery is due.
                     .map(|wait| wait + Duration::from_millis(1));
-                return Ok(Round::Wait(
+                return Ok(Claim::Wait(
                     until_due.map_or(self.settings.poll_interval, |wait| {
                         wait.min(self.settings.poll_interval)
                     }),
                 ));
             }
         }
-        let claimed = self.service.claim_deliveries(self.settings.batch).await?;
-        if claimed.is_empty() {
+        let deliveries = self.service.claim_deliveries(limit).await?;
+        if deliveries.is_empty() {
             if look == Look::ClaimAtOnce {
-                return Ok(Round::Partial);
+                return Ok(Claim::NoneAfterAFullClaim);
             }
             // Due, but another node claimed it first: its lease shows soon.
-            return Ok(Round::Wait(self.settings.poll_interval.min(CONTENDED_WAIT)));
+            return Ok(Claim::Wait(self.settings.poll_interval.min(CONTENDED_WAIT)));
         }
-        let full = claimed.len() == self.settings.batch;
-        let concurrency = self.settings.concurrency;
-        let (finished, mut to_record) = tokio::sync::mpsc::unbounded_channel();
-        let sends = async move {
-            futures::stream::iter(claimed)
-                .for_each_concurrent(concurrency, |delivery| {
-                    let finished = &finished;
-                    async move {
-                        let _ = finished.send(self.attempt(delivery).await);
-                    }
-                })
-                .await;
-            // `finished` drops here: the recorder ends once it has drained.
-        };
-        // Beside the sends, never pausing them: records whatever has
-        // finished whenever it is free, the first attempt alone, then
-        // those that finished while that one committed.
-        let recorder = async {
-            let mut records = Vec::with_capacity(concurrency);
-            while to_record.recv_many(&mut records, concurrency).await > 0 {
-                self.record(std::mem::take(&mut records)).await;
-            }
-        };
-        tokio::join!(sends, recorder);
-        Ok(if full { Round::Full } else { Round::Partial })
+        Ok(Claim::Claimed {
+            all_asked: deliveries.len() == limit,
+            deliveries,
+        })
     }
 
     async fn record(&self, records: Vec<AttemptRecord>) {
@@ -228,23 +307,34 @@ impl Dispatcher {
     }
 }
 
-/// How a round starts.
+/// How a claim starts.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Look {
     /// Ask when the next delivery is due, and claim only if one is.
     WhenDue,
-    /// Claim straight away (the last round claimed a full batch).
+    /// Claim straight away (the last claim got all it asked for).
     ClaimAtOnce,
 }
 
-/// How a round ended.
-enum Round {
-    /// Claimed a full batch.
-    Full,
-    /// Claimed fewer, or none after a full batch.
-    Partial,
-    /// Nothing to do for this long (or until woken).
+/// How a claim ended.
+enum Claim {
+    Claimed {
+        deliveries: Vec<ClaimedDelivery>,
+        /// As many as were asked for.
+        all_asked: bool,
+    },
+    /// Claimed at once after a full claim, and found none.
+    NoneAfterAFullClaim,
+    /// Nothing to claim for this long (or until woken).
     Wait(Duration),
+}
+
+/// Resolves at `until`, or never if there is none.
+async fn sleep_until_some(until: Option<Instant>) {
+    match until {
+        Some(until) => tokio::time::sleep_until(until).await,
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]
@@ -257,7 +347,7 @@ mod tests {
 
     use async_trait::async_trait;
     use jiff::{SignedDuration, Timestamp};
-    use tokio::sync::mpsc;
+    use tokio::sync::{mpsc, watch};
     use tokio::time::Instant;
 
     use super::*;

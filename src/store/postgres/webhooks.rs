@@ -16,6 +16,51 @@ use crate::store::{EventFilter, Scope, StoreError, StoreResult, WebhookStore};
 use super::engine::*;
 use super::rows::*;
 
+/// Claims up to $3 deliveries due by $1 for this node, leasing them until
+/// $2; the function (migration 0012) walks the due order from its front,
+/// so it reads the deliveries in flight and the ones it takes, never the
+/// backlog behind them.
+const CLAIM_DUE: &str =
+    "select event_id, endpoint_id, attempt_count from claim_due_deliveries($1, $2, $3)";
+
+/// When the earliest delivery no node holds at $1 falls due: the same walk,
+/// stopping at the first (migration 0012).
+const NEXT_DUE: &str = "select next_delivery_due($1) as due";
+
+/// Records a batch of attempts, passed as parallel arrays ($1 to $9, one
+/// element per attempt; $10 the reason an endpoint that answered 410 is
+/// disabled with): each attempt's row, its delivery's next state, and the
+/// endpoint's disabling.
+///
+/// Each delivery must be found by its whole key, whatever the planner
+/// believes about the backlog. With `d.status = 'pending'` written as a
+/// constant, the partial indexes of pending deliveries qualify, and with
+/// statistics gathered before a backlog built up (autovacuum looks again
+/// only after a tenth of the table has changed) they look empty, so the
+/// planner walked the whole backlog once per record, or once per delivery
+/// by `webhook_deliveries_by_endpoint`: a drain quadratic in its length.
+/// As a subquery's value the condition proves no index predicate, and
+/// `event_id = any($1)` makes probing the primary key the cheapest plan.
+const RECORD_ATTEMPTS: &str = "with batch as (
+        select * from unnest($1::text[], $2::text[], $3::timestamptz[], $4::int4[],
+                             $5::int8[], $6::text[], $7::text[], $8::timestamptz[], $9::bool[])
+          as b(event_id, endpoint_id, attempted_at, status_code, latency_ms, error,
+               status, next_attempt_at, gone)
+     ),
+     attempts as (
+        insert into webhook_attempts (event_id, endpoint_id, attempted_at, status_code, latency_ms, error)
+        select event_id, endpoint_id, attempted_at, status_code, latency_ms, error from batch
+     ),
+     moved as (
+        update webhook_deliveries d set status = b.status, attempt_count = d.attempt_count + 1,
+            next_attempt_at = b.next_attempt_at, lease_expires_at = null, updated_at = b.attempted_at
+        from batch b
+        where d.event_id = b.event_id and d.endpoint_id = b.endpoint_id
+          and d.status = (select 'pending')
+     )
+     update webhook_endpoints w set enabled = false, disabled_reason = $10, updated_at = b.attempted_at
+     from batch b where b.gone and w.id = b.endpoint_id";
+
 #[async_trait]
 impl WebhookStore for PostgresStore {
     async fn purge_finished_deliveries(
@@ -293,29 +338,12 @@ impl WebhookStore for PostgresStore {
         now: Timestamp,
         limit: usize,
     ) -> StoreResult<Vec<ClaimedDelivery>> {
-        // Rows another node is claiming right now are skipped, not waited
-        // for; a row it claimed a moment ago fails the lease condition when
-        // re-checked after its lock is released. Either way, one owner.
-        let claimed = sqlx::query(
-            "with due as (
-                select d.event_id, d.endpoint_id
-                from webhook_deliveries d join webhook_endpoints w on w.id = d.endpoint_id
-                where d.status = 'pending' and d.next_attempt_at <= $1
-                  and (d.lease_expires_at is null or d.lease_expires_at <= $1)
-                  and w.enabled and w.deleted_at is null
-                order by d.next_attempt_at
-                limit $3
-                for update of d skip locked
-             )
-             update webhook_deliveries d set lease_expires_at = $2
-             from due where d.event_id = due.event_id and d.endpoint_id = due.endpoint_id
-             returning d.event_id, d.endpoint_id, d.attempt_count",
-        )
-        .bind(now.to_sqlx())
-        .bind((now + LEASE).to_sqlx())
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?;
+        let claimed = sqlx::query(CLAIM_DUE)
+            .bind(now.to_sqlx())
+            .bind((now + LEASE).to_sqlx())
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
         if claimed.is_empty() {
             return Ok(Vec::new());
         }
@@ -392,49 +420,234 @@ impl WebhookStore for PostgresStore {
             next_attempts.push(next_attempt_at.map(|at| at.to_sqlx()));
             gone.push(record.next == NextStep::EndpointGone);
         }
-        sqlx::query(
-            "with batch as (
-                select * from unnest($1::text[], $2::text[], $3::timestamptz[], $4::int4[],
-                                     $5::int8[], $6::text[], $7::text[], $8::timestamptz[], $9::bool[])
-                  as b(event_id, endpoint_id, attempted_at, status_code, latency_ms, error,
-                       status, next_attempt_at, gone)
-             ),
-             attempts as (
-                insert into webhook_attempts (event_id, endpoint_id, attempted_at, status_code, latency_ms, error)
-                select event_id, endpoint_id, attempted_at, status_code, latency_ms, error from batch
-             ),
-             moved as (
-                update webhook_deliveries d set status = b.status, attempt_count = d.attempt_count + 1,
-                    next_attempt_at = b.next_attempt_at, lease_expires_at = null, updated_at = b.attempted_at
-                from batch b
-                where d.event_id = b.event_id and d.endpoint_id = b.endpoint_id and d.status = 'pending'
-             )
-             update webhook_endpoints w set enabled = false, disabled_reason = $10, updated_at = b.attempted_at
-             from batch b where b.gone and w.id = b.endpoint_id",
-        )
-        .bind(event_ids)
-        .bind(endpoint_ids)
-        .bind(attempted_at)
-        .bind(status_codes)
-        .bind(latencies)
-        .bind(errors)
-        .bind(statuses)
-        .bind(next_attempts)
-        .bind(gone)
-        .bind(GONE_REASON)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(RECORD_ATTEMPTS)
+            .bind(event_ids)
+            .bind(endpoint_ids)
+            .bind(attempted_at)
+            .bind(status_codes)
+            .bind(latencies)
+            .bind(errors)
+            .bind(statuses)
+            .bind(next_attempts)
+            .bind(gone)
+            .bind(GONE_REASON)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
-    async fn next_delivery_due(&self) -> StoreResult<Option<Timestamp>> {
-        let row = sqlx::query(
-            "select min(greatest(d.next_attempt_at, d.lease_expires_at)) as due
-             from webhook_deliveries d join webhook_endpoints w on w.id = d.endpoint_id
-             where d.status = 'pending' and w.enabled and w.deleted_at is null",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+    async fn next_delivery_due(&self, now: Timestamp) -> StoreResult<Option<Timestamp>> {
+        let row = sqlx::query(NEXT_DUE)
+            .bind(now.to_sqlx())
+            .fetch_one(&self.pool)
+            .await?;
         Ok(opt_ts(&row, "due")?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Runs on the PostgreSQL server `PAYLINK_TEST_POSTGRES_URL` names (CI
+    //! sets it), in a database of its own; says it skipped when unset.
+
+    use sqlx::{Connection, Executor};
+
+    use super::*;
+
+    /// A fresh, migrated database, dropped at the end.
+    async fn scratch_store(admin_url: &str) -> (PostgresStore, impl AsyncFnOnce()) {
+        let name = format!(
+            "paylink_unit_{}",
+            crate::domain::ids::random_base62(12).to_lowercase()
+        );
+        let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
+        admin
+            .execute(AssertSqlSafe(format!("create database {name}")))
+            .await
+            .unwrap();
+        let mut url = url::Url::parse(admin_url).unwrap();
+        url.set_path(&name);
+        let store = PostgresStore::open(url.as_str(), 2).await.unwrap();
+        let pool = store.pool.clone();
+        let drop_it = async move || {
+            pool.close().await;
+            admin
+                .execute(AssertSqlSafe(format!("drop database {name} with (force)")))
+                .await
+                .unwrap();
+        };
+        (store, drop_it)
+    }
+
+    /// The backlog every test here reads: 4,000 deliveries pending to one
+    /// endpoint, the first 200 of them leased (in flight), behind 20,000
+    /// finished ones. Set up without the foreign keys' checks (no event
+    /// rows): only the deliveries' indexes matter. The statistics are from
+    /// before the backlog, as when one builds up between two of
+    /// autovacuum's looks: they show pending deliveries as rare.
+    async fn stale_backlog(conn: &mut sqlx::PgConnection) {
+        conn.execute(
+            "set session_replication_role = replica;
+             insert into webhook_endpoints (id, account_id, livemode, url, format, enabled, secret, created_at, updated_at)
+             values ('we_one', 'acct', false, 'https://example.com/hook', 'native', true, 'whsec', now(), now());
+             insert into webhook_deliveries (event_id, endpoint_id, status, attempt_count, next_attempt_at, created_at, updated_at)
+             select 'old_' || i, 'we_one', 'succeeded', 2, null, now(), now()
+             from generate_series(1, 20000) i;
+             analyze webhook_deliveries;
+             insert into webhook_deliveries (event_id, endpoint_id, status, attempt_count, next_attempt_at, lease_expires_at, created_at, updated_at)
+             select 'evt_' || lpad(i::text, 6, '0'), 'we_one', 'pending', 0,
+                    now() - interval '1 hour' + i * interval '1 ms',
+                    case when i <= 200 then now() + interval '1 minute' end, now(), now()
+             from generate_series(1, 4000) i;",
+        )
+        .await
+        .unwrap();
+    }
+
+    /// Runs `statement` with its parameters bound, in a transaction of
+    /// its own, and counts the rows of `webhook_deliveries` it read: index
+    /// entries and rows of sequential scans, by the transaction's own
+    /// statistics (which count a function's statements too).
+    async fn rows_read<'q>(
+        conn: &mut sqlx::PgConnection,
+        statement: &'q str,
+        bind: impl FnOnce(
+            sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+        ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    ) -> i64 {
+        conn.execute("begin").await.unwrap();
+        bind(sqlx::query(AssertSqlSafe(statement)))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let read = sqlx::query_scalar(
+            "select (select sum(pg_stat_get_xact_tuples_returned(indexrelid)) from pg_index
+                     where indrelid = 'webhook_deliveries'::regclass)::bigint
+                  + pg_stat_get_xact_tuples_returned('webhook_deliveries'::regclass)",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        conn.execute("commit").await.unwrap();
+        read
+    }
+
+    fn admin_url() -> Option<String> {
+        let url = std::env::var("PAYLINK_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|url| !url.is_empty());
+        if url.is_none() {
+            assert!(
+                !std::env::var("CI").is_ok_and(|ci| ci == "true"),
+                "CI=true requires PAYLINK_TEST_POSTGRES_URL"
+            );
+            eprintln!("SKIPPED: set PAYLINK_TEST_POSTGRES_URL to run this PostgreSQL test");
+        }
+        url
+    }
+
+    /// Claiming looks at the deliveries in flight and the ones it takes,
+    /// not the backlog behind them: with a backlog of 4,000, a claim of
+    /// 64 read every pending delivery and sorted them.
+    #[tokio::test]
+    async fn claiming_does_not_read_the_backlog() {
+        let Some(admin_url) = admin_url() else { return };
+        let (store, drop_database) = scratch_store(&admin_url).await;
+        let mut conn = store.pool.acquire().await.unwrap();
+        stale_backlog(&mut conn).await;
+        let now = Timestamp::now();
+        let read = rows_read(&mut conn, CLAIM_DUE, |q| {
+            q.bind(now.to_sqlx())
+                .bind((now + LEASE).to_sqlx())
+                .bind(64_i64)
+        })
+        .await;
+        let leased: i64 = sqlx::query_scalar(
+            "select count(*) from webhook_deliveries where lease_expires_at is not null",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        drop(conn);
+        drop_database().await;
+
+        assert_eq!(leased, 264, "the claim took 64 more");
+        // 200 in flight passed over, 64 taken, then each updated by key.
+        assert!(
+            read <= 200 + 2 * 64,
+            "a claim of 64 read {read} deliveries: it read the backlog of 4,000"
+        );
+    }
+
+    /// The dispatcher asks when the next delivery is due after every write:
+    /// the answer comes from the front of the due order, not from all of
+    /// the backlog.
+    #[tokio::test]
+    async fn asking_when_the_next_delivery_is_due_does_not_read_the_backlog() {
+        let Some(admin_url) = admin_url() else { return };
+        let (store, drop_database) = scratch_store(&admin_url).await;
+        let mut conn = store.pool.acquire().await.unwrap();
+        stale_backlog(&mut conn).await;
+        let now = Timestamp::now();
+        let read = rows_read(&mut conn, NEXT_DUE, |q| q.bind(now.to_sqlx())).await;
+        drop(conn);
+        let due = store.next_delivery_due(now).await.unwrap().unwrap();
+        let first_free: Timestamp = sqlx::query_scalar::<_, jiff_sqlx::Timestamp>(
+            "select next_attempt_at from webhook_deliveries where event_id = 'evt_000201'",
+        )
+        .fetch_one(&store.pool)
+        .await
+        .unwrap()
+        .to_jiff();
+        drop_database().await;
+
+        assert_eq!(due, first_free, "the earliest delivery not in flight");
+        assert!(
+            read <= 200 + 1,
+            "finding the next due delivery read {read} deliveries: it read the backlog of 4,000"
+        );
+    }
+
+    /// A dispatcher records attempts while a backlog drains: recording 64
+    /// of them finds each by its key, whatever the backlog (the planner
+    /// walked all of it, once per record or once per delivery).
+    #[tokio::test]
+    async fn recording_attempts_does_not_read_the_backlog() {
+        let Some(admin_url) = admin_url() else { return };
+        let (store, drop_database) = scratch_store(&admin_url).await;
+        let mut conn = store.pool.acquire().await.unwrap();
+        stale_backlog(&mut conn).await;
+        let n = 64;
+        let event_ids: Vec<String> = (1..=n).map(|i| format!("evt_{:06}", i * 50)).collect();
+        let now = Timestamp::now().to_sqlx();
+        let read = rows_read(&mut conn, RECORD_ATTEMPTS, |q| {
+            q.bind(event_ids)
+                .bind(vec!["we_one"; n])
+                .bind(vec![now; n])
+                .bind(vec![Some(200_i32); n])
+                .bind(vec![3_i64; n])
+                .bind(vec![None::<String>; n])
+                .bind(vec!["succeeded"; n])
+                .bind(vec![None::<jiff_sqlx::Timestamp>; n])
+                .bind(vec![false; n])
+                .bind(GONE_REASON)
+        })
+        .await;
+        let moved: i64 = sqlx::query_scalar(
+            "select count(*) from webhook_deliveries where status = 'succeeded' and attempt_count = 1",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        drop(conn);
+        drop_database().await;
+
+        assert_eq!(moved, 64, "every recorded delivery moved on");
+        // Found by key: one row looked at per delivery, whatever the backlog.
+        assert!(
+            read <= 64,
+            "finding 64 deliveries read {read} rows of webhook_deliveries: \
+             they were searched for among the backlog of 4,000"
+        );
     }
 }

@@ -403,17 +403,23 @@ impl WebhookStore for SqliteStore {
         .await
     }
 
-    async fn next_delivery_due(&self) -> StoreResult<Option<Timestamp>> {
+    async fn next_delivery_due(&self, now: Timestamp) -> StoreResult<Option<Timestamp>> {
         // Asked after every write (the dispatcher is woken by each): kept
-        // prepared, not planned again each time.
-        self.read(|c| {
+        // prepared, not planned again each time. The walk of
+        // `webhook_deliveries_due` from its front stops at the first
+        // delivery no node holds.
+        self.read(move |c| {
             let due: Option<i64> = c
                 .prepare_cached(
-                    "select min(max(d.next_attempt_at, coalesce(d.lease_expires_at, 0)))
+                    "select d.next_attempt_at
                      from webhook_deliveries d join webhook_endpoints w on w.id = d.endpoint_id
-                     where d.status = 'pending' and w.enabled = 1 and w.deleted_at is null",
+                     where d.status = 'pending' and (d.lease_expires_at is null or d.lease_expires_at <= ?1)
+                       and w.enabled = 1 and w.deleted_at is null
+                     order by d.next_attempt_at
+                     limit 1",
                 )?
-                .query_row([], |row| row.get(0))?;
+                .query_row([micros(now)], |row| row.get(0))
+                .optional()?;
             Ok(opt_from_micros(due)?)
         })
         .await

@@ -1,0 +1,51 @@
+-- The dispatcher's claims and its looks for the next due delivery walk
+-- `webhook_deliveries_due` in order from its front: they read the
+-- deliveries in flight (leased) and the ones they take, never the backlog
+-- behind them. Left to the planner, they did not: with statistics gathered
+-- before a backlog built up (autovacuum looks again only after a tenth of
+-- the table has changed), pending deliveries look rare, and it read every
+-- pending delivery, once per enabled endpoint, and sorted them, on every
+-- claim and every look. A backlog's drain then grew with its square (10,000
+-- pending: 230 ms a claim). PostgreSQL takes no hints; a function's own
+-- settings are the supported way to rule plans out for one statement, so
+-- each runs in a function that forbids bitmap scans and sorts, leaving the
+-- ordered walk as the one plan.
+
+create function claim_due_deliveries(due_by timestamptz, lease_until timestamptz, most bigint)
+returns table (event_id text, endpoint_id text, attempt_count integer)
+language sql
+set enable_bitmapscan = off
+set enable_sort = off
+as $$
+    -- Rows another node is claiming right now are skipped, not waited for;
+    -- a row it claimed a moment ago fails the lease condition when
+    -- re-checked after its lock is released. Either way, one owner.
+    with due as (
+        select d.event_id, d.endpoint_id
+        from webhook_deliveries d join webhook_endpoints w on w.id = d.endpoint_id
+        where d.status = 'pending' and d.next_attempt_at <= due_by
+          and (d.lease_expires_at is null or d.lease_expires_at <= due_by)
+          and w.enabled and w.deleted_at is null
+        order by d.next_attempt_at
+        limit most
+        for update of d skip locked
+    )
+    update webhook_deliveries d set lease_expires_at = lease_until
+    from due where d.event_id = due.event_id and d.endpoint_id = due.endpoint_id
+    returning d.event_id, d.endpoint_id, d.attempt_count
+$$;
+
+create function next_delivery_due(free_at timestamptz)
+returns timestamptz
+language sql
+stable
+set enable_bitmapscan = off
+set enable_sort = off
+as $$
+    select d.next_attempt_at
+    from webhook_deliveries d join webhook_endpoints w on w.id = d.endpoint_id
+    where d.status = 'pending' and (d.lease_expires_at is null or d.lease_expires_at <= free_at)
+      and w.enabled and w.deleted_at is null
+    order by d.next_attempt_at
+    limit 1
+$$;
