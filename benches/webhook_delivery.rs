@@ -29,6 +29,11 @@ use paylink::service::{Caller, NewEndpoint, Service, ServiceSettings};
 use paylink::web::rate_limit::RateLimitSettings;
 use tokio::sync::Notify;
 
+/// The server runs in this process, with the allocator paylink's binary
+/// uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const LINKS: usize = 10000;
 const CLIENT_CONCURRENCY: usize = 32;
 

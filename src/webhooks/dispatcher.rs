@@ -161,7 +161,7 @@ impl Dispatcher {
                             let next = if all_asked { Look::ClaimAtOnce } else { Look::WhenDue };
                             (next, None)
                         }
-                        Ok(Claim::NoneAfterAFullClaim) => (Look::WhenDue, None),
+                        Ok(Claim::NoneLeft) => (Look::WhenDue, None),
                         Ok(Claim::Wait(wait)) => (Look::WhenDue, Some(Instant::now() + wait)),
                         Err(error) => {
                             tracing::warn!(%error, "webhook dispatch failed; retrying");
@@ -225,7 +225,7 @@ impl Dispatcher {
         let deliveries = self.service.claim_deliveries(limit).await?;
         if deliveries.is_empty() {
             if look == Look::ClaimAtOnce {
-                return Ok(Claim::NoneAfterAFullClaim);
+                return Ok(Claim::NoneLeft);
             }
             // Due, but another node claimed it first: its lease shows soon.
             return Ok(Claim::Wait(self.settings.poll_interval.min(CONTENDED_WAIT)));
@@ -324,7 +324,7 @@ enum Claim {
         all_asked: bool,
     },
     /// Claimed at once after a full claim, and found none.
-    NoneAfterAFullClaim,
+    NoneLeft,
     /// Nothing to claim for this long (or until woken).
     Wait(Duration),
 }
@@ -347,7 +347,7 @@ mod tests {
 
     use async_trait::async_trait;
     use jiff::{SignedDuration, Timestamp};
-    use tokio::sync::{mpsc, watch};
+    use tokio::sync::mpsc;
     use tokio::time::Instant;
 
     use super::*;
