@@ -148,8 +148,12 @@ impl Dispatcher {
                 Some(record) = in_flight.next(), if !in_flight.is_empty() => {
                     let _ = finished.send(record);
                 }
-                claimed = async { claim.as_mut().expect("guarded by the condition").await },
-                    if claim.is_some() =>
+                claimed = async {
+                    match claim.as_mut() {
+                        Some(claiming) => claiming.await,
+                        None => std::future::pending().await,
+                    }
+                }, if claim.is_some() =>
                 {
                     claim = None;
                     (look, idle_until) = match claimed {

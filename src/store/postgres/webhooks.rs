@@ -532,6 +532,13 @@ mod tests {
         read
     }
 
+    async fn count(conn: &mut sqlx::PgConnection, query: &'static str) -> i64 {
+        sqlx::query_scalar(query)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap()
+    }
+
     fn admin_url() -> Option<String> {
         let url = std::env::var("PAYLINK_TEST_POSTGRES_URL")
             .ok()
@@ -562,12 +569,11 @@ mod tests {
                 .bind(64_i64)
         })
         .await;
-        let leased: i64 = sqlx::query_scalar(
+        let leased = count(
+            &mut conn,
             "select count(*) from webhook_deliveries where lease_expires_at is not null",
         )
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
+        .await;
         drop(conn);
         drop_database().await;
 
@@ -633,12 +639,11 @@ mod tests {
                 .bind(GONE_REASON)
         })
         .await;
-        let moved: i64 = sqlx::query_scalar(
+        let moved = count(
+            &mut conn,
             "select count(*) from webhook_deliveries where status = 'succeeded' and attempt_count = 1",
         )
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
+        .await;
         drop(conn);
         drop_database().await;
 
