@@ -31,11 +31,12 @@ impl Service {
             now: self.now(),
             default_lifetime: self.settings.default_link_lifetime,
         })?;
-        self.store
+        let owed = self
+            .store
             .insert_link(link.clone(), event, idempotency.map(|c| c.mark))
             .await?;
         crate::telemetry::link_transition(EventType::Created.as_str());
-        self.deliveries_waiting.notify_one();
+        self.wake_dispatcher_if(owed);
         Ok(link)
     }
 

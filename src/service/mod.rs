@@ -4,6 +4,8 @@
 //! so the loser answers from the winner's outcome, never a half-state.
 
 mod accounts;
+#[cfg(test)]
+mod dispatcher_wakes;
 mod idempotency;
 mod key_cache;
 mod links;
@@ -36,8 +38,8 @@ use crate::domain::{
 };
 use crate::payments::{PaymentProcessor, PaymentSource, TestProcessor};
 use crate::store::{
-    Account, ApiKeyRecord, Applied, IdempotencyClaim, IdempotencyMark, IdempotencyWindow,
-    LinkFilter, Page, Scope, StatsRow, Store, StoreError, StoredResponse,
+    Account, ApiKeyRecord, Applied, DeliveriesOwed, IdempotencyClaim, IdempotencyMark,
+    IdempotencyWindow, LinkFilter, Page, Scope, StatsRow, Store, StoreError, StoredResponse,
 };
 
 /// How long a write that keeps losing races goes on before it gives up
@@ -264,8 +266,8 @@ pub struct Service {
     clock: Arc<dyn Clock>,
     settings: ServiceSettings,
     test_processor: Arc<dyn PaymentProcessor>,
-    /// Wakes this node's webhook dispatcher after a write that stored
-    /// events (other nodes' writes are found by its polling).
+    /// Wakes this node's webhook dispatcher after a write that owed
+    /// deliveries (other nodes' writes are found by its polling).
     deliveries_waiting: tokio::sync::Notify,
     /// Keys that authenticated in the last second.
     keys: KeyCache,
@@ -346,6 +348,15 @@ impl Service {
         self.clock.now()
     }
 
+    /// A write whose event owes no delivery leaves the dispatcher asleep:
+    /// waking it costs a look at the deliveries, and most writes on an
+    /// account without endpoints owe none.
+    fn wake_dispatcher_if(&self, owed: DeliveriesOwed) {
+        if owed.any() {
+            self.deliveries_waiting.notify_one();
+        }
+    }
+
     pub fn processor_settings(&self) -> &crate::payments::ProcessorSettings {
         &self.settings.processors
     }
@@ -399,9 +410,9 @@ impl Service {
             if let Some(expiry) = link.expire_if_due(now) {
                 let expired = expiry.link.clone();
                 match self.store.apply_transition(expiry, None).await? {
-                    Applied::Yes => {
+                    Applied::Yes(owed) => {
                         crate::telemetry::link_transition(EventType::Expired.as_str());
-                        self.deliveries_waiting.notify_one();
+                        self.wake_dispatcher_if(owed);
                         link = expired;
                     }
                     Applied::StaleVersion => continue 'attempt,
@@ -417,9 +428,9 @@ impl Service {
                 .apply_transition(transition, mark.clone())
                 .await?
             {
-                Applied::Yes => {
+                Applied::Yes(owed) => {
                     crate::telemetry::link_transition(event_type.as_str());
-                    self.deliveries_waiting.notify_one();
+                    self.wake_dispatcher_if(owed);
                     return Ok(changed);
                 }
                 Applied::StaleVersion => continue 'attempt,

@@ -33,10 +33,23 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// How many webhook deliveries a committed change's event owes (to the
+/// account's enabled endpoints that want its type). None: the change
+/// gives this node's dispatcher nothing new to do, so it is not woken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveriesOwed(pub u64);
+
+impl DeliveriesOwed {
+    pub fn any(self) -> bool {
+        self.0 > 0
+    }
+}
+
 /// What became of a transition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
-    Yes,
+    /// Written, with its event and the deliveries the event owes.
+    Yes(DeliveriesOwed),
     /// The link moved on since it was read (another writer won); nothing written.
     StaleVersion,
 }
@@ -88,14 +101,15 @@ pub trait AccountStore: Send + Sync + 'static {
 /// Links: creation, reads, lists, transitions with their events, stats, expiry.
 #[async_trait]
 pub trait LinkStore: Send + Sync + 'static {
-    /// Writes the link and its creation event; with `mark`, the idempotency
-    /// key is marked with the event in the same transaction.
+    /// Writes the link and its creation event (and the deliveries the
+    /// event owes); with `mark`, the idempotency key is marked with the
+    /// event in the same transaction.
     async fn insert_link(
         &self,
         link: Link,
         event: LinkEvent,
         mark: Option<IdempotencyMark>,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<DeliveriesOwed>;
     async fn get_link(&self, scope: &Scope, id: &str) -> StoreResult<Option<Link>>;
     async fn get_link_by_slug(&self, slug: &str) -> StoreResult<Option<Link>>;
     /// Up to `page.limit` links matching `filter`, newest first.

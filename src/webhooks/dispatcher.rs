@@ -204,8 +204,8 @@ impl Dispatcher {
 
     /// Claims up to `limit` deliveries; with `Look::WhenDue`, only if one
     /// is due (a read, where claiming is a write: cheap to ask first when
-    /// most looks find nothing due, as on a node writing with no endpoints,
-    /// which is woken after every write).
+    /// most looks find nothing due, as after a write whose deliveries
+    /// another node claimed first).
     async fn look_and_claim(
         &self,
         look: Look,

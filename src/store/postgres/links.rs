@@ -8,7 +8,8 @@ use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row};
 
 use crate::domain::{Link, LinkEvent, LinkStatus, Transition};
 use crate::store::{
-    Applied, IdempotencyMark, LinkFilter, LinkStore, Page, Scope, StatsRow, StoreError, StoreResult,
+    Applied, DeliveriesOwed, IdempotencyMark, LinkFilter, LinkStore, Page, Scope, StatsRow,
+    StoreError, StoreResult,
 };
 
 use super::engine::*;
@@ -22,7 +23,7 @@ impl LinkStore for PostgresStore {
         link: Link,
         event: LinkEvent,
         mark: Option<IdempotencyMark>,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<DeliveriesOwed> {
         // Built once: they run on every create.
         static INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
             format!(
@@ -63,15 +64,17 @@ impl LinkStore for PostgresStore {
             .bind(link.amount_refunded)
             .bind(&link.customer_message);
         if at_once {
-            bind_event_fields(query, &event).execute(&self.pool).await?;
-            return Ok(());
+            let row = bind_event_fields(query, &event)
+                .fetch_one(&self.pool)
+                .await?;
+            return Ok(deliveries_owed_of(&row)?);
         }
         let mut tx = self.pool.begin().await?;
         query.execute(&mut *tx).await?;
-        insert_event(&mut tx, &event).await?;
+        let owed = insert_event(&mut tx, &event).await?;
         mark_idempotency_key(&mut tx, mark.as_ref(), &event.id).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(owed)
     }
 
     async fn get_link(&self, scope: &Scope, id: &str) -> StoreResult<Option<Link>> {
@@ -143,7 +146,7 @@ impl LinkStore for PostgresStore {
         }
         let mut tx = self.pool.begin().await?;
         let applied = write_transition(&mut tx, &transition).await?;
-        if applied == Applied::Yes {
+        if matches!(applied, Applied::Yes(_)) {
             mark_idempotency_key(&mut tx, mark.as_ref(), &transition.event.id).await?;
             tx.commit().await?;
         } else {
@@ -224,7 +227,7 @@ impl LinkStore for PostgresStore {
         for row in &rows {
             let link = link_from_row(row)?;
             if let Some(transition) = link.expire_if_due(now)
-                && write_transition(&mut tx, &transition).await? == Applied::Yes
+                && write_transition(&mut tx, &transition).await? != Applied::StaleVersion
             {
                 expired += 1;
             }

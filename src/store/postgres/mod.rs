@@ -11,6 +11,8 @@ mod idempotency;
 mod links;
 mod payments;
 mod rows;
+#[cfg(test)]
+pub(crate) mod scratch;
 mod webhooks;
 
 use async_trait::async_trait;

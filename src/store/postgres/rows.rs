@@ -14,7 +14,7 @@ use crate::domain::{
 pub(super) use crate::store::sql::{
     ATTEMPT_COLUMNS, ENDPOINT_COLUMNS, EVENT_COLUMNS, LINK_COLUMNS, Param, QueryWriter, decode,
 };
-use crate::store::{Account, Applied, IdempotencyMark, StoreResult};
+use crate::store::{Account, Applied, DeliveriesOwed, IdempotencyMark, StoreResult};
 
 pub(super) fn internal(message: impl Into<String>) -> sqlx::Error {
     sqlx::Error::Decode(message.into().into())
@@ -93,10 +93,11 @@ pub(super) fn account_from_row(row: &PgRow) -> sqlx::Result<Account> {
     })
 }
 
+/// The event's row and the deliveries it owes; answers how many.
 pub(super) async fn insert_event(
     tx: &mut sqlx::PgConnection,
     event: &LinkEvent,
-) -> StoreResult<()> {
+) -> StoreResult<DeliveriesOwed> {
     let insert = sqlx::query(
         "insert into events (id, account_id, livemode, type, created_at, actor, reason, link, previous_attributes, link_id, refund)
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -120,15 +121,16 @@ pub(super) async fn insert_event(
             },
         )
     });
-    sqlx::query(AssertSqlSafe(DELIVERIES.as_str()))
+    let owed = sqlx::query(AssertSqlSafe(DELIVERIES.as_str()))
         .bind(&event.id)
         .bind(&event.link.account_id)
         .bind(event.link.livemode)
         .bind(event.created_at.to_sqlx())
         .bind(event.event_type.as_str())
         .execute(&mut *tx)
-        .await?;
-    Ok(())
+        .await?
+        .rows_affected();
+    Ok(DeliveriesOwed(owed))
 }
 
 pub(super) fn endpoint_from_row(row: &PgRow) -> sqlx::Result<WebhookEndpoint> {
@@ -199,7 +201,8 @@ pub(super) fn deliveries_owed(from: &str, event: &DeliveryParams<'_>) -> String 
 /// One statement that changes a link and stores the change: `write` (the
 /// link's INSERT, or its version-checked UPDATE, which may match no row),
 /// then the event on the row it wrote, then the deliveries that event
-/// owes; it answers how many rows `write` wrote. The event's fields are
+/// owes; it answers how many rows `write` wrote (`written`) and how many
+/// deliveries the event owes (`deliveries`). The event's fields are
 /// `$n` to `$n + 8`, bound in that order by [`bind_event_fields`]. One
 /// statement is one implicit transaction: all of it or none.
 pub(super) fn with_event_and_deliveries(write: &str, n: usize) -> String {
@@ -212,8 +215,9 @@ pub(super) fn with_event_and_deliveries(write: &str, n: usize) -> String {
             select {id}, written.id, {account_id}, {livemode}, {event_type}, {at}, {actor}, {reason}, {link}, {previous}, null
             from written
             returning id
-         ), deliveries as ({})
-         select count(*) from written",
+         ), deliveries as ({} returning 1)
+         select (select count(*) from written) as written,
+                (select count(*) from deliveries) as deliveries",
         deliveries_owed(
             "event, ",
             &DeliveryParams {
@@ -313,8 +317,7 @@ pub(super) async fn write_transition(
             .execute(&mut *tx)
             .await?;
     }
-    insert_event(tx, &transition.event).await?;
-    Ok(Applied::Yes)
+    Ok(Applied::Yes(insert_event(tx, &transition.event).await?))
 }
 
 /// A transition that carries nothing beside the link and its event (no
@@ -332,15 +335,21 @@ pub(super) async fn write_transition_at_once(
     static SQL: std::sync::LazyLock<String> =
         std::sync::LazyLock::new(|| with_event_and_deliveries(LINK_UPDATE, 15));
     let query = bind_link_update(sqlx::query(AssertSqlSafe(SQL.as_str())), transition);
-    let changed: i64 = bind_event_fields(query, &transition.event)
+    let row = bind_event_fields(query, &transition.event)
         .fetch_one(pool)
-        .await?
-        .try_get(0)?;
-    Ok(if changed == 0 {
+        .await?;
+    let written: i64 = row.try_get("written")?;
+    Ok(if written == 0 {
         Applied::StaleVersion
     } else {
-        Applied::Yes
+        Applied::Yes(deliveries_owed_of(&row)?)
     })
+}
+
+/// The `deliveries` column of [`with_event_and_deliveries`]' answer.
+pub(super) fn deliveries_owed_of(row: &PgRow) -> sqlx::Result<DeliveriesOwed> {
+    let owed: i64 = row.try_get("deliveries")?;
+    Ok(DeliveriesOwed(u64::try_from(owed).unwrap_or(0)))
 }
 
 /// Inserts a new pending attempt, or settles a stored one that is still

@@ -450,34 +450,10 @@ mod tests {
     //! Runs on the PostgreSQL server `PAYLINK_TEST_POSTGRES_URL` names (CI
     //! sets it), in a database of its own; says it skipped when unset.
 
-    use sqlx::{Connection, Executor};
+    use sqlx::Executor;
 
     use super::*;
-
-    /// A fresh, migrated database, dropped at the end.
-    async fn scratch_store(admin_url: &str) -> (PostgresStore, impl AsyncFnOnce()) {
-        let name = format!(
-            "paylink_unit_{}",
-            crate::domain::ids::random_base62(12).to_lowercase()
-        );
-        let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
-        admin
-            .execute(AssertSqlSafe(format!("create database {name}")))
-            .await
-            .unwrap();
-        let mut url = url::Url::parse(admin_url).unwrap();
-        url.set_path(&name);
-        let store = PostgresStore::open(url.as_str(), 2).await.unwrap();
-        let pool = store.pool.clone();
-        let drop_it = async move || {
-            pool.close().await;
-            admin
-                .execute(AssertSqlSafe(format!("drop database {name} with (force)")))
-                .await
-                .unwrap();
-        };
-        (store, drop_it)
-    }
+    use crate::store::postgres::scratch::{admin_url, scratch_store};
 
     /// The backlog every test here reads: 4,000 deliveries pending to one
     /// endpoint, the first 200 of them leased (in flight), behind 20,000
@@ -537,20 +513,6 @@ mod tests {
             .fetch_one(&mut *conn)
             .await
             .unwrap()
-    }
-
-    fn admin_url() -> Option<String> {
-        let url = std::env::var("PAYLINK_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|url| !url.is_empty());
-        if url.is_none() {
-            assert!(
-                !std::env::var("CI").is_ok_and(|ci| ci == "true"),
-                "CI=true requires PAYLINK_TEST_POSTGRES_URL"
-            );
-            eprintln!("SKIPPED: set PAYLINK_TEST_POSTGRES_URL to run this PostgreSQL test");
-        }
-        url
     }
 
     /// Claiming looks at the deliveries in flight and the ones it takes,

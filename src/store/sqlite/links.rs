@@ -7,7 +7,8 @@ use rusqlite::{OptionalExtension, params, params_from_iter};
 
 use crate::domain::{Link, LinkEvent, LinkStatus, Transition};
 use crate::store::{
-    Applied, IdempotencyMark, LinkFilter, LinkStore, Page, Scope, StatsRow, StoreResult,
+    Applied, DeliveriesOwed, IdempotencyMark, LinkFilter, LinkStore, Page, Scope, StatsRow,
+    StoreResult,
 };
 
 use super::engine::*;
@@ -21,7 +22,7 @@ impl LinkStore for SqliteStore {
         link: Link,
         event: LinkEvent,
         mark: Option<IdempotencyMark>,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<DeliveriesOwed> {
         let event = EventRow::of(&event)?;
         let metadata = serde_json::to_string(&link.metadata)?;
         let customer = optional_json(&link.customer)?;
@@ -59,8 +60,9 @@ impl LinkStore for SqliteStore {
                     link.customer_message,
                 ],
             )?;
-            insert_event(c, &event)?;
-            mark_idempotency_key(c, mark.as_ref(), &event.id)
+            let owed = insert_event(c, &event)?;
+            mark_idempotency_key(c, mark.as_ref(), &event.id)?;
+            Ok(owed)
         })
         .await
     }
@@ -170,7 +172,7 @@ impl LinkStore for SqliteStore {
         let event = EventRow::of(&transition.event)?;
         self.write(move |c| {
             let applied = write_transition(c, &transition, &event)?;
-            if applied == Applied::Yes {
+            if matches!(applied, Applied::Yes(_)) {
                 mark_idempotency_key(c, mark.as_ref(), &transition.event.id)?;
             }
             Ok(applied)
@@ -264,7 +266,7 @@ impl LinkStore for SqliteStore {
             let mut expired = 0;
             for transition in due.iter().filter_map(|link| link.expire_if_due(now)) {
                 if write_transition(c, &transition, &EventRow::of(&transition.event)?)?
-                    == Applied::Yes
+                    != Applied::StaleVersion
                 {
                     expired += 1;
                 }

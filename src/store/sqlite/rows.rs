@@ -11,7 +11,7 @@ use crate::domain::{
 pub(super) use crate::store::sql::{
     ATTEMPT_COLUMNS, ENDPOINT_COLUMNS, EVENT_COLUMNS, LINK_COLUMNS, Param, QueryWriter, decode,
 };
-use crate::store::{Account, Applied, IdempotencyMark, StoreResult};
+use crate::store::{Account, Applied, DeliveriesOwed, IdempotencyMark, StoreResult};
 
 pub(super) fn micros(at: Timestamp) -> i64 {
     at.as_microsecond()
@@ -146,7 +146,11 @@ impl EventRow {
     }
 }
 
-pub(super) fn insert_event(connection: &Connection, event: &EventRow) -> StoreResult<()> {
+/// The event's row and the deliveries it owes; answers how many.
+pub(super) fn insert_event(
+    connection: &Connection,
+    event: &EventRow,
+) -> StoreResult<DeliveriesOwed> {
     connection
         .prepare_cached(
             "insert into events (id, link_id, account_id, livemode, type, created_at, actor, reason, link, previous_attributes, refund)
@@ -167,7 +171,7 @@ pub(super) fn insert_event(connection: &Connection, event: &EventRow) -> StoreRe
         ])?;
     // The event's deliveries, in the same transaction: an event is never
     // stored without the deliveries it owes.
-    connection
+    let owed = connection
         .prepare_cached(
             "insert into webhook_deliveries (event_id, endpoint_id, status, attempt_count, next_attempt_at, created_at, updated_at)
              select ?1, w.id, 'pending', 0, ?4, ?4, ?4 from webhook_endpoints w
@@ -181,7 +185,7 @@ pub(super) fn insert_event(connection: &Connection, event: &EventRow) -> StoreRe
             event.created_at,
             event.event_type,
         ])?;
-    Ok(())
+    Ok(DeliveriesOwed(owed as u64))
 }
 
 pub(super) fn endpoint_from_row(row: &Row<'_>) -> rusqlite::Result<WebhookEndpoint> {
@@ -295,7 +299,7 @@ pub(super) fn write_transition(
     run_cached(c, "savepoint transition")?;
     let applied = write_transition_rows(c, transition, event);
     match applied {
-        Ok(Applied::Yes) => run_cached(c, "release transition")?,
+        Ok(Applied::Yes(_)) => run_cached(c, "release transition")?,
         _ => {
             run_cached(c, "rollback to transition")?;
             run_cached(c, "release transition")?;
@@ -352,8 +356,7 @@ fn write_transition_rows(
     {
         return Ok(Applied::StaleVersion);
     }
-    insert_event(c, event)?;
-    Ok(Applied::Yes)
+    Ok(Applied::Yes(insert_event(c, event)?))
 }
 
 /// Inserts a new pending attempt, or settles a stored one that is still
