@@ -64,6 +64,7 @@ async fn a_restart_after_kill_9_resolves_every_processing_link() {
             links.push(link["id"].as_str().unwrap().to_owned());
             forms.push((url, token));
         }
+        let left_before = processing_in_file(&path);
         let submits: Vec<_> = forms
             .into_iter()
             .map(|(url, token)| {
@@ -84,7 +85,14 @@ async fn a_restart_after_kill_9_resolves_every_processing_link() {
                 })
             })
             .collect();
-        tokio::time::sleep(Duration::from_millis(15 + 10 * round)).await;
+        // Kill as soon as the file shows a payment in flight (a link
+        // processing beyond those earlier kills left), not after a fixed
+        // delay: on an idle machine all 60 finished before a 15 ms sleep
+        // ended and no kill landed. Bounded: kill anyway after 2 s.
+        let watch_until = Instant::now() + Duration::from_secs(2);
+        while processing_in_file(&path) <= left_before && Instant::now() < watch_until {
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
         server.kill().await;
         for submit in submits {
             let _ = submit.await;
