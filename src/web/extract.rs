@@ -62,7 +62,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                     ))
                 }
             })?;
-        let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+        // Only a body with no bytes at all is an empty object: whitespace
+        // alone is not a JSON document, and is refused as one.
+        let bytes = if bytes.is_empty() {
             Bytes::from_static(b"{}")
         } else {
             let is_json = content_type.as_deref().is_some_and(|value| {
@@ -188,5 +190,42 @@ pub fn api_key_in(headers: &axum::http::HeaderMap, form: KeyHeader) -> Option<St
         KeyHeader::BearerOrApiKey => authorization().or_else(api_key),
         KeyHeader::Bearer | KeyHeader::RawAuthorization => authorization(),
         KeyHeader::ApiKey => api_key(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+
+    use super::*;
+
+    type Object = serde_json::Map<String, serde_json::Value>;
+
+    async fn read(body: &'static str) -> Result<Object, ApiError> {
+        let request = Request::builder()
+            .method("POST")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        JsonBody::<Object>::from_request(request, &())
+            .await
+            .map(|JsonBody(object)| object)
+    }
+
+    #[tokio::test]
+    async fn only_an_empty_body_reads_as_an_empty_object() {
+        assert_eq!(read("").await.unwrap(), Object::new());
+        assert_eq!(read("{\"a\": 1}").await.unwrap().len(), 1);
+        // Whitespace is not a JSON document (schemathesis sent a lone tab
+        // with `Content-Type: application/json`, and it was accepted).
+        for body in ["\t", " ", "\r\n"] {
+            let error = read(body).await.unwrap_err();
+            assert_eq!(error.status, StatusCode::BAD_REQUEST, "{body:?}");
+            assert!(
+                error.message.contains("not valid JSON"),
+                "{}",
+                error.message
+            );
+        }
     }
 }
