@@ -5,6 +5,8 @@
 
 mod accounts;
 #[cfg(test)]
+mod attempt_records;
+#[cfg(test)]
 mod dispatcher_wakes;
 mod idempotency;
 mod key_cache;

@@ -32,31 +32,42 @@ const NEXT_DUE: &str = "select next_delivery_due($1) as due";
 /// disabled with): each attempt's row, its delivery's next state, and the
 /// endpoint's disabling.
 ///
-/// Each delivery must be found by its whole key, whatever the planner
-/// believes about the backlog. With `d.status = 'pending'` written as a
-/// constant, the partial indexes of pending deliveries qualify, and with
-/// statistics gathered before a backlog built up (autovacuum looks again
-/// only after a tenth of the table has changed) they look empty, so the
-/// planner walked the whole backlog once per record, or once per delivery
-/// by `webhook_deliveries_by_endpoint`: a drain quadratic in its length.
-/// As a subquery's value the condition proves no index predicate, and
-/// `event_id = any($1)` makes probing the primary key the cheapest plan.
+/// Every delivery of the batch that still exists is updated, and so
+/// locked until the commit: a pending one moves on; one already finished
+/// (by another node, after this node's lease ran out) keeps its state. The
+/// attempts are inserted for the deliveries the update found, so an
+/// attempt is kept in its delivery's history either way, and one whose
+/// delivery was purged meanwhile is dropped instead of failing the batch
+/// (migration 0013: no foreign key checks this any more).
+///
+/// Each delivery is found by its whole key, whatever the planner believes
+/// about the backlog: with `status = 'pending'` in the condition, the
+/// partial indexes of pending deliveries qualify, and with statistics
+/// gathered before a backlog built up (autovacuum looks again only after a
+/// tenth of the table has changed) they look empty, so the planner walked
+/// the whole backlog once per record. Without it, probing the primary key
+/// is the one plan.
 const RECORD_ATTEMPTS: &str = "with batch as (
         select * from unnest($1::text[], $2::text[], $3::timestamptz[], $4::int4[],
                              $5::int8[], $6::text[], $7::text[], $8::timestamptz[], $9::bool[])
           as b(event_id, endpoint_id, attempted_at, status_code, latency_ms, error,
                status, next_attempt_at, gone)
      ),
-     attempts as (
-        insert into webhook_attempts (event_id, endpoint_id, attempted_at, status_code, latency_ms, error)
-        select event_id, endpoint_id, attempted_at, status_code, latency_ms, error from batch
-     ),
-     moved as (
-        update webhook_deliveries d set status = b.status, attempt_count = d.attempt_count + 1,
-            next_attempt_at = b.next_attempt_at, lease_expires_at = null, updated_at = b.attempted_at
+     found as (
+        update webhook_deliveries d set
+            status = case when d.status = 'pending' then b.status else d.status end,
+            attempt_count = case when d.status = 'pending' then d.attempt_count + 1 else d.attempt_count end,
+            next_attempt_at = case when d.status = 'pending' then b.next_attempt_at else d.next_attempt_at end,
+            lease_expires_at = case when d.status = 'pending' then null else d.lease_expires_at end,
+            updated_at = case when d.status = 'pending' then b.attempted_at else d.updated_at end
         from batch b
         where d.event_id = b.event_id and d.endpoint_id = b.endpoint_id
-          and d.status = (select 'pending')
+        returning d.event_id, d.endpoint_id
+     ),
+     attempts as (
+        insert into webhook_attempts (event_id, endpoint_id, attempted_at, status_code, latency_ms, error)
+        select b.event_id, b.endpoint_id, b.attempted_at, b.status_code, b.latency_ms, b.error
+        from batch b join found f on f.event_id = b.event_id and f.endpoint_id = b.endpoint_id
      )
      update webhook_endpoints w set enabled = false, disabled_reason = $10, updated_at = b.attempted_at
      from batch b where b.gone and w.id = b.endpoint_id";
@@ -68,8 +79,7 @@ impl WebhookStore for PostgresStore {
         finished_before: Timestamp,
         limit: usize,
     ) -> StoreResult<usize> {
-        // One statement: the attempts and their deliveries go together
-        // (the foreign key is checked at its end).
+        // One statement: the attempts and their deliveries go together.
         let result = sqlx::query(
             "with old as (
                  select event_id, endpoint_id from webhook_deliveries

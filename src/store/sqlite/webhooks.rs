@@ -364,9 +364,13 @@ impl WebhookStore for SqliteStore {
             } in records
             {
                 let now = micros(attempt.attempted_at);
+                // Kept in the history of a delivery already finished (by
+                // another node, after this one's lease ran out); dropped,
+                // not failing the batch, when the delivery was purged.
                 c.prepare_cached(
                     "insert into webhook_attempts (event_id, endpoint_id, attempted_at, status_code, latency_ms, error)
-                     values (?1, ?2, ?3, ?4, ?5, ?6)",
+                     select ?1, ?2, ?3, ?4, ?5, ?6
+                     where exists (select 1 from webhook_deliveries where event_id = ?1 and endpoint_id = ?2)",
                 )?
                 .execute(params![
                     event_id,
