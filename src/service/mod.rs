@@ -5,7 +5,7 @@
 
 mod accounts;
 #[cfg(test)]
-mod attempt_records;
+mod delivery_ownership;
 #[cfg(test)]
 mod dispatcher_wakes;
 mod idempotency;

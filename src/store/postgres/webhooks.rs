@@ -17,11 +17,11 @@ use super::engine::*;
 use super::rows::*;
 
 /// Claims up to $3 deliveries due by $1 for this node, leasing them until
-/// $2; the function (migration 0012) walks the due order from its front,
-/// so it reads the deliveries in flight and the ones it takes, never the
-/// backlog behind them.
-const CLAIM_DUE: &str =
-    "select event_id, endpoint_id, attempt_count from claim_due_deliveries($1, $2, $3)";
+/// $2, each with its event (the event's columns, beside the claim's
+/// `endpoint_id` and `attempt_count`). The function (migrations 0012 and
+/// 0014) walks the due order from its front, so it reads the deliveries in
+/// flight and the ones it takes, never the backlog behind them.
+const CLAIM_DUE: &str = "select * from claim_due_deliveries($1, $2, $3)";
 
 /// When the earliest delivery no node holds at $1 falls due: the same walk,
 /// stopping at the first (migration 0012).
@@ -357,21 +357,16 @@ impl WebhookStore for PostgresStore {
         if claimed.is_empty() {
             return Ok(Vec::new());
         }
-        let mut event_ids = Vec::with_capacity(claimed.len());
-        let mut endpoint_ids = Vec::with_capacity(claimed.len());
+        let mut endpoint_ids: Vec<String> = Vec::new();
+        let mut events = Vec::with_capacity(claimed.len());
         for row in &claimed {
-            event_ids.push(row.try_get::<String, _>("event_id")?);
-            endpoint_ids.push(row.try_get::<String, _>("endpoint_id")?);
+            let endpoint_id: String = row.try_get("endpoint_id")?;
+            let attempts_made: i32 = row.try_get("attempt_count")?;
+            if !endpoint_ids.contains(&endpoint_id) {
+                endpoint_ids.push(endpoint_id.clone());
+            }
+            events.push((event_from_row(row)?, endpoint_id, attempts_made));
         }
-        let events = sqlx::query(AssertSqlSafe(format!(
-            "select {EVENT_COLUMNS} from events where id = any($1)"
-        )))
-        .bind(&event_ids)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(event_from_row)
-        .collect::<sqlx::Result<Vec<_>>>()?;
         let endpoints = sqlx::query(AssertSqlSafe(format!(
             "select {ENDPOINT_COLUMNS} from webhook_endpoints where id = any($1)"
         )))
@@ -381,20 +376,16 @@ impl WebhookStore for PostgresStore {
         .iter()
         .map(endpoint_from_row)
         .collect::<sqlx::Result<Vec<_>>>()?;
-        let mut deliveries = Vec::with_capacity(claimed.len());
-        for (row, (event_id, endpoint_id)) in
-            claimed.iter().zip(event_ids.iter().zip(&endpoint_ids))
-        {
-            let attempts_made: i32 = row.try_get("attempt_count")?;
-            let event = events.iter().find(|e| &e.id == event_id);
-            let endpoint = endpoints.iter().find(|e| &e.id == endpoint_id);
-            let (Some(event), Some(endpoint)) = (event, endpoint) else {
+        let mut deliveries = Vec::with_capacity(events.len());
+        for (event, endpoint_id, attempts_made) in events {
+            let Some(endpoint) = endpoints.iter().find(|e| e.id == endpoint_id) else {
                 return Err(StoreError::Internal(format!(
-                    "delivery of {event_id} to {endpoint_id} has no event or endpoint"
+                    "delivery of {} to {endpoint_id} has no endpoint",
+                    event.id
                 )));
             };
             deliveries.push(ClaimedDelivery {
-                event: event.clone(),
+                event,
                 endpoint: endpoint.clone(),
                 attempts_made: u32::try_from(attempts_made).unwrap_or(0),
             });
