@@ -44,6 +44,13 @@ const _: () = assert!(
     "a claimed delivery must be sent and recorded within its lease"
 );
 
+/// Records committing at once: the next batch is written while the last
+/// one waits for its commit's flush. A delivery is attempted again only
+/// after its record commits (until then its lease holds it), so two
+/// records in flight carry different deliveries; were a record to outlive
+/// the lease, the two would take the delivery's row lock in turn.
+const RECORDS_IN_FLIGHT: usize = 2;
+
 #[derive(Debug, Clone)]
 pub struct DispatcherSettings {
     /// Longest sleep between looks at the database when this node wrote
@@ -185,9 +192,9 @@ impl Dispatcher {
         }
     }
 
-    /// Records whatever has finished whenever it is free: the first attempt
-    /// alone, then those that finished while that one committed. Never
-    /// pauses the sends.
+    /// Records whatever has finished as soon as fewer than
+    /// `RECORDS_IN_FLIGHT` records are committing: the first attempt alone,
+    /// then those that finished meanwhile. Never pauses the sends.
     async fn record_as_they_finish(
         &self,
         mut to_record: mpsc::UnboundedReceiver<AttemptRecord>,
@@ -195,10 +202,28 @@ impl Dispatcher {
     ) {
         let most = self.settings.concurrency.max(1);
         let mut records = Vec::with_capacity(most);
-        while to_record.recv_many(&mut records, most).await > 0 {
-            let count = records.len();
-            self.record(std::mem::take(&mut records)).await;
-            recorded.send_modify(|so_far| *so_far += count);
+        let mut committing = FuturesUnordered::new();
+        let mut open = true;
+        while open || !committing.is_empty() {
+            tokio::select! {
+                received = to_record.recv_many(&mut records, most),
+                    if open && committing.len() < RECORDS_IN_FLIGHT =>
+                {
+                    if received == 0 {
+                        open = false;
+                    } else {
+                        let batch = std::mem::take(&mut records);
+                        let count = batch.len();
+                        committing.push(async move {
+                            self.record(batch).await;
+                            count
+                        });
+                    }
+                }
+                Some(count) = committing.next(), if !committing.is_empty() => {
+                    recorded.send_modify(|so_far| *so_far += count);
+                }
+            }
         }
     }
 
