@@ -16,11 +16,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 
+use super::test_shop::{
+    add_endpoint_wanting_cancellations, cancel_link, create_link, on_postgres, on_sqlite, shop,
+};
 use super::*;
 use crate::clock::SystemClock;
 use crate::domain::webhook::delivery::{Attempt, AttemptRecord, DeliveryStatus, NextStep};
-use crate::domain::{CancelPolicy, NewLink};
-use crate::store::sqlite::SqliteStore;
 
 fn succeeded(event_id: &str, endpoint_id: &str) -> AttemptRecord {
     AttemptRecord {
@@ -36,54 +37,16 @@ fn succeeded(event_id: &str, endpoint_id: &str) -> AttemptRecord {
     }
 }
 
-/// A service on `store` whose account has an endpoint that wants
-/// cancellations (never contacted: these tests claim and record by hand),
-/// and `links` links of it, not yet cancelled.
+/// A shop whose endpoint wants cancellations, with `links` links not yet
+/// cancelled.
 async fn shop_with_links(store: Arc<dyn Store>, links: usize) -> (Service, Caller, Vec<String>) {
-    let service = Service::new(
-        store,
-        Arc::new(SystemClock),
-        ServiceSettings {
-            webhook_allow_private: true,
-            ..ServiceSettings::default()
-        },
-    );
-    let key = service.create_api_key("shop", false).await.unwrap();
-    let caller = service.authenticate(&key.secret).await.unwrap();
-    service
-        .create_webhook_endpoint(
-            &caller,
-            NewEndpoint {
-                url: "http://127.0.0.1:9/never-contacted".into(),
-                events: Some(vec!["payment_link.cancelled".into()]),
-                ..NewEndpoint::default()
-            },
-        )
-        .await
-        .unwrap();
+    let (service, caller) = shop(store, Arc::new(SystemClock)).await;
+    add_endpoint_wanting_cancellations(&service, &caller).await;
     let mut ids = Vec::with_capacity(links);
     for _ in 0..links {
-        let link = service
-            .create_link(
-                &caller,
-                NewLink {
-                    amount: Some(1200),
-                    currency: Some("EUR".into()),
-                    ..NewLink::default()
-                },
-            )
-            .await
-            .unwrap();
-        ids.push(link.id);
+        ids.push(create_link(&service, &caller).await);
     }
     (service, caller, ids)
-}
-
-async fn cancel(service: &Service, caller: &Caller, id: &str) {
-    service
-        .cancel_link(caller, id, None, None, &CancelPolicy::NATIVE)
-        .await
-        .unwrap();
 }
 
 /// Claims run back to back while cancellations commit, each owing one
@@ -94,7 +57,7 @@ async fn claims_racing_writes_return_every_delivery_they_lease(store: Arc<dyn St
     let cancelled_all = AtomicBool::new(false);
     let cancelling = async {
         futures::stream::iter(&ids)
-            .for_each_concurrent(4, |id| cancel(&service, &caller, id))
+            .for_each_concurrent(4, |id| cancel_link(&service, &caller, id))
             .await;
         cancelled_all.store(true, Ordering::SeqCst);
     };
@@ -122,7 +85,7 @@ async fn claims_racing_writes_return_every_delivery_they_lease(store: Arc<dyn St
 async fn late_and_orphaned_records_leave_the_batch_whole(store: Arc<dyn Store>) {
     let (service, caller, ids) = shop_with_links(store, 2).await;
     for id in &ids {
-        cancel(&service, &caller, id).await;
+        cancel_link(&service, &caller, id).await;
     }
     let claimed = service.claim_deliveries(10).await.unwrap();
     assert_eq!(claimed.len(), 2, "both cancellations owe a delivery");
@@ -180,34 +143,20 @@ async fn late_and_orphaned_records_leave_the_batch_whole(store: Arc<dyn Store>) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_claims_racing_writes_return_every_delivery_they_lease() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("paylink.db");
-    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
-    claims_racing_writes_return_every_delivery_they_lease(Arc::new(store)).await;
+    on_sqlite(claims_racing_writes_return_every_delivery_they_lease).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_claims_racing_writes_return_every_delivery_they_lease() {
-    use crate::store::postgres::scratch::{admin_url, scratch_store};
-    let Some(admin_url) = admin_url() else { return };
-    let (store, drop_database) = scratch_store(&admin_url).await;
-    claims_racing_writes_return_every_delivery_they_lease(Arc::new(store)).await;
-    drop_database().await;
+    on_postgres(claims_racing_writes_return_every_delivery_they_lease).await;
 }
 
 #[tokio::test]
 async fn sqlite_late_and_orphaned_records_leave_the_batch_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("paylink.db");
-    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
-    late_and_orphaned_records_leave_the_batch_whole(Arc::new(store)).await;
+    on_sqlite(late_and_orphaned_records_leave_the_batch_whole).await;
 }
 
 #[tokio::test]
 async fn postgres_late_and_orphaned_records_leave_the_batch_whole() {
-    use crate::store::postgres::scratch::{admin_url, scratch_store};
-    let Some(admin_url) = admin_url() else { return };
-    let (store, drop_database) = scratch_store(&admin_url).await;
-    late_and_orphaned_records_leave_the_batch_whole(Arc::new(store)).await;
-    drop_database().await;
+    on_postgres(late_and_orphaned_records_leave_the_batch_whole).await;
 }

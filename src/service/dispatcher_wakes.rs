@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 
+use super::test_shop::{
+    add_endpoint_wanting_cancellations, cancel_link, create_link, on_postgres, on_sqlite, shop,
+};
 use super::*;
 use crate::clock::SystemClock;
-use crate::domain::{CancelPolicy, NewLink};
-use crate::store::sqlite::SqliteStore;
 
 /// Whether a wake is waiting for the dispatcher (and takes it).
 fn woken(service: &Service) -> bool {
@@ -22,67 +23,30 @@ fn woken(service: &Service) -> bool {
 }
 
 async fn writes_wake_only_when_deliveries_are_owed(store: Arc<dyn Store>) {
-    let service = Service::new(
-        store,
-        Arc::new(SystemClock),
-        ServiceSettings {
-            webhook_allow_private: true,
-            ..ServiceSettings::default()
-        },
-    );
-    let key = service.create_api_key("shop", false).await.unwrap();
-    let caller = service.authenticate(&key.secret).await.unwrap();
-    let new_link = || NewLink {
-        amount: Some(1200),
-        currency: Some("EUR".into()),
-        ..NewLink::default()
-    };
-    let cancel = async |id: &str| {
-        service
-            .cancel_link(&caller, id, None, None, &CancelPolicy::NATIVE)
-            .await
-            .unwrap()
-    };
+    let (service, caller) = shop(store, Arc::new(SystemClock)).await;
 
-    let link = service.create_link(&caller, new_link()).await.unwrap();
+    let link = create_link(&service, &caller).await;
     assert!(!woken(&service), "a create with no endpoint owes nothing");
-    cancel(&link.id).await;
+    cancel_link(&service, &caller, &link).await;
     assert!(!woken(&service), "a cancel with no endpoint owes nothing");
 
-    service
-        .create_webhook_endpoint(
-            &caller,
-            NewEndpoint {
-                url: "http://127.0.0.1:9/never-contacted".into(),
-                events: Some(vec!["payment_link.cancelled".into()]),
-                ..NewEndpoint::default()
-            },
-        )
-        .await
-        .unwrap();
+    add_endpoint_wanting_cancellations(&service, &caller).await;
     woken(&service);
-    let link = service.create_link(&caller, new_link()).await.unwrap();
+    let link = create_link(&service, &caller).await;
     assert!(
         !woken(&service),
         "the endpoint does not want creations: the create owes nothing"
     );
-    cancel(&link.id).await;
+    cancel_link(&service, &caller, &link).await;
     assert!(woken(&service), "the cancel owes the endpoint a delivery");
 }
 
 #[tokio::test]
 async fn sqlite_writes_wake_the_dispatcher_only_when_deliveries_are_owed() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("paylink.db");
-    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
-    writes_wake_only_when_deliveries_are_owed(Arc::new(store)).await;
+    on_sqlite(writes_wake_only_when_deliveries_are_owed).await;
 }
 
 #[tokio::test]
 async fn postgres_writes_wake_the_dispatcher_only_when_deliveries_are_owed() {
-    use crate::store::postgres::scratch::{admin_url, scratch_store};
-    let Some(admin_url) = admin_url() else { return };
-    let (store, drop_database) = scratch_store(&admin_url).await;
-    writes_wake_only_when_deliveries_are_owed(Arc::new(store)).await;
-    drop_database().await;
+    on_postgres(writes_wake_only_when_deliveries_are_owed).await;
 }

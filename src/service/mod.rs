@@ -13,6 +13,8 @@ mod key_cache;
 mod links;
 mod payments;
 mod refunds;
+#[cfg(test)]
+pub(crate) mod test_shop;
 mod webhooks;
 
 pub use key_cache::KEY_CACHE_TTL;

@@ -383,8 +383,9 @@ mod tests {
     use crate::clock::{Clock, truncate_to_micros};
     use crate::domain::webhook::delivery::DeliveryStatus;
     use crate::domain::webhook::schedule::RETRY_DELAYS;
-    use crate::domain::{CancelPolicy, NewLink};
-    use crate::service::{NewEndpoint, ServiceSettings};
+    use crate::service::test_shop::{
+        add_endpoint_wanting_cancellations, cancel_link, create_link, shop,
+    };
     use crate::store::sqlite::SqliteStore;
 
     /// "Now" that moves with tokio's (paused) clock.
@@ -436,42 +437,11 @@ mod tests {
             base: Timestamp::now(),
             start: Instant::now(),
         });
-        let service = Arc::new(Service::new(
-            Arc::new(store),
-            clock,
-            ServiceSettings {
-                webhook_allow_private: true,
-                ..ServiceSettings::default()
-            },
-        ));
-        let key = service.create_api_key("shop", false).await.unwrap();
-        let caller = service.authenticate(&key.secret).await.unwrap();
-        service
-            .create_webhook_endpoint(
-                &caller,
-                NewEndpoint {
-                    url: "http://127.0.0.1:9/never-contacted".into(),
-                    events: Some(vec!["payment_link.cancelled".into()]),
-                    ..NewEndpoint::default()
-                },
-            )
-            .await
-            .unwrap();
-        let link = service
-            .create_link(
-                &caller,
-                NewLink {
-                    amount: Some(1200),
-                    currency: Some("EUR".into()),
-                    ..NewLink::default()
-                },
-            )
-            .await
-            .unwrap();
-        service
-            .cancel_link(&caller, &link.id, None, None, &CancelPolicy::NATIVE)
-            .await
-            .unwrap();
+        let (service, caller) = shop(Arc::new(store), clock).await;
+        let service = Arc::new(service);
+        add_endpoint_wanting_cancellations(&service, &caller).await;
+        let link = create_link(&service, &caller).await;
+        cancel_link(&service, &caller, &link).await;
 
         let (sent, mut attempts) = mpsc::unbounded_channel();
         let dispatcher = Dispatcher::new(
@@ -495,7 +465,7 @@ mod tests {
         }
         // No timer runs while this spins, so paused time stands still
         // until the last attempt is recorded.
-        let cancelled = service.link_events(&caller, &link.id).await.unwrap()[1].clone();
+        let cancelled = service.link_events(&caller, &link).await.unwrap()[1].clone();
         let status = loop {
             let (_, deliveries) = service.get_event(&caller, &cancelled.id).await.unwrap();
             if deliveries[0].status != DeliveryStatus::Pending {
