@@ -14,7 +14,8 @@
 //!
 //! Settings: `PAYLINK_BENCH_SECS` (each run, default 10),
 //! `PAYLINK_BENCH_LINKS` (default 600000; enough that no cancel run runs
-//! out), `PAYLINK_BENCH_ONLY=sqlite|postgres`. Needs wrk (and pgbench for
+//! out), `PAYLINK_BENCH_ONLY=sqlite|postgres`, `PAYLINK_BENCH_BINARY` (another
+//! build of paylink to load instead of this one's). Needs wrk (and pgbench for
 //! PostgreSQL) on the PATH.
 
 mod baseline;

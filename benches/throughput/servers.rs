@@ -58,7 +58,11 @@ impl Paylink {
             .expect("a free port")
             .to_string();
         let log = std::env::temp_dir().join(format!("paylink-bench-{}.log", std::process::id()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_paylink"))
+        // `PAYLINK_BENCH_BINARY`: another build of paylink (a copy of the
+        // parent commit's, say), for alternated runs of two builds.
+        let binary = std::env::var_os("PAYLINK_BENCH_BINARY")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_paylink").into());
+        let mut child = Command::new(binary)
             .args(["serve", "--addr", &addr, "--database-url", database_url])
             .env("PAYLINK_RATE_LIMIT_PER_SECOND", "100000000")
             .env("PAYLINK_RATE_LIMIT_BURST", "100000000")

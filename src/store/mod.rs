@@ -22,7 +22,7 @@ use crate::domain::webhook::delivery::{AttemptRecord, ClaimedDelivery, Delivery}
 use crate::domain::webhook::endpoint::WebhookEndpoint;
 use crate::domain::{Link, LinkEvent, PaymentAttempt, Refund, Transition};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or is shutting down; retrying later may work.
     #[error("database unavailable: {0}")]

@@ -6,6 +6,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use crate::store::StoreError;
 
+use super::batches::TransitionWriters;
+
 pub(super) static MIGRATOR: sqlx::migrate::Migrator =
     sqlx::migrate!("src/store/postgres/migrations");
 
@@ -38,6 +40,8 @@ impl From<sqlx::Error> for StoreError {
 
 pub struct PostgresStore {
     pub(super) pool: PgPool,
+    /// Where transitions with nothing beside them are written in batches.
+    pub(super) transitions: TransitionWriters,
 }
 
 impl PostgresStore {
@@ -49,6 +53,9 @@ impl PostgresStore {
             .await?;
         // sqlx takes an advisory lock, so nodes starting together migrate once.
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        // Half the pool writes batches at most, so reads always find
+        // connections left.
+        let transitions = TransitionWriters::start(&pool, max_connections as usize / 2);
+        Ok(Self { pool, transitions })
     }
 }

@@ -142,7 +142,7 @@ impl LinkStore for PostgresStore {
             && transition.refund.is_none()
             && transition.event.refund.is_none()
         {
-            return write_transition_at_once(&self.pool, &transition).await;
+            return self.transitions.write(&self.pool, transition).await;
         }
         let mut tx = self.pool.begin().await?;
         let applied = write_transition(&mut tx, &transition).await?;

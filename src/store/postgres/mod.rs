@@ -6,6 +6,7 @@
 //! sweepers share the due links instead of fighting over them.
 
 mod accounts;
+mod batches;
 mod engine;
 mod idempotency;
 mod links;
