@@ -1,18 +1,19 @@
-//! Transitions that are only a link's change and its event (a cancel, an
-//! update, an expiry without a payment or refund beside it) written many
-//! requests at a time: one statement and one commit for a batch.
+//! Writes with nothing beside them (a new link and its event; a
+//! transition that is only a link's change and its event: a cancel, an
+//! update, an expiry) written many requests at a time: one statement and
+//! one commit for a batch.
 //!
 //! On one PostgreSQL a commit costs a WAL flush and the server's own
 //! per-statement work, and each request that runs its own statement pays
-//! both. A few writer tasks take whatever transitions are waiting when they
+//! both. A few writer tasks take whatever writes are waiting when they
 //! come free (none waits for a batch to fill: an idle node writes each one
-//! as it comes, with the single statement of
-//! [`write_transition_at_once`]) and write them as one statement reading a
-//! JSON array of rows.
+//! as it comes, with the single statements of [`insert_link_at_once`] and
+//! [`write_transition_at_once`]) and write them as one statement per kind,
+//! reading a JSON array of rows.
 //!
-//! A request hands its transition over and awaits the answer; a client
-//! that hangs up drops only the waiting, and the batch it joined commits
-//! or fails whole, as one statement. Nothing is acknowledged before its
+//! A request hands its write over and awaits the answer; a client that
+//! hangs up drops only the waiting, and the batch it joined commits or
+//! fails whole, as one statement. Nothing is acknowledged before its
 //! commit.
 
 use std::collections::{HashMap, HashSet};
@@ -25,16 +26,18 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, PgPool, Row as _};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use crate::domain::{Actor, Link, Transition};
+use crate::domain::{Actor, Link, LinkEvent, Transition};
 use crate::store::{Applied, DeliveriesOwed, StoreError, StoreResult};
 
-use super::rows::{DeliveryParams, deliveries_owed, write_transition_at_once};
+use super::rows::{
+    DeliveryParams, LINK_COLUMNS, deliveries_owed, insert_link_at_once, write_transition_at_once,
+};
 
-/// The most transitions one statement writes.
+/// The most writes one batch takes.
 const MOST_PER_BATCH: usize = 64;
 
-/// Transitions waiting for a writer, beyond which a request waits to hand
-/// its own over.
+/// Writes waiting for a writer, beyond which a request waits to hand its
+/// own over.
 const QUEUE: usize = 1024;
 
 struct Job {
@@ -42,12 +45,24 @@ struct Job {
     answer: oneshot::Sender<StoreResult<Applied>>,
 }
 
-/// The hand-over point to this store's transition writers.
-pub(super) struct TransitionWriters {
-    queue: mpsc::Sender<Job>,
+struct InsertJob {
+    link: Link,
+    event: LinkEvent,
+    answer: oneshot::Sender<StoreResult<DeliveriesOwed>>,
 }
 
-impl TransitionWriters {
+/// Boxed: a queued write is a pointer, however large its link.
+enum Write {
+    Transition(Box<Job>),
+    Insert(Box<InsertJob>),
+}
+
+/// The hand-over point to this store's batch writers.
+pub(super) struct Writers {
+    queue: mpsc::Sender<Write>,
+}
+
+impl Writers {
     /// Starts `writers` tasks on the current runtime, each holding at most
     /// one of `pool`'s connections at a time. They end when this value is
     /// dropped and the queue is empty.
@@ -62,43 +77,74 @@ impl TransitionWriters {
 
     /// Writes `transition` in the next batch and answers as
     /// [`write_transition_at_once`] would.
-    pub(super) async fn write(
+    pub(super) async fn transition(
         &self,
         pool: &PgPool,
         transition: Transition,
     ) -> StoreResult<Applied> {
         let (answer, answered) = oneshot::channel();
-        if let Err(mpsc::error::SendError(job)) = self.queue.send(Job { transition, answer }).await
-        {
+        let write = Write::Transition(Box::new(Job { transition, answer }));
+        if let Err(mpsc::error::SendError(Write::Transition(job))) = self.queue.send(write).await {
             // The writers are gone (their runtime ended): write it here.
             return write_transition_at_once(pool, &job.transition).await;
         }
-        answered.await.unwrap_or_else(|_| {
-            Err(StoreError::Unavailable(
-                "the transition's writer stopped before answering; its batch may or may not have committed"
-                    .into(),
-            ))
-        })
+        answered.await.unwrap_or_else(|_| Err(writer_stopped()))
+    }
+
+    /// Inserts `link` and its `event` in the next batch and answers as
+    /// [`insert_link_at_once`] would.
+    pub(super) async fn insert(
+        &self,
+        pool: &PgPool,
+        link: Link,
+        event: LinkEvent,
+    ) -> StoreResult<DeliveriesOwed> {
+        let (answer, answered) = oneshot::channel();
+        let write = Write::Insert(Box::new(InsertJob {
+            link,
+            event,
+            answer,
+        }));
+        if let Err(mpsc::error::SendError(Write::Insert(job))) = self.queue.send(write).await {
+            return insert_link_at_once(pool, &job.link, &job.event).await;
+        }
+        answered.await.unwrap_or_else(|_| Err(writer_stopped()))
     }
 }
 
-async fn write_batches(pool: PgPool, waiting: Arc<Mutex<mpsc::Receiver<Job>>>) {
+fn writer_stopped() -> StoreError {
+    StoreError::Unavailable(
+        "the writer stopped before answering; its batch may or may not have committed".into(),
+    )
+}
+
+async fn write_batches(pool: PgPool, waiting: Arc<Mutex<mpsc::Receiver<Write>>>) {
     loop {
-        let jobs = {
+        let writes = {
             let mut waiting = waiting.lock().await;
             let Some(first) = waiting.recv().await else {
                 return;
             };
-            let mut jobs = vec![first];
-            while jobs.len() < MOST_PER_BATCH {
+            let mut writes = vec![first];
+            while writes.len() < MOST_PER_BATCH {
                 match waiting.try_recv() {
-                    Ok(job) => jobs.push(job),
+                    Ok(write) => writes.push(write),
                     Err(_) => break,
                 }
             }
-            jobs
+            writes
         };
-        for round in rounds(jobs) {
+        let (mut transitions, mut inserts) = (Vec::new(), Vec::new());
+        for write in writes {
+            match write {
+                Write::Transition(job) => transitions.push(*job),
+                Write::Insert(job) => inserts.push(*job),
+            }
+        }
+        if !inserts.is_empty() {
+            write_inserts(&pool, inserts).await;
+        }
+        for round in rounds(transitions) {
             write_round(&pool, round).await;
         }
     }
@@ -299,17 +345,157 @@ fn answers_by_link(answers: &[PgRow]) -> sqlx::Result<HashMap<String, Applied>> 
         .collect()
 }
 
+async fn write_inserts(pool: &PgPool, inserts: Vec<InsertJob>) {
+    if inserts.len() > 1 {
+        match insert_together(pool, &inserts).await {
+            Ok(answers) => {
+                let mut answers = owed_by_link(&answers);
+                for job in inserts {
+                    let answer = match &mut answers {
+                        Ok(by_link) => by_link.remove(&job.link.id).ok_or_else(|| {
+                            StoreError::Internal(format!(
+                                "the batch answered nothing for link {}",
+                                job.link.id
+                            ))
+                        }),
+                        Err(error) => Err(StoreError::Internal(error.to_string())),
+                    };
+                    let _ = job.answer.send(answer);
+                }
+                return;
+            }
+            // As for transitions: refused, nothing of it was written, so
+            // each is written alone; a failed connection is told to all.
+            Err(sqlx::Error::Database(error)) => {
+                tracing::warn!(%error, links = inserts.len(), "a batch of new links was refused; writing each alone");
+            }
+            Err(error) => {
+                let error = StoreError::from(error);
+                for job in inserts {
+                    let _ = job.answer.send(Err(error.clone()));
+                }
+                return;
+            }
+        }
+    }
+    for job in inserts {
+        let answer = insert_link_at_once(pool, &job.link, &job.event).await;
+        let _ = job.answer.send(answer);
+    }
+}
+
+/// One new link of a batch, and its event. The link's serialized fields
+/// are its columns under their own names (status and payment type in
+/// snake case, the currency as its code, as the columns hold them).
+#[derive(Serialize)]
+struct NewRow<'a> {
+    #[serde(flatten)]
+    link: &'a Link,
+    event_id: &'a str,
+    event_account_id: &'a str,
+    event_livemode: bool,
+    event_type: &'static str,
+    event_at: Timestamp,
+    actor: &'a Actor,
+    reason: &'a Option<String>,
+    snapshot: &'a Link,
+    previous_attributes: &'a Option<serde_json::Value>,
+}
+
+/// Inserts the links as one statement: a row per link with its id and the
+/// deliveries its event owes.
+async fn insert_together(pool: &PgPool, inserts: &[InsertJob]) -> sqlx::Result<Vec<PgRow>> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let from_batch = LINK_COLUMNS
+            .split(',')
+            .map(|column| format!("b.{}", column.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "with batch as (
+                select * from jsonb_to_recordset($1) as b(
+                    id text, account_id text, livemode boolean, slug text, amount bigint,
+                    currency text, description text, payment_type text, customer jsonb,
+                    line_items jsonb, order_reference text, metadata jsonb, success_url text,
+                    cancel_url text, status text, expires_at timestamptz, created_at timestamptz,
+                    updated_at timestamptz, cancelled_at timestamptz, cancellation_reason text,
+                    paid_at timestamptz, payment_id text, version bigint, amount_refunded bigint,
+                    customer_message text, event_id text, event_account_id text,
+                    event_livemode boolean, event_type text, event_at timestamptz, actor jsonb,
+                    reason text, snapshot jsonb, previous_attributes jsonb)
+             ), written as (
+                insert into payment_links ({LINK_COLUMNS}) select {from_batch} from batch b
+                returning id
+             ), event as (
+                insert into events (id, link_id, account_id, livemode, type, created_at, actor, reason, link, previous_attributes, refund)
+                select b.event_id, b.id, b.event_account_id, b.event_livemode, b.event_type, b.event_at, b.actor, b.reason, b.snapshot, b.previous_attributes, null
+                from batch b join written on written.id = b.id
+                returning id, account_id, livemode, type, created_at
+             ), deliveries as ({} returning event_id)
+             select b.id,
+                    (select count(*) from deliveries where deliveries.event_id = b.event_id) as deliveries
+             from batch b",
+            deliveries_owed(
+                "event, ",
+                &DeliveryParams {
+                    event_id: "event.id",
+                    account_id: "event.account_id",
+                    livemode: "event.livemode",
+                    at: "event.created_at",
+                    event_type: "event.type",
+                }
+            )
+        )
+    });
+    let rows: Vec<NewRow<'_>> = inserts
+        .iter()
+        .map(|job| NewRow {
+            link: &job.link,
+            event_id: &job.event.id,
+            event_account_id: &job.event.link.account_id,
+            event_livemode: job.event.link.livemode,
+            event_type: job.event.event_type.as_str(),
+            event_at: job.event.created_at,
+            actor: &job.event.actor,
+            reason: &job.event.reason,
+            snapshot: &job.event.link,
+            previous_attributes: &job.event.previous_attributes,
+        })
+        .collect();
+    sqlx::query(AssertSqlSafe(SQL.as_str()))
+        .bind(Json(&rows))
+        .fetch_all(pool)
+        .await
+}
+
+fn owed_by_link(answers: &[PgRow]) -> sqlx::Result<HashMap<String, DeliveriesOwed>> {
+    answers
+        .iter()
+        .map(|row| {
+            let owed: i64 = row.try_get("deliveries")?;
+            Ok((
+                row.try_get("id")?,
+                DeliveriesOwed(u64::try_from(owed).unwrap_or(0)),
+            ))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
     use super::*;
     use crate::clock::{Clock, SystemClock};
-    use crate::domain::{CancelPolicy, LinkStatus};
+    use jiff::SignedDuration;
+
+    use crate::domain::link::Creation;
+    use crate::domain::{CancelPolicy, Customer, LineItem, LinkStatus, NewLink};
     use crate::service::test_shop::{add_endpoint_wanting_cancellations, create_link, shop};
-    use crate::service::{Caller, Service};
+    use crate::service::{Caller, NewEndpoint, Service};
     use crate::store::postgres::PostgresStore;
     use crate::store::postgres::scratch::{admin_url, scratch_store};
+    use crate::store::{LinkStore, Scope};
 
     /// Runs `test` with a shop whose account wants cancellations, on a
     /// scratch database, and the store itself.
@@ -490,7 +676,7 @@ mod tests {
             }
             let writes = transitions
                 .into_iter()
-                .map(|t| store.transitions.write(&store.pool, t));
+                .map(|t| store.writers.transition(&store.pool, t));
             let answers = futures::future::join_all(writes).await;
             let won = answers
                 .iter()
@@ -503,6 +689,139 @@ mod tests {
             assert_eq!((won, stale), (40, 40), "{answers:?}");
             for id in &ids {
                 assert_eq!(cancel_events(store, id).await.len(), 1);
+            }
+        })
+        .await;
+    }
+
+    /// A new link of `amount` in the caller's scope and its event, as a
+    /// create would make them; with every optional field when `full`.
+    fn new_link(scope: &Scope, amount: i64, full: bool) -> (Link, LinkEvent) {
+        let mut new = NewLink {
+            amount: Some(amount),
+            currency: Some("EUR".into()),
+            ..NewLink::default()
+        };
+        if full {
+            new.description = Some("Two mugs".into());
+            new.customer = Some(Customer {
+                email: Some("ada@example.com".into()),
+                first_name: Some("Ada".into()),
+                last_name: None,
+            });
+            new.line_items = Some(vec![LineItem {
+                product_id: "mug".into(),
+                name: "Mug".into(),
+                quantity: 2,
+                unit_amount: amount / 2,
+            }]);
+            new.order_reference = Some("ORD-7".into());
+            new.metadata = Some([("channel".to_owned(), "shop: \"web\"".to_owned())].into());
+            new.success_url = Some("https://shop.example/thanks".into());
+            new.cancel_url = Some("https://shop.example/cart".into());
+        }
+        new.create(Creation {
+            account_id: &scope.account_id,
+            livemode: scope.livemode,
+            actor: Actor::System,
+            now: SystemClock.now(),
+            default_lifetime: SignedDuration::from_hours(24),
+        })
+        .unwrap()
+    }
+
+    fn insert_jobs(
+        links: Vec<(Link, LinkEvent)>,
+    ) -> (
+        Vec<InsertJob>,
+        Vec<oneshot::Receiver<StoreResult<DeliveriesOwed>>>,
+    ) {
+        links
+            .into_iter()
+            .map(|(link, event)| {
+                let (answer, answered) = oneshot::channel();
+                (
+                    InsertJob {
+                        link,
+                        event,
+                        answer,
+                    },
+                    answered,
+                )
+            })
+            .unzip()
+    }
+
+    #[tokio::test]
+    async fn one_statement_inserts_each_link_as_given_with_its_event_and_deliveries() {
+        with_shop(async |store, service, caller| {
+            service
+                .create_webhook_endpoint(
+                    caller,
+                    NewEndpoint {
+                        url: "http://127.0.0.1:9/all-events".into(),
+                        ..NewEndpoint::default()
+                    },
+                )
+                .await
+                .unwrap();
+            let links = vec![
+                new_link(&caller.scope, 1200, true),
+                new_link(&caller.scope, 500, false),
+                new_link(&caller.scope, 999, false),
+            ];
+            let (jobs, _) = insert_jobs(links.clone());
+
+            let owed = owed_by_link(&insert_together(&store.pool, &jobs).await.unwrap()).unwrap();
+
+            for (link, event) in &links {
+                // The endpoint for all events; not the one for cancellations.
+                assert_eq!(owed[&link.id], DeliveriesOwed(1));
+                let stored = store.get_link(&caller.scope, &link.id).await.unwrap();
+                assert_eq!(stored.as_ref(), Some(link));
+                assert_eq!(
+                    store.link_events(&link.id).await.unwrap(),
+                    vec![event.clone()]
+                );
+                assert_eq!(deliveries_of(store, &event.id).await, 1);
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_new_link_the_server_refuses_fails_alone_and_the_rest_of_its_batch_is_written() {
+        with_shop(async |store, _service, caller| {
+            let mut links = vec![
+                new_link(&caller.scope, 100, false),
+                new_link(&caller.scope, 200, false),
+                new_link(&caller.scope, 300, true),
+            ];
+            // A slug that is taken (by the first): the server refuses it.
+            links[1].0.slug = links[0].0.slug.clone();
+            links[1].1.link.slug = links[0].0.slug.clone();
+            let (jobs, answered) = insert_jobs(links.clone());
+
+            write_inserts(&store.pool, jobs).await;
+
+            let mut answers = Vec::new();
+            for answer in answered {
+                answers.push(answer.await.unwrap());
+            }
+            assert!(
+                matches!(answers[0], Ok(DeliveriesOwed(0))),
+                "{:?}",
+                answers[0]
+            );
+            assert!(answers[1].is_err(), "{:?}", answers[1]);
+            assert!(
+                matches!(answers[2], Ok(DeliveriesOwed(0))),
+                "{:?}",
+                answers[2]
+            );
+            for ((link, _), stored) in links.iter().zip([true, false, true]) {
+                let found = store.get_link(&caller.scope, &link.id).await.unwrap();
+                assert_eq!(found.is_some(), stored, "{}", link.id);
             }
         })
         .await;

@@ -6,7 +6,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use crate::store::StoreError;
 
-use super::batches::TransitionWriters;
+use super::batches::Writers;
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator =
     sqlx::migrate!("src/store/postgres/migrations");
@@ -40,8 +40,9 @@ impl From<sqlx::Error> for StoreError {
 
 pub struct PostgresStore {
     pub(super) pool: PgPool,
-    /// Where transitions with nothing beside them are written in batches.
-    pub(super) transitions: TransitionWriters,
+    /// Where new links and transitions with nothing beside them are
+    /// written in batches.
+    pub(super) writers: Writers,
 }
 
 impl PostgresStore {
@@ -55,7 +56,7 @@ impl PostgresStore {
         MIGRATOR.run(&pool).await?;
         // Half the pool writes batches at most, so reads always find
         // connections left.
-        let transitions = TransitionWriters::start(&pool, max_connections as usize / 2);
-        Ok(Self { pool, transitions })
+        let writers = Writers::start(&pool, max_connections as usize / 2);
+        Ok(Self { pool, writers })
     }
 }

@@ -3,7 +3,6 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 use jiff_sqlx::ToSqlx;
-use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row};
 
 use crate::domain::{Link, LinkEvent, LinkStatus, Transition};
@@ -24,53 +23,13 @@ impl LinkStore for PostgresStore {
         event: LinkEvent,
         mark: Option<IdempotencyMark>,
     ) -> StoreResult<DeliveriesOwed> {
-        // Built once: they run on every create.
-        static INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-            format!(
-                "insert into payment_links ({LINK_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
-            )
-        });
-        static INSERT_AT_ONCE: std::sync::LazyLock<String> =
-            std::sync::LazyLock::new(|| with_event_and_deliveries(&INSERT, 26));
-        // With no idempotency mark to write beside it, the link, its event
-        // and the event's deliveries go as one statement (one implicit
-        // transaction, one round trip instead of five).
-        let at_once = mark.is_none();
-        let sql = if at_once { &INSERT_AT_ONCE } else { &INSERT };
-        let query = sqlx::query(AssertSqlSafe(sql.as_str()))
-            .bind(&link.id)
-            .bind(&link.account_id)
-            .bind(link.livemode)
-            .bind(&link.slug)
-            .bind(link.amount)
-            .bind(link.currency.code())
-            .bind(&link.description)
-            .bind("one_time")
-            .bind(link.customer.as_ref().map(Json))
-            .bind(link.line_items.as_ref().map(Json))
-            .bind(&link.order_reference)
-            .bind(Json(&link.metadata))
-            .bind(&link.success_url)
-            .bind(&link.cancel_url)
-            .bind(link.status.as_str())
-            .bind(link.expires_at.to_sqlx())
-            .bind(link.created_at.to_sqlx())
-            .bind(link.updated_at.to_sqlx())
-            .bind(link.cancelled_at.map(|t| t.to_sqlx()))
-            .bind(&link.cancellation_reason)
-            .bind(link.paid_at.map(|t| t.to_sqlx()))
-            .bind(&link.payment_id)
-            .bind(link.version)
-            .bind(link.amount_refunded)
-            .bind(&link.customer_message);
-        if at_once {
-            let row = bind_event_fields(query, &event)
-                .fetch_one(&self.pool)
-                .await?;
-            return Ok(deliveries_owed_of(&row)?);
+        if mark.is_none() {
+            return self.writers.insert(&self.pool, link, event).await;
         }
         let mut tx = self.pool.begin().await?;
-        query.execute(&mut *tx).await?;
+        bind_link_insert(sqlx::query(AssertSqlSafe(LINK_INSERT.as_str())), &link)
+            .execute(&mut *tx)
+            .await?;
         let owed = insert_event(&mut tx, &event).await?;
         mark_idempotency_key(&mut tx, mark.as_ref(), &event.id).await?;
         tx.commit().await?;
@@ -142,7 +101,7 @@ impl LinkStore for PostgresStore {
             && transition.refund.is_none()
             && transition.event.refund.is_none()
         {
-            return self.transitions.write(&self.pool, transition).await;
+            return self.writers.transition(&self.pool, transition).await;
         }
         let mut tx = self.pool.begin().await?;
         let applied = write_transition(&mut tx, &transition).await?;

@@ -249,6 +249,60 @@ pub(super) fn bind_event_fields<'q>(
         .bind(event.previous_attributes.as_ref().map(Json))
 }
 
+/// A link's INSERT, parameters $1 to $25 (bound by [`bind_link_insert`]).
+pub(super) static LINK_INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "insert into payment_links ({LINK_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
+    )
+});
+
+pub(super) fn bind_link_insert<'q>(
+    query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    link: &'q Link,
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(&link.id)
+        .bind(&link.account_id)
+        .bind(link.livemode)
+        .bind(&link.slug)
+        .bind(link.amount)
+        .bind(link.currency.code())
+        .bind(&link.description)
+        .bind("one_time")
+        .bind(link.customer.as_ref().map(Json))
+        .bind(link.line_items.as_ref().map(Json))
+        .bind(&link.order_reference)
+        .bind(Json(&link.metadata))
+        .bind(&link.success_url)
+        .bind(&link.cancel_url)
+        .bind(link.status.as_str())
+        .bind(link.expires_at.to_sqlx())
+        .bind(link.created_at.to_sqlx())
+        .bind(link.updated_at.to_sqlx())
+        .bind(link.cancelled_at.map(|t| t.to_sqlx()))
+        .bind(&link.cancellation_reason)
+        .bind(link.paid_at.map(|t| t.to_sqlx()))
+        .bind(&link.payment_id)
+        .bind(link.version)
+        .bind(link.amount_refunded)
+        .bind(&link.customer_message)
+}
+
+/// A new link, its event and the event's deliveries as one statement (one
+/// implicit transaction, one round trip).
+pub(super) async fn insert_link_at_once(
+    pool: &sqlx::PgPool,
+    link: &Link,
+    event: &LinkEvent,
+) -> StoreResult<DeliveriesOwed> {
+    // Built once: this runs on every create.
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| with_event_and_deliveries(&LINK_INSERT, 26));
+    let query = bind_link_insert(sqlx::query(AssertSqlSafe(SQL.as_str())), link);
+    let row = bind_event_fields(query, event).fetch_one(pool).await?;
+    Ok(deliveries_owed_of(&row)?)
+}
+
 /// A transition's version-checked UPDATE of its link, parameters $1 to
 /// $14 (bound by [`bind_link_update`]); it matches no row if another
 /// change came first.
