@@ -1,5 +1,6 @@
-//! The long-run check of the durability rule: creates, cancels and
-//! payments, with clients hanging up at random and idempotent retries,
+//! The long-run check of the durability rule: creates (with idempotency
+//! keys and without), cancels and payments, with clients hanging up at
+//! random and idempotent retries,
 //! against a real `paylink serve` process that is killed with SIGKILL
 //! every few seconds and restarted. At the end it checks, over the API:
 //!
@@ -130,7 +131,53 @@ impl Chaos {
         }
     }
 
-    async fn cancel(&self, id: &str) {
+    /// A create without an idempotency key (on PostgreSQL these are
+    /// written in batches with other requests'); records an
+    /// acknowledgement under `tag`, which no retry ever reuses.
+    async fn create_unkeyed(&self, tag: &str, hang_up: Option<Duration>) {
+        let body = Self::create_body(tag);
+        if let Some(after) = hang_up {
+            let auth = format!("Bearer {}", self.key);
+            let request = post_request(
+                "/v1/payment-links",
+                &[("Authorization", &auth)],
+                "application/json",
+                &body,
+            );
+            self.hang_up(request, after).await;
+            return;
+        }
+        let sent = self
+            .client
+            .post(self.url("/v1/payment-links"))
+            .bearer_auth(&self.key)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        if let Ok(response) = sent
+            && response.status() == reqwest::StatusCode::CREATED
+            && let Ok(link) = response.json::<Value>().await
+            && let Some(id) = link["id"].as_str()
+        {
+            let mut ledger = self.ledger.lock().await;
+            ledger.acked_creates.insert(tag.to_owned(), id.to_owned());
+        }
+    }
+
+    async fn cancel(&self, id: &str, hang_up: Option<Duration>) {
+        if let Some(after) = hang_up {
+            let auth = format!("Bearer {}", self.key);
+            let request = post_request(
+                &format!("/v1/payment-links/{id}/cancel"),
+                &[("Authorization", &auth)],
+                "application/json",
+                r#"{"reason": "chaos"}"#,
+            );
+            self.hang_up(request, after).await;
+            return;
+        }
         let sent = self
             .client
             .post(self.url(&format!("/v1/payment-links/{id}/cancel")))
@@ -230,9 +277,13 @@ impl Chaos {
                 ledger.acked_creates.values().cloned().collect()
             };
             match rng.below(10) {
-                0..=3 => {
+                0..=2 => {
                     let key = format!("chaos-{seed}-{n}");
                     self.create(&key, hang_up).await;
+                }
+                3 => {
+                    let tag = format!("chaos-unkeyed-{seed}-{n}");
+                    self.create_unkeyed(&tag, hang_up).await;
                 }
                 4 => {
                     // An idempotent retry of a create whose answer was lost.
@@ -246,7 +297,7 @@ impl Chaos {
                 }
                 5 | 6 if !known.is_empty() => {
                     let id = &known[rng.below(known.len() as u64) as usize];
-                    self.cancel(id).await;
+                    self.cancel(id, hang_up).await;
                 }
                 _ if !known.is_empty() => {
                     let id = &known[rng.below(known.len() as u64) as usize];
