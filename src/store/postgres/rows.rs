@@ -291,7 +291,7 @@ pub(super) fn bind_link_insert<'q>(
 /// A new link, its event and the event's deliveries as one statement (one
 /// implicit transaction, one round trip).
 pub(super) async fn insert_link_at_once(
-    pool: &sqlx::PgPool,
+    connection: &mut sqlx::PgConnection,
     link: &Link,
     event: &LinkEvent,
 ) -> StoreResult<DeliveriesOwed> {
@@ -299,7 +299,9 @@ pub(super) async fn insert_link_at_once(
     static SQL: std::sync::LazyLock<String> =
         std::sync::LazyLock::new(|| with_event_and_deliveries(&LINK_INSERT, 26));
     let query = bind_link_insert(sqlx::query(AssertSqlSafe(SQL.as_str())), link);
-    let row = bind_event_fields(query, event).fetch_one(pool).await?;
+    let row = bind_event_fields(query, event)
+        .fetch_one(connection)
+        .await?;
     Ok(deliveries_owed_of(&row)?)
 }
 
@@ -382,7 +384,7 @@ pub(super) async fn write_transition(
 /// BEGIN, three statements and COMMIT would be five; the database
 /// applies all of it or none, as before.
 pub(super) async fn write_transition_at_once(
-    pool: &sqlx::PgPool,
+    connection: &mut sqlx::PgConnection,
     transition: &Transition,
 ) -> StoreResult<Applied> {
     // Built once: this runs on every cancel, update and expiry.
@@ -390,7 +392,7 @@ pub(super) async fn write_transition_at_once(
         std::sync::LazyLock::new(|| with_event_and_deliveries(LINK_UPDATE, 15));
     let query = bind_link_update(sqlx::query(AssertSqlSafe(SQL.as_str())), transition);
     let row = bind_event_fields(query, &transition.event)
-        .fetch_one(pool)
+        .fetch_one(connection)
         .await?;
     let written: i64 = row.try_get("written")?;
     Ok(if written == 0 {
