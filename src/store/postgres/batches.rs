@@ -182,10 +182,10 @@ async fn write_batches(pool: PgPool, waiting: Arc<Mutex<mpsc::Receiver<Write>>>)
         }
         let mut usable = true;
         if !inserts.is_empty() {
-            usable &= write_inserts(&mut connection, inserts).await;
+            usable &= write_batch(&mut connection, inserts).await;
         }
         for round in rounds(transitions) {
-            usable &= write_round(&mut connection, round).await;
+            usable &= write_batch(&mut connection, round).await;
         }
         // A connection that failed is not kept: the next batch takes
         // another from the pool.
@@ -220,53 +220,143 @@ fn rounds(jobs: Vec<Job>) -> Vec<Vec<Job>> {
         .collect()
 }
 
-/// Writes a round and answers each of its requesters; false if the
-/// connection failed.
-async fn write_round(connection: &mut PgConnection, round: Vec<Job>) -> bool {
-    if round.len() > 1 {
-        match write_together(connection, &round).await {
-            Ok(answers) => {
-                let mut answers = answers_by_link(&answers);
-                for job in round {
+/// A write a batch carries: which link it writes, how it is written
+/// alone and together with others of its kind, and how its requester is
+/// answered.
+trait Batched: Sized {
+    type Answer;
+    /// What a batch of these is called in the log.
+    const KIND: &'static str;
+    fn link_id(&self) -> &str;
+    fn answer(self, answer: StoreResult<Self::Answer>);
+    async fn write_alone(&self, connection: &mut PgConnection) -> StoreResult<Self::Answer>;
+    /// One statement for the batch: a row per write, with its link `id`.
+    async fn write_together(
+        connection: &mut PgConnection,
+        batch: &[Self],
+    ) -> sqlx::Result<Vec<PgRow>>;
+    fn answer_of(row: &PgRow) -> sqlx::Result<Self::Answer>;
+}
+
+/// Writes a batch (no link twice) and answers each of its requesters;
+/// false if the connection failed.
+async fn write_batch<W: Batched>(connection: &mut PgConnection, batch: Vec<W>) -> bool {
+    if batch.len() > 1 {
+        match W::write_together(connection, &batch).await {
+            Ok(rows) => {
+                let mut answers = answers_by_link::<W>(&rows);
+                for write in batch {
                     let answer = match &mut answers {
-                        Ok(by_link) => by_link.remove(&job.transition.link.id).ok_or_else(|| {
+                        Ok(by_link) => by_link.remove(write.link_id()).ok_or_else(|| {
                             StoreError::Internal(format!(
                                 "the batch answered nothing for link {}",
-                                job.transition.link.id
+                                write.link_id()
                             ))
                         }),
                         Err(error) => Err(StoreError::Internal(error.to_string())),
                     };
                     // A requester that hung up has nobody to tell.
-                    let _ = job.answer.send(answer);
+                    write.answer(answer);
                 }
                 return true;
             }
             // The server refused the statement, so nothing of it was
-            // written: one transition that fails fails them all. Each is
+            // written: one write that fails fails them all. Each is
             // written alone, so the others still go through and the one
             // at fault gets its own error.
             Err(sqlx::Error::Database(error)) => {
-                tracing::warn!(%error, transitions = round.len(), "a batch of transitions was refused; writing each alone");
+                tracing::warn!(%error, writes = batch.len(), kind = W::KIND, "a batch was refused; writing each alone");
             }
             // The connection failed: whether it committed is unknown, as
             // for a single statement; each requester hears so.
             Err(error) => {
                 let error = StoreError::from(error);
-                for job in round {
-                    let _ = job.answer.send(Err(error.clone()));
+                for write in batch {
+                    write.answer(Err(error.clone()));
                 }
                 return false;
             }
         }
     }
     let mut usable = true;
-    for job in round {
-        let answer = write_transition_at_once(connection, &job.transition).await;
+    for write in batch {
+        let answer = write.write_alone(connection).await;
         usable &= !matches!(answer, Err(StoreError::Unavailable(_)));
-        let _ = job.answer.send(answer);
+        write.answer(answer);
     }
     usable
+}
+
+fn answers_by_link<W: Batched>(rows: &[PgRow]) -> sqlx::Result<HashMap<String, W::Answer>> {
+    rows.iter()
+        .map(|row| Ok((row.try_get("id")?, W::answer_of(row)?)))
+        .collect()
+}
+
+impl Batched for Job {
+    type Answer = Applied;
+    const KIND: &'static str = "transitions";
+
+    fn link_id(&self) -> &str {
+        &self.transition.link.id
+    }
+
+    fn answer(self, answer: StoreResult<Applied>) {
+        let _ = self.answer.send(answer);
+    }
+
+    async fn write_alone(&self, connection: &mut PgConnection) -> StoreResult<Applied> {
+        write_transition_at_once(connection, &self.transition).await
+    }
+
+    async fn write_together(
+        connection: &mut PgConnection,
+        batch: &[Self],
+    ) -> sqlx::Result<Vec<PgRow>> {
+        write_together(connection, batch).await
+    }
+
+    fn answer_of(row: &PgRow) -> sqlx::Result<Applied> {
+        let written: bool = row.try_get("written")?;
+        Ok(if written {
+            Applied::Yes(owed_of(row)?)
+        } else {
+            Applied::StaleVersion
+        })
+    }
+}
+
+impl Batched for InsertJob {
+    type Answer = DeliveriesOwed;
+    const KIND: &'static str = "new links";
+
+    fn link_id(&self) -> &str {
+        &self.link.id
+    }
+
+    fn answer(self, answer: StoreResult<DeliveriesOwed>) {
+        let _ = self.answer.send(answer);
+    }
+
+    async fn write_alone(&self, connection: &mut PgConnection) -> StoreResult<DeliveriesOwed> {
+        insert_link_at_once(connection, &self.link, &self.event).await
+    }
+
+    async fn write_together(
+        connection: &mut PgConnection,
+        batch: &[Self],
+    ) -> sqlx::Result<Vec<PgRow>> {
+        insert_together(connection, batch).await
+    }
+
+    fn answer_of(row: &PgRow) -> sqlx::Result<DeliveriesOwed> {
+        owed_of(row)
+    }
+}
+
+fn owed_of(row: &PgRow) -> sqlx::Result<DeliveriesOwed> {
+    let owed: i64 = row.try_get("deliveries")?;
+    Ok(DeliveriesOwed(u64::try_from(owed).unwrap_or(0)))
 }
 
 /// One row of the batch: the link's new fields, the version it must
@@ -379,66 +469,6 @@ async fn write_together(connection: &mut PgConnection, round: &[Job]) -> sqlx::R
         .await
 }
 
-fn answers_by_link(answers: &[PgRow]) -> sqlx::Result<HashMap<String, Applied>> {
-    answers
-        .iter()
-        .map(|row| {
-            let written: bool = row.try_get("written")?;
-            let owed: i64 = row.try_get("deliveries")?;
-            let applied = if written {
-                Applied::Yes(DeliveriesOwed(u64::try_from(owed).unwrap_or(0)))
-            } else {
-                Applied::StaleVersion
-            };
-            Ok((row.try_get("id")?, applied))
-        })
-        .collect()
-}
-
-/// Inserts the links and answers each of their requesters; false if the
-/// connection failed.
-async fn write_inserts(connection: &mut PgConnection, inserts: Vec<InsertJob>) -> bool {
-    if inserts.len() > 1 {
-        match insert_together(connection, &inserts).await {
-            Ok(answers) => {
-                let mut answers = owed_by_link(&answers);
-                for job in inserts {
-                    let answer = match &mut answers {
-                        Ok(by_link) => by_link.remove(&job.link.id).ok_or_else(|| {
-                            StoreError::Internal(format!(
-                                "the batch answered nothing for link {}",
-                                job.link.id
-                            ))
-                        }),
-                        Err(error) => Err(StoreError::Internal(error.to_string())),
-                    };
-                    let _ = job.answer.send(answer);
-                }
-                return true;
-            }
-            // As for transitions: refused, nothing of it was written, so
-            // each is written alone; a failed connection is told to all.
-            Err(sqlx::Error::Database(error)) => {
-                tracing::warn!(%error, links = inserts.len(), "a batch of new links was refused; writing each alone");
-            }
-            Err(error) => {
-                let error = StoreError::from(error);
-                for job in inserts {
-                    let _ = job.answer.send(Err(error.clone()));
-                }
-                return false;
-            }
-        }
-    }
-    let mut usable = true;
-    for job in inserts {
-        let answer = insert_link_at_once(connection, &job.link, &job.event).await;
-        usable &= !matches!(answer, Err(StoreError::Unavailable(_)));
-        let _ = job.answer.send(answer);
-    }
-    usable
-}
-
 /// One new link of a batch, and its event. The link's serialized fields
 /// are its columns under their own names (status and payment type in
 /// snake case, the currency as its code, as the columns hold them).
@@ -526,19 +556,6 @@ async fn insert_together(
         .await
 }
 
-fn owed_by_link(answers: &[PgRow]) -> sqlx::Result<HashMap<String, DeliveriesOwed>> {
-    answers
-        .iter()
-        .map(|row| {
-            let owed: i64 = row.try_get("deliveries")?;
-            Ok((
-                row.try_get("id")?,
-                DeliveriesOwed(u64::try_from(owed).unwrap_or(0)),
-            ))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -595,7 +612,7 @@ mod tests {
             })
             .unzip();
         for round in rounds(jobs) {
-            write_round(&mut store.pool.acquire().await.unwrap(), round).await;
+            write_batch(&mut store.pool.acquire().await.unwrap(), round).await;
         }
         let mut out = Vec::new();
         for answered in answers {
@@ -648,7 +665,7 @@ mod tests {
                 .collect();
 
             // One statement for all five, not each alone.
-            let answers = answers_by_link(
+            let answers = answers_by_link::<Job>(
                 &write_together(&mut store.pool.acquire().await.unwrap(), &round)
                     .await
                     .unwrap(),
@@ -834,7 +851,7 @@ mod tests {
             ];
             let (jobs, _) = insert_jobs(links.clone());
 
-            let owed = owed_by_link(
+            let owed = answers_by_link::<InsertJob>(
                 &insert_together(&mut store.pool.acquire().await.unwrap(), &jobs)
                     .await
                     .unwrap(),
@@ -869,7 +886,7 @@ mod tests {
             links[1].1.link.slug = links[0].0.slug.clone();
             let (jobs, answered) = insert_jobs(links.clone());
 
-            write_inserts(&mut store.pool.acquire().await.unwrap(), jobs).await;
+            write_batch(&mut store.pool.acquire().await.unwrap(), jobs).await;
 
             let mut answers = Vec::new();
             for answer in answered {
