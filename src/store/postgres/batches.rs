@@ -129,10 +129,12 @@ impl Write {
 }
 
 async fn write_batches(pool: PgPool, waiting: Arc<Mutex<mpsc::Receiver<Write>>>) {
-    // A writer keeps its connection while writes keep coming and gives it
-    // back when none waits: waiting in the pool's queue behind every
-    // request's read for each batch cost more than the batch itself (with
-    // two writers, 45 ms per batch of 21 cancels whose statement took 2.4).
+    // A writer keeps its connection while writes keep coming, rather than
+    // queueing in the pool behind the requests' reads for each batch, and
+    // gives it back when none waits. (Measured: no gain beyond the noise
+    // with five writers; two writers stay slow with it or without it, for
+    // a reason not yet found. BENCHMARKS.md, "PostgreSQL writes in
+    // batches".)
     let mut held: Option<PoolConnection<Postgres>> = None;
     loop {
         let writes = {
