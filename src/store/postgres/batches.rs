@@ -31,7 +31,8 @@ use crate::domain::{Actor, Link, LinkEvent, Transition};
 use crate::store::{Applied, DeliveriesOwed, StoreError, StoreResult};
 
 use super::rows::{
-    DeliveryParams, LINK_COLUMNS, deliveries_owed, insert_link_at_once, write_transition_at_once,
+    DeliveryParams, LINK_COLUMNS, deliveries_owed, deliveries_owed_of, insert_link_at_once,
+    write_transition_at_once,
 };
 
 /// The most writes one batch takes.
@@ -121,10 +122,10 @@ fn writer_stopped() -> StoreError {
 
 impl Write {
     fn fail(self, error: StoreError) {
-        let _ = match self {
-            Write::Transition(job) => job.answer.send(Err(error)).is_ok(),
-            Write::Insert(job) => job.answer.send(Err(error)).is_ok(),
-        };
+        match self {
+            Write::Transition(job) => job.answer(Err(error)),
+            Write::Insert(job) => job.answer(Err(error)),
+        }
     }
 }
 
@@ -321,7 +322,7 @@ impl Batched for Job {
     fn answer_of(row: &PgRow) -> sqlx::Result<Applied> {
         let written: bool = row.try_get("written")?;
         Ok(if written {
-            Applied::Yes(owed_of(row)?)
+            Applied::Yes(deliveries_owed_of(row)?)
         } else {
             Applied::StaleVersion
         })
@@ -352,13 +353,8 @@ impl Batched for InsertJob {
     }
 
     fn answer_of(row: &PgRow) -> sqlx::Result<DeliveriesOwed> {
-        owed_of(row)
+        deliveries_owed_of(row)
     }
-}
-
-fn owed_of(row: &PgRow) -> sqlx::Result<DeliveriesOwed> {
-    let owed: i64 = row.try_get("deliveries")?;
-    Ok(DeliveriesOwed(u64::try_from(owed).unwrap_or(0)))
 }
 
 /// One row of the batch: the link's new fields, the version it must
@@ -600,6 +596,31 @@ mod tests {
         .unwrap()
     }
 
+    async fn links(service: &Service, caller: &Caller, count: usize) -> Vec<String> {
+        let mut ids = Vec::new();
+        for _ in 0..count {
+            ids.push(create_link(service, caller).await);
+        }
+        ids
+    }
+
+    /// A cancel of each link, read now.
+    async fn cancels_of(service: &Service, caller: &Caller, ids: &[String]) -> Vec<Transition> {
+        let mut transitions = Vec::new();
+        for id in ids {
+            transitions.push(cancel_of(service, caller, id).await);
+        }
+        transitions
+    }
+
+    async fn connection(store: &PostgresStore) -> PoolConnection<Postgres> {
+        store
+            .pool
+            .acquire()
+            .await
+            .expect("a connection from the test's pool")
+    }
+
     /// Writes `transitions` as the writers would if they all were waiting
     /// at once; their answers in order.
     async fn write_at_once(
@@ -614,7 +635,7 @@ mod tests {
             })
             .unzip();
         for round in rounds(jobs) {
-            write_batch(&mut store.pool.acquire().await.unwrap(), round).await;
+            write_batch(&mut *connection(store).await, round).await;
         }
         let mut out = Vec::new();
         for answered in answers {
@@ -645,14 +666,8 @@ mod tests {
     async fn one_statement_writes_each_transition_with_its_event_and_deliveries_or_finds_it_stale()
     {
         with_shop(async |store, service, caller| {
-            let mut ids = Vec::new();
-            for _ in 0..5 {
-                ids.push(create_link(service, caller).await);
-            }
-            let mut transitions = Vec::new();
-            for id in &ids {
-                transitions.push(cancel_of(service, caller, id).await);
-            }
+            let ids = links(service, caller, 5).await;
+            let mut transitions = cancels_of(service, caller, &ids).await;
             // A cancel of the last link read before some other change.
             transitions[4].expected_version -= 1;
             // A second cancel of the first link, read at the same version.
@@ -668,7 +683,7 @@ mod tests {
 
             // One statement for all five, not each alone.
             let answers = answers_by_link::<Job>(
-                &write_together(&mut store.pool.acquire().await.unwrap(), &round)
+                &write_together(&mut *connection(store).await, &round)
                     .await
                     .unwrap(),
             )
@@ -703,14 +718,8 @@ mod tests {
     #[tokio::test]
     async fn a_transition_the_server_refuses_fails_alone_and_the_rest_of_its_batch_is_written() {
         with_shop(async |store, service, caller| {
-            let mut ids = Vec::new();
-            for _ in 0..3 {
-                ids.push(create_link(service, caller).await);
-            }
-            let mut transitions = Vec::new();
-            for id in &ids {
-                transitions.push(cancel_of(service, caller, id).await);
-            }
+            let ids = links(service, caller, 3).await;
+            let mut transitions = cancels_of(service, caller, &ids).await;
             // An event id that is taken already: the server refuses it.
             let taken: String = sqlx::query_scalar("select id from events where link_id = $1")
                 .bind(&ids[1])
@@ -746,15 +755,10 @@ mod tests {
     #[tokio::test]
     async fn cancels_racing_through_the_writers_each_get_their_own_answer() {
         with_shop(async |store, service, caller| {
-            let mut ids = Vec::new();
-            for _ in 0..40 {
-                ids.push(create_link(service, caller).await);
-            }
+            let ids = links(service, caller, 40).await;
             // Each link twice, at the same version: one wins, one is stale.
-            let mut transitions = Vec::new();
-            for id in ids.iter().chain(ids.iter()) {
-                transitions.push(cancel_of(service, caller, id).await);
-            }
+            let mut transitions = cancels_of(service, caller, &ids).await;
+            transitions.extend(cancels_of(service, caller, &ids).await);
             let writes = transitions
                 .into_iter()
                 .map(|t| store.writers.transition(&store.pool, t));
@@ -854,7 +858,7 @@ mod tests {
             let (jobs, _) = insert_jobs(links.clone());
 
             let owed = answers_by_link::<InsertJob>(
-                &insert_together(&mut store.pool.acquire().await.unwrap(), &jobs)
+                &insert_together(&mut *connection(store).await, &jobs)
                     .await
                     .unwrap(),
             )
@@ -888,7 +892,7 @@ mod tests {
             links[1].1.link.slug = links[0].0.slug.clone();
             let (jobs, answered) = insert_jobs(links.clone());
 
-            write_batch(&mut store.pool.acquire().await.unwrap(), jobs).await;
+            write_batch(&mut *connection(store).await, jobs).await;
 
             let mut answers = Vec::new();
             for answer in answered {
