@@ -60,3 +60,72 @@ impl PostgresStore {
         Ok(Self { pool, writers })
     }
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    //! Runs on the PostgreSQL server `PAYLINK_TEST_POSTGRES_URL` names.
+
+    use std::os::fd::BorrowedFd;
+
+    use sqlx::Row;
+
+    use crate::store::postgres::scratch::{admin_url, scratch_store};
+
+    /// Every statement is a write and a read on its connection, and a batch
+    /// writer's statement carries a JSON array larger than one loopback
+    /// segment (64 KiB): with Nagle's algorithm on, its last segment waits
+    /// for the server's delayed acknowledgement, 40 ms a statement (sqlx
+    /// 0.9.0 left it on; 0.9.1 turns it off again). The pool's connections
+    /// must send at once.
+    #[tokio::test]
+    async fn pooled_connections_send_without_waiting_for_acknowledgements() {
+        let Some(admin_url) = admin_url() else { return };
+        let server_port = url::Url::parse(&admin_url)
+            .unwrap()
+            .port()
+            .unwrap_or(5432);
+        let (store, drop_database) = scratch_store(&admin_url).await;
+        let mut connection = store.pool.acquire().await.unwrap();
+        let client_port: Option<i32> = sqlx::query("select inet_client_port()")
+            .fetch_one(&mut *connection)
+            .await
+            .unwrap()
+            .get(0);
+        let Some(client_port) = client_port else {
+            eprintln!("SKIPPED: the test server is reached through a Unix socket, not TCP");
+            drop(connection);
+            drop_database().await;
+            return;
+        };
+
+        let mut found = None;
+        for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
+            let Ok(fd) = entry.unwrap().file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            // SAFETY: only getsockname, getpeername and getsockopt are called,
+            // none of which changes or closes the descriptor; the one that
+            // matters belongs to `connection`, which stays open meanwhile.
+            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+            let socket = socket2::SockRef::from(&fd);
+            let ports = socket
+                .local_addr()
+                .ok()
+                .and_then(|local| local.as_socket())
+                .zip(socket.peer_addr().ok().and_then(|peer| peer.as_socket()));
+            if let Some((local, peer)) = ports
+                && i32::from(local.port()) == client_port
+                && peer.port() == server_port
+            {
+                found = Some(socket.tcp_nodelay().unwrap());
+            }
+        }
+        assert_eq!(
+            found,
+            Some(true),
+            "the pooled connection's socket (None: not found) must have TCP_NODELAY"
+        );
+        drop(connection);
+        drop_database().await;
+    }
+}
