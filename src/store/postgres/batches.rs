@@ -132,10 +132,10 @@ impl Write {
 async fn write_batches(pool: PgPool, waiting: Arc<Mutex<mpsc::Receiver<Write>>>) {
     // A writer keeps its connection while writes keep coming, rather than
     // queueing in the pool behind the requests' reads for each batch, and
-    // gives it back when none waits. (Measured: no gain beyond the noise
-    // with five writers; two writers stay slow with it or without it, for
-    // a reason not yet found. BENCHMARKS.md, "PostgreSQL writes in
-    // batches".)
+    // gives it back when none waits. (Measured: no gain beyond the noise.
+    // A batch's statement is often larger than one loopback segment, so it
+    // relies on the connection sending without Nagle's algorithm, which
+    // sqlx 0.9.0 left on: 40 ms a batch; see `engine::tests`.)
     let mut held: Option<PoolConnection<Postgres>> = None;
     loop {
         let writes = {

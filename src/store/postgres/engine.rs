@@ -80,10 +80,7 @@ mod tests {
     #[tokio::test]
     async fn pooled_connections_send_without_waiting_for_acknowledgements() {
         let Some(admin_url) = admin_url() else { return };
-        let server_port = url::Url::parse(&admin_url)
-            .unwrap()
-            .port()
-            .unwrap_or(5432);
+        let server_port = url::Url::parse(&admin_url).unwrap().port().unwrap_or(5432);
         let (store, drop_database) = scratch_store(&admin_url).await;
         let mut connection = store.pool.acquire().await.unwrap();
         let client_port: Option<i32> = sqlx::query("select inet_client_port()")
