@@ -78,26 +78,27 @@ mod tests {
     /// 0.9.0 left it on; 0.9.1 turns it off again). The pool's connections
     /// must send at once.
     #[tokio::test]
-    async fn pooled_connections_send_without_waiting_for_acknowledgements() {
-        let Some(admin_url) = admin_url() else { return };
+    async fn pooled_connections_send_without_waiting_for_acknowledgements() -> anyhow::Result<()> {
+        let Some(admin_url) = admin_url() else {
+            return Ok(());
+        };
         let server_port = url::Url::parse(&admin_url).unwrap().port().unwrap_or(5432);
         let (store, drop_database) = scratch_store(&admin_url).await;
-        let mut connection = store.pool.acquire().await.unwrap();
+        let mut connection = store.pool.acquire().await?;
         let client_port: Option<i32> = sqlx::query("select inet_client_port()")
             .fetch_one(&mut *connection)
-            .await
-            .unwrap()
+            .await?
             .get(0);
         let Some(client_port) = client_port else {
             eprintln!("SKIPPED: the test server is reached through a Unix socket, not TCP");
             drop(connection);
             drop_database().await;
-            return;
+            return Ok(());
         };
 
         let mut found = None;
-        for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
-            let Ok(fd) = entry.unwrap().file_name().to_string_lossy().parse::<i32>() else {
+        for entry in std::fs::read_dir("/proc/self/fd")? {
+            let Ok(fd) = entry?.file_name().to_string_lossy().parse::<i32>() else {
                 continue;
             };
             // SAFETY: only getsockname, getpeername and getsockopt are called,
@@ -124,5 +125,6 @@ mod tests {
         );
         drop(connection);
         drop_database().await;
+        Ok(())
     }
 }
